@@ -1,0 +1,1 @@
+"""insid3.export"""
