@@ -5,7 +5,7 @@ Layout::
     <bundle>/
       insid3.json                  metadata (BundleMetadata below)
       model.onnx                   pixel_values [B,3,R,R] f32 -> features [B,N,C] f32, L2-normalised
-      positional_basis.npy         float32 (C, C): left singular vectors, in order (doc §3)
+      positional_basis.npy         float32 (C, K), K = min(C, N): left singular vectors, in order (doc §3)
       model.<prec>.<gpu>.trt<ver>.engine   optional TensorRT engine (+ timing.cache)
 
 This module is torch-free: the export stage writes metadata through it and the runtime reads
@@ -160,12 +160,12 @@ class Bundle:
         return [a for a in self.metadata.artifacts if a.kind == "tensorrt"]
 
     def positional_basis(self) -> np.ndarray:
-        """(C, C) float32, columns = left singular vectors in order."""
+        """(C, K) float32, K = min(C, N): columns are the left singular vectors in order."""
         basis = np.load(self.basis_path)
-        c = self.metadata.embed_dim
-        if basis.dtype != np.float32 or basis.shape != (c, c):
+        c, k = self.metadata.embed_dim, min(self.metadata.embed_dim, self.metadata.num_patches)
+        if basis.dtype != np.float32 or basis.shape != (c, k):
             raise BundleError(
-                f"{self.basis_path}: expected float32 ({c}, {c}), got {basis.dtype} {basis.shape}"
+                f"{self.basis_path}: expected float32 ({c}, {k}), got {basis.dtype} {basis.shape}"
             )
         return basis
 
