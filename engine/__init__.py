@@ -1,1 +1,8 @@
-"""insid3.engine"""
+"""insid3.engine: the runtime (backends, the Segmenter pipeline, CLIs, server). No torch needed."""
+
+from insid3.engine.bundle import Bundle, BundleMetadata, load_bundle
+from insid3.engine.reference import Reference
+from insid3.engine.segmenter import Segmenter
+from insid3.engine.settings import Hyperparameters
+
+__all__ = ["Bundle", "BundleMetadata", "Hyperparameters", "Reference", "Segmenter", "load_bundle"]

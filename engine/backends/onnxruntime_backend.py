@@ -1,0 +1,95 @@
+"""ONNX Runtime: TensorRT -> CUDA -> CPU execution providers, whichever this install offers.
+
+On CUDA the output is bound to a CuPy buffer (IOBinding), so features never leave the device
+before the kernels run on them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import numpy as np
+
+from insid3.engine.backends.base import BackendOptions, check_features, check_pixel_batch
+from insid3.engine.bundle import Bundle
+
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def unavailable_reason(bundle: Bundle, options: BackendOptions) -> str | None:
+    if importlib.util.find_spec("onnxruntime") is None:
+        return "onnxruntime is not installed (pip install 'insid3[cpu]', or 'insid3[gpu]' for onnxruntime-gpu)"
+    if options.precision != "fp32":
+        return f"the onnxruntime backend runs the fp32 ONNX model only, not {options.precision}"
+    return None
+
+
+def cuda_available() -> bool:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # cupy missing or no driver: the CUDA provider cannot hand us device arrays
+        return False
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+
+    def __init__(self, bundle: Bundle, options: BackendOptions) -> None:
+        import onnxruntime as ort
+
+        self._bundle = bundle
+        self.max_batch = None
+        self.precision = "fp32"
+        session_options = ort.SessionOptions()
+        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if options.num_threads:
+            session_options.intra_op_num_threads = options.num_threads
+        on_gpu = cuda_available()
+        providers = [p for p in GPU_PROVIDERS if on_gpu and p in ort.get_available_providers()]
+        providers.append("CPUExecutionProvider")
+        self._session = ort.InferenceSession(
+            str(bundle.onnx_path), sess_options=session_options, providers=providers
+        )
+        self.providers = tuple(self._session.get_providers())
+        self._device_id = options.device_id
+        if on_gpu and self.providers[0] in GPU_PROVIDERS:
+            import cupy
+
+            self.xp, self.device = cupy, f"cuda:{options.device_id}"
+        else:
+            self.xp, self.device = np, "cpu"
+
+    def features(self, pixel_values: np.ndarray) -> Any:
+        check_pixel_batch(pixel_values, self._bundle.metadata.resolution)
+        if self.xp is np:
+            (out,) = self._session.run(["features"], {"pixel_values": pixel_values})
+        else:
+            out = self._run_on_device(pixel_values)
+        check_features(out, self._bundle, pixel_values.shape[0], self.name)
+        return out
+
+    def _run_on_device(self, pixel_values: np.ndarray) -> Any:
+        meta = self._bundle.metadata
+        out = self.xp.empty((pixel_values.shape[0], meta.num_patches, meta.embed_dim), self.xp.float32)
+        binding = self._session.io_binding()
+        binding.bind_cpu_input("pixel_values", pixel_values)
+        binding.bind_output(
+            "features", "cuda", self._device_id, np.float32, tuple(out.shape), out.data.ptr
+        )
+        self._session.run_with_iobinding(binding)
+        return out
+
+    def synchronize(self) -> None:
+        if self.xp is not np:
+            self.xp.cuda.get_current_stream().synchronize()
+
+
+def load(bundle: Bundle, options: BackendOptions) -> OnnxRuntimeBackend:
+    return OnnxRuntimeBackend(bundle, options)

@@ -1,0 +1,70 @@
+"""OpenVINO on the CPU: reads the bundle's ONNX; bf16 on CPUs with AMX/AVX512-BF16.
+
+Offered because ONNX Runtime's CPU provider is the slowest way to run this ViT on a CPU here.
+bf16 changes the features slightly: the benchmark reports its masks against the fp32 path.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+
+from insid3.engine.backends.base import BackendOptions, check_features, check_pixel_batch
+from insid3.engine.bundle import Bundle
+
+PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
+
+
+def unavailable_reason(bundle: Bundle, options: BackendOptions) -> str | None:
+    if importlib.util.find_spec("openvino") is None:
+        return "openvino is not installed (pip install 'insid3[openvino]')"
+    if options.precision not in PRECISION_HINTS:
+        return f"openvino runs fp32 or bf16 here, not {options.precision}"
+    if options.precision == "bf16" and "BF16" not in cpu_capabilities():
+        return "this CPU has no bf16 support (OpenVINO lists no BF16 capability)"
+    return None
+
+
+def cpu_capabilities() -> tuple[str, ...]:
+    import openvino as ov
+
+    return tuple(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+class OpenVinoBackend:
+    name = "openvino"
+    device = "cpu"
+    xp = np
+    max_batch = None
+
+    def __init__(self, bundle: Bundle, options: BackendOptions) -> None:
+        import openvino as ov
+
+        self._bundle = bundle
+        self.precision = options.precision
+        config = {
+            "INFERENCE_PRECISION_HINT": PRECISION_HINTS[options.precision],
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        if options.num_threads:
+            config["INFERENCE_NUM_THREADS"] = options.num_threads
+        core = ov.Core()
+        self._compiled = core.compile_model(core.read_model(str(bundle.onnx_path)), "CPU", config)
+        self._request = self._compiled.create_infer_request()
+        self._output = self._compiled.output("features")
+
+    def features(self, pixel_values: np.ndarray) -> np.ndarray:
+        check_pixel_batch(pixel_values, self._bundle.metadata.resolution)
+        result = self._request.infer({"pixel_values": pixel_values})
+        # The request reuses its output buffer on the next call: copy it out.
+        out = np.array(result[self._output], dtype=np.float32, copy=True)
+        check_features(out, self._bundle, pixel_values.shape[0], self.name)
+        return out
+
+    def synchronize(self) -> None:
+        """Inference is synchronous here."""
+
+
+def load(bundle: Bundle, options: BackendOptions) -> OpenVinoBackend:
+    return OpenVinoBackend(bundle, options)

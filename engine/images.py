@@ -1,0 +1,115 @@
+"""Reading and pre-processing images and masks exactly as algorithm doc §1 says.
+
+An image is a path, a PIL image or an H x W x 3 uint8 array; a mask is a path, a PIL image or an
+H x W array (bool, 0/1 or 0-255: any positive value is foreground).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from insid3.errors import InputImageError, ReferenceMaskError
+
+ImageLike = Union[str, Path, Image.Image, np.ndarray]
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """One image ready for the backbone: normalised CHW pixels plus its original size."""
+
+    pixels: np.ndarray  # (3, R, R) float32, ImageNet-normalised
+    original_size: tuple[int, int]  # (H, W)
+    name: str = ""
+
+
+def _describe(source: ImageLike) -> str:
+    return str(source) if isinstance(source, (str, Path)) else type(source).__name__
+
+
+def _open(source: ImageLike, what: str) -> Image.Image:
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise InputImageError(f"{what} {path} does not exist")
+        try:
+            with Image.open(path) as img:
+                img.load()
+                return img.copy()
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise InputImageError(f"cannot read {what} {path}: {exc}") from exc
+    raise InputImageError(
+        f"{what} must be a path, a PIL image or a numpy array, got {type(source).__name__}"
+    )
+
+
+def load_rgb(source: ImageLike) -> Image.Image:
+    """Decode to an RGB PIL image (PIL's convert('RGB'), doc §1)."""
+    if isinstance(source, np.ndarray):
+        if source.ndim != 3 or source.shape[2] != 3 or source.dtype != np.uint8:
+            raise InputImageError(
+                f"an image array must be H x W x 3 uint8, got {source.dtype} {source.shape}"
+            )
+        return Image.fromarray(source, mode="RGB")
+    return _open(source, "image").convert("RGB")
+
+
+def load_mask(source: ImageLike) -> np.ndarray:
+    """A bool (H, W) mask: every pixel > 0 (in any channel) is foreground."""
+    if isinstance(source, np.ndarray):
+        array = source
+    else:
+        array = np.asarray(_open(source, "mask"))
+    if array.ndim == 3:
+        array = array.any(axis=2) if array.dtype == bool else (array > 0).any(axis=2)
+    if array.ndim != 2:
+        raise InputImageError(f"a mask must be H x W, got shape {array.shape}")
+    return array > 0
+
+
+def normalise_pixels(
+    image: Image.Image, resolution: int, mean: tuple[float, ...], std: tuple[float, ...]
+) -> np.ndarray:
+    """PIL bilinear resize to R x R (aspect not kept), /255, per-channel normalise, CHW float32."""
+    resized = image.resize((resolution, resolution), Image.BILINEAR)
+    array = np.asarray(resized, dtype=np.float32) / 255.0
+    array = (array - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+def prepare_image(
+    source: ImageLike, resolution: int, mean: tuple[float, ...], std: tuple[float, ...]
+) -> PreparedImage:
+    image = load_rgb(source)
+    pixels = normalise_pixels(image, resolution, mean, std)
+    return PreparedImage(pixels=pixels, original_size=(image.height, image.width), name=_describe(source))
+
+
+def resize_mask(mask: np.ndarray, resolution: int) -> np.ndarray:
+    """The reference mask at R x R: PIL NEAREST, then > 0.5 (doc §1)."""
+    image = Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
+    return np.asarray(image.resize((resolution, resolution), Image.NEAREST)) > 127
+
+
+def prepare_reference_mask(mask_source: ImageLike, image_size: tuple[int, int], resolution: int) -> np.ndarray:
+    """Load a reference mask, check it against its image's (H, W), return it bool at R x R."""
+    mask = load_mask(mask_source)
+    if mask.shape != tuple(image_size):
+        raise InputImageError(
+            f"mask {_describe(mask_source)} is {mask.shape[1]}x{mask.shape[0]} (WxH) but its image is "
+            f"{image_size[1]}x{image_size[0]}: a reference mask must have its image's size"
+        )
+    if not mask.any():
+        raise ReferenceMaskError(f"reference mask {_describe(mask_source)} is empty: no pixel is > 0")
+    resized = resize_mask(mask, resolution)
+    if not resized.any():
+        raise ReferenceMaskError(
+            f"reference mask {_describe(mask_source)} vanishes when resized to {resolution}x{resolution}"
+        )
+    return resized

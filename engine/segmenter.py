@@ -1,0 +1,249 @@
+"""`Segmenter`: the user-facing API. References are encoded once; targets stream through.
+
+    seg = Segmenter.from_bundle("bundles/dinov3-vits16-768")
+    seg.set_reference(image, mask)
+    mask = seg.segment(target)          # bool (H, W) at the target's own size
+
+Per target: preprocess -> backbone -> debias -> matching -> clustering -> aggregation ->
+upsample (algorithm doc §1-§9), each stage timed in `last_timings` (ms).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from insid3 import kernels
+from insid3.engine.backends import load_backend
+from insid3.engine.backends.base import Backend, BackendOptions
+from insid3.engine.bundle import Bundle, load_bundle
+from insid3.engine.images import ImageLike, PreparedImage, prepare_image, prepare_reference_mask
+from insid3.engine.reference import Reference, ReferenceShot
+from insid3.engine.settings import Hyperparameters
+from insid3.engine.timing import STAGES, StageClock
+from insid3.errors import NoReferenceError, SettingsError
+
+log = logging.getLogger("insid3.engine")
+
+
+def as_numpy(array: Any) -> np.ndarray:
+    """Host copy of a numpy or cupy array (the one place results leave the device)."""
+    return array.get() if hasattr(array, "get") else np.asarray(array)
+
+
+class Segmenter:
+    def __init__(self, bundle: Bundle, backend: Backend, hyperparameters: Hyperparameters) -> None:
+        meta = bundle.metadata
+        basis = bundle.positional_basis()
+        self.hyperparameters = hyperparameters.validated(meta.embed_dim)
+        if hyperparameters.svd_components > basis.shape[1]:
+            raise SettingsError(
+                f"svd_components={hyperparameters.svd_components} exceeds the {basis.shape[1]} basis "
+                f"vectors of this bundle (min(C, N) at {meta.resolution}px)"
+            )
+        self.bundle = bundle
+        self.backend = backend
+        self.xp = backend.xp
+        # Only the first s basis vectors are ever used: keep just those, on the backend's device.
+        self._basis = self.xp.asarray(np.ascontiguousarray(basis[:, : self.hyperparameters.svd_components]))
+        self._shots: list[ReferenceShot] = []
+        self._reference: Reference | None = None
+        self.last_timings: dict[str, float] = {}
+        # How many images went through the backbone for references and for targets: the proof
+        # that references are encoded once, however many targets follow.
+        self.images_encoded = {"reference": 0, "target": 0}
+
+    @classmethod
+    def from_bundle(
+        cls,
+        path: str | Path,
+        backend: str = "auto",
+        svd_components: int | None = None,
+        tau: float | None = None,
+        merge_threshold: float | None = None,
+        *,
+        precision: str = "fp32",
+        num_threads: int | None = None,
+    ) -> "Segmenter":
+        """Load a bundle and a backend; None hyperparameters take the bundle's defaults."""
+        bundle = load_bundle(path)
+        defaults = bundle.metadata.defaults
+        hyperparameters = Hyperparameters(
+            svd_components=defaults.svd_components if svd_components is None else int(svd_components),
+            tau=defaults.tau if tau is None else float(tau),
+            merge_threshold=defaults.merge_threshold if merge_threshold is None else float(merge_threshold),
+        )
+        hyperparameters.validated(bundle.metadata.embed_dim)  # fail before loading a backend
+        options = BackendOptions(precision=precision, num_threads=num_threads)
+        return cls(bundle, load_backend(bundle, backend, options), hyperparameters)
+
+    # ------------------------------------------------------------------ references
+    def encode_shots(self, shots: Sequence[tuple[ImageLike, ImageLike]]) -> tuple[ReferenceShot, ...]:
+        """Encode (image, mask) pairs into reference shots (one backbone batch)."""
+        meta = self.bundle.metadata
+        prepared, masks = [], []
+        for image, mask in shots:
+            item = self.prepare(image)
+            masks.append(prepare_reference_mask(mask, item.original_size, meta.resolution))
+            prepared.append(item)
+        features = self.encode(prepared, role="reference")
+        debiased = kernels.debias(features, self._basis, self.hyperparameters.svd_components)
+        return tuple(
+            ReferenceShot(
+                debiased=debiased[i],
+                patch_mask=self.xp.asarray(kernels.downsample_mask(mask, meta.patch_grid)).reshape(-1),
+            )
+            for i, mask in enumerate(masks)
+        )
+
+    def encode_reference(self, shots: Sequence[tuple[ImageLike, ImageLike]]) -> Reference:
+        """A standalone Reference (used by the server); does not touch this Segmenter's own."""
+        return Reference.from_shots(self.encode_shots(shots))
+
+    def set_reference(self, image: ImageLike, mask: ImageLike) -> None:
+        """Replace the references with this one shot."""
+        shots = self.encode_shots([(image, mask)])
+        self._shots = list(shots)
+        self._reference = Reference.from_shots(tuple(self._shots))
+
+    def add_reference(self, image: ImageLike, mask: ImageLike) -> None:
+        """One more shot: backward matching becomes a majority vote over the shots (doc §6)."""
+        self._shots.extend(self.encode_shots([(image, mask)]))
+        self._reference = Reference.from_shots(tuple(self._shots))
+
+    def clear_references(self) -> None:
+        self._shots, self._reference = [], None
+
+    @property
+    def reference(self) -> Reference | None:
+        return self._reference
+
+    def _require(self, reference: Reference | None) -> Reference:
+        reference = reference if reference is not None else self._reference
+        if reference is None:
+            raise NoReferenceError("segment() needs a reference first: call set_reference(image, mask)")
+        return reference
+
+    # ------------------------------------------------------------------ targets
+    def prepare(self, image: ImageLike) -> PreparedImage:
+        meta = self.bundle.metadata
+        return prepare_image(image, meta.resolution, meta.mean, meta.std)
+
+    def encode(self, prepared: Sequence[PreparedImage], role: str = "target") -> Any:
+        """Backbone features (B, N, C) in the backend's array module, in chunks of its max batch."""
+        step = self.backend.max_batch or len(prepared)
+        parts = [
+            self.backend.features(np.stack([p.pixels for p in prepared[i : i + step]]))
+            for i in range(0, len(prepared), step)
+        ]
+        self.images_encoded[role] += len(prepared)
+        return parts[0] if len(parts) == 1 else self.xp.concatenate(parts)
+
+    def decode(
+        self,
+        features: Any,
+        original_size: tuple[int, int],
+        reference: Reference | None = None,
+        clock: StageClock | None = None,
+    ) -> np.ndarray:
+        """Steps 4-9 for one target's (N, C) features: the bool (H, W) mask."""
+        reference = self._require(reference)
+        clock = clock or StageClock(self.backend.synchronize)
+        hp, meta = self.hyperparameters, self.bundle.metadata
+        with clock.stage("debias"):
+            debiased = kernels.debias(features, self._basis, hp.svd_components)
+        with clock.stage("matching"):
+            similarity = kernels.forward_similarity(debiased, reference.prototype)
+            votes = kernels.backward_votes(debiased, reference.debiased, reference.patch_masks)
+            candidate = kernels.forward_candidates(similarity) & kernels.backward_candidates(
+                votes, reference.shots
+            )
+            any_candidate = bool(candidate.any())
+        with clock.stage("clustering"):
+            # No candidate means an empty mask whatever the clusters are (doc §6): skip the work.
+            labels = kernels.average_linkage_clusters(features, hp.tau) if any_candidate else None
+        with clock.stage("aggregation"):
+            if any_candidate:
+                patch_mask = kernels.aggregate(
+                    labels, candidate, features, debiased, similarity, reference.prototype, hp.merge_threshold
+                )
+            else:
+                patch_mask = candidate
+        with clock.stage("upsample"):
+            mask = kernels.upsample_mask(patch_mask.reshape(meta.patch_grid), meta.resolution, original_size)
+            mask = as_numpy(mask)
+        return mask
+
+    def segment(self, target: ImageLike, reference: Reference | None = None) -> np.ndarray:
+        """The bool (H, W) mask of the reference's concept in `target`, at the target's own size."""
+        reference = self._require(reference)
+        clock = StageClock(self.backend.synchronize)
+        with clock.stage("preprocess"):
+            prepared = self.prepare(target)
+        with clock.stage("backbone"):
+            features = self.encode([prepared])
+        mask = self.decode(features[0], prepared.original_size, reference, clock)
+        self.last_timings = {stage: clock.ms.get(stage, 0.0) for stage in STAGES}
+        return mask
+
+    def segment_batch(
+        self, targets: Sequence[ImageLike], batch_size: int = 8, reference: Reference | None = None
+    ) -> list[np.ndarray]:
+        """Masks for many targets: the backbone runs in batches, decoding overlaps inference."""
+        prepared = (self.prepare(target) for target in targets)
+        return [mask for _, mask in self.segment_stream(prepared, batch_size, reference)]
+
+    def segment_stream(
+        self,
+        prepared: Iterable[PreparedImage],
+        batch_size: int = 8,
+        reference: Reference | None = None,
+    ) -> Iterator[tuple[PreparedImage, np.ndarray]]:
+        """Yield (image, mask) in input order; batch k+1 is encoded while batch k decodes.
+
+        `prepared` is consumed lazily, batch by batch, on one worker thread, so a folder of any
+        size streams in bounded memory. `last_timings` holds per-target means over the stream.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        reference = self._require(reference)
+        source = iter(prepared)
+        totals, count = StageClock(self.backend.synchronize), 0
+
+        def next_batch() -> tuple[list[PreparedImage], Any]:
+            clock = StageClock(self.backend.synchronize)
+            with clock.stage("preprocess"):
+                batch = list(islice(source, batch_size))
+            if not batch:
+                return batch, None
+            with clock.stage("backbone"):
+                features = self.encode(batch)
+            for stage, ms in clock.ms.items():
+                totals.add(stage, ms)
+            return batch, features
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="insid3-backbone") as pool:
+            pending = pool.submit(next_batch)
+            while True:
+                batch, features = pending.result()
+                if not batch:
+                    break
+                pending = pool.submit(next_batch)
+                for i, item in enumerate(batch):
+                    mask = self.decode(features[i], item.original_size, reference, totals)
+                    count += 1
+                    self.last_timings = {s: totals.ms.get(s, 0.0) / count for s in STAGES}
+                    yield item, mask
+
+    def describe(self) -> str:
+        b = self.backend
+        return (
+            f"{self.bundle.metadata.arch} @ {self.bundle.metadata.resolution}px on {b.name} "
+            f"({b.device}, {b.precision}); {self.hyperparameters}"
+        )
