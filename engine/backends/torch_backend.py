@@ -1,0 +1,56 @@
+"""Eager PyTorch through the export package: for development and comparisons, never `auto`.
+
+It rebuilds the exact model the bundle was exported from (`metadata.arch` and
+`metadata.weights`: the random seed, or the checkpoint file with its recorded sha256).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+
+from insid3.engine.backends.base import BackendOptions, check_features, check_pixel_batch
+from insid3.engine.bundle import Bundle
+
+
+def unavailable_reason(bundle: Bundle, options: BackendOptions) -> str | None:
+    if importlib.util.find_spec("torch") is None:
+        return "torch is not installed (pip install torch==2.13.0, then 'insid3[export]')"
+    if options.precision != "fp32":
+        return f"the torch backend runs fp32 only, not {options.precision}"
+    return None
+
+
+class TorchBackend:
+    name = "torch"
+    device = "cpu"
+    precision = "fp32"
+    xp = np
+    max_batch = None
+
+    def __init__(self, bundle: Bundle, options: BackendOptions) -> None:
+        import torch
+
+        from insid3.export import build_backbone
+
+        meta = bundle.metadata
+        self._bundle = bundle
+        self._torch = torch
+        if options.num_threads:
+            torch.set_num_threads(options.num_threads)
+        self._model = build_backbone(meta.arch, meta.weights, resolution=meta.resolution)
+
+    def features(self, pixel_values: np.ndarray) -> np.ndarray:
+        check_pixel_batch(pixel_values, self._bundle.metadata.resolution)
+        with self._torch.inference_mode():
+            out = self._model(self._torch.from_numpy(pixel_values)).numpy()
+        check_features(out, self._bundle, pixel_values.shape[0], self.name)
+        return out
+
+    def synchronize(self) -> None:
+        """Eager CPU execution is synchronous."""
+
+
+def load(bundle: Bundle, options: BackendOptions) -> TorchBackend:
+    return TorchBackend(bundle, options)
