@@ -1,0 +1,103 @@
+"""The bundle format as the runtime reads it: round trip and every way a folder can be wrong."""
+
+import json
+
+import numpy as np
+import pytest
+
+from insid3.engine.bundle import (
+    BASIS_FILE,
+    FORMAT_VERSION,
+    METADATA_FILE,
+    ONNX_FILE,
+    BundleMetadata,
+    WeightsSource,
+    describe_file,
+    load_bundle,
+    write_metadata,
+)
+from insid3.engine.settings import Hyperparameters
+from insid3.errors import BundleError, SettingsError
+
+
+def _metadata(folder, embed_dim=8, resolution=64):
+    (folder / ONNX_FILE).write_bytes(b"onnx")
+    grid = resolution // 16
+    np.save(folder / BASIS_FILE, np.eye(embed_dim, min(embed_dim, grid * grid), dtype=np.float32))
+    return BundleMetadata(
+        size="custom", arch="dinov3_custom", resolution=resolution, patch_size=16, embed_dim=embed_dim,
+        patch_grid=(grid, grid), defaults=Hyperparameters(svd_components=3),
+        weights=WeightsSource(kind="random-init", seed=7), opset=18,
+        artifacts=(describe_file(folder, ONNX_FILE, kind="onnx", precision="fp32",
+                                 parity={"against": "torch", "max_abs_error": 1e-6}),),
+        tool_version="0.1.0", created_at="2026-11-22T00:00:00Z",
+    )
+
+
+def test_metadata_round_trip(tmp_path):
+    meta = _metadata(tmp_path)
+    write_metadata(tmp_path, meta)
+    bundle = load_bundle(tmp_path)
+    assert bundle.metadata == meta
+    assert bundle.metadata.num_patches == 16
+    assert bundle.positional_basis().shape == (8, 8)
+    assert bundle.metadata.artifact("onnx").sha256 == meta.artifacts[0].sha256
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(BundleError, match="does not exist"):
+        load_bundle(tmp_path / "nothing")
+
+
+def test_folder_without_metadata(tmp_path):
+    with pytest.raises(BundleError, match=f"{METADATA_FILE} is missing"):
+        load_bundle(tmp_path)
+
+
+def test_other_format_version_is_refused(tmp_path):
+    write_metadata(tmp_path, _metadata(tmp_path))
+    data = json.loads((tmp_path / METADATA_FILE).read_text())
+    data["format_version"] = FORMAT_VERSION + 1
+    (tmp_path / METADATA_FILE).write_text(json.dumps(data))
+    with pytest.raises(BundleError, match=f"format version {FORMAT_VERSION + 1} is not supported"):
+        load_bundle(tmp_path)
+
+
+def test_incomplete_bundle_names_missing_files(tmp_path):
+    write_metadata(tmp_path, _metadata(tmp_path))
+    (tmp_path / ONNX_FILE).unlink()
+    with pytest.raises(BundleError, match=f"incomplete: missing {ONNX_FILE}"):
+        load_bundle(tmp_path)
+
+
+def test_malformed_metadata(tmp_path):
+    write_metadata(tmp_path, _metadata(tmp_path))
+    data = json.loads((tmp_path / METADATA_FILE).read_text())
+    del data["embed_dim"]
+    (tmp_path / METADATA_FILE).write_text(json.dumps(data))
+    with pytest.raises(BundleError, match="malformed"):
+        load_bundle(tmp_path)
+    (tmp_path / METADATA_FILE).write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        load_bundle(tmp_path)
+
+
+def test_basis_of_the_wrong_shape(tmp_path):
+    write_metadata(tmp_path, _metadata(tmp_path))
+    np.save(tmp_path / BASIS_FILE, np.zeros((5, 5), np.float32))
+    with pytest.raises(BundleError, match=r"expected float32 \(8, 8\), got float32 \(5, 5\)"):
+        load_bundle(tmp_path).positional_basis()
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (Hyperparameters(svd_components=8), "svd_components=8 must be in"),
+        (Hyperparameters(svd_components=-1), "svd_components=-1"),
+        (Hyperparameters(svd_components=2, tau=0.0), "tau=0.0"),
+        (Hyperparameters(svd_components=2, merge_threshold=2.0), "merge_threshold=2.0"),
+    ],
+)
+def test_hyperparameters_are_validated(settings, message):
+    with pytest.raises(SettingsError, match=message):
+        settings.validated(embed_dim=8)
