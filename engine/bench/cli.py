@@ -1,0 +1,177 @@
+"""insid3-bench: FPS, latency per stage and peak memory, beside the authors' way and the paper.
+
+    insid3-bench --bundle DIR [--backend NAME] [--precision fp32|bf16] [--batch-size N ...]
+                 [--shots S] [--iters N] [--warmup N] [--targets T] [--images DIR] [--threads N]
+                 [--compare-reference] [--json FILE] [--markdown FILE] [--plot FILE.png]
+
+Each side runs in its own fresh process (see isolation.py); inputs are the drawn scenes unless
+--images names a folder (naming rule in inputs.py: NAME.jpg + NAME.mask.png is a reference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from insid3.engine.bundle import Bundle, load_bundle
+from insid3.errors import Insid3Error, SettingsError
+
+PROG = "insid3-bench"
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    bundle: Path
+    backend: str
+    precision: str
+    batch_sizes: tuple[int, ...]
+    shots: int
+    iters: int
+    warmup: int
+    targets: int
+    images: Path | None
+    threads: int | None
+    compare_reference: bool
+
+    def validated(self) -> "BenchSettings":
+        for name, value, least in (("--shots", self.shots, 1), ("--iters", self.iters, 1),
+                                   ("--warmup", self.warmup, 0), ("--targets", self.targets, 1)):
+            if value < least:
+                raise SettingsError(f"{name} must be >= {least}, got {value}")
+        bad = [b for b in self.batch_sizes if b < 1]
+        if bad:
+            raise SettingsError(f"--batch-size must be >= 1, got {bad[0]}")
+        if self.threads is not None and self.threads < 1:
+            raise SettingsError(f"--threads must be >= 1, got {self.threads}")
+        return self
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p.add_argument("--bundle", required=True, type=Path, help="bundle folder written by insid3-export")
+    p.add_argument("--backend", default="auto", help="auto, onnxruntime, openvino, tensorrt, torch")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    p.add_argument("--batch-size", dest="batch_sizes", type=int, nargs="+", default=[1],
+                   help="throughput through segment_batch at each of these batch sizes")
+    p.add_argument("--shots", type=int, default=1, help="reference shots (cached once on our side)")
+    p.add_argument("--iters", type=int, default=5, help="measured passes over the targets (median of these)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls before measuring")
+    p.add_argument("--targets", type=int, default=3, help="drawn target scenes (ignored with --images)")
+    p.add_argument("--images", type=Path, help="folder: NAME.jpg + NAME.mask.png references, other images targets")
+    p.add_argument("--threads", type=int, help="CPU threads for both sides (default: the libraries' own)")
+    p.add_argument("--compare-reference", action="store_true",
+                   help="also run the authors' way (torch + sklearn) on the same images and weights")
+    p.add_argument("--json", type=Path, help="write the report as JSON")
+    p.add_argument("--markdown", type=Path, help="write the report as markdown")
+    p.add_argument("--plot", type=Path, help="write a PNG bar chart of latency per stage")
+    return p
+
+
+def settings_from(args: argparse.Namespace) -> BenchSettings:
+    return BenchSettings(
+        bundle=args.bundle, backend=args.backend, precision=args.precision,
+        batch_sizes=tuple(args.batch_sizes), shots=args.shots, iters=args.iters, warmup=args.warmup,
+        targets=args.targets, images=args.images, threads=args.threads,
+        compare_reference=args.compare_reference,
+    ).validated()
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    if args.plot is not None and args.plot.suffix.lower() != ".png":
+        raise SettingsError(f"--plot {args.plot}: the chart is written as PNG, name it *.png")
+    for path in (args.json, args.markdown, args.plot):
+        if path is not None and not path.parent.is_dir():
+            raise SettingsError(f"cannot write {path}: folder {path.parent} does not exist")
+
+
+def check_reference_requirements() -> None:
+    missing = [name for name in ("torch", "sklearn") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SettingsError(
+            f"--compare-reference needs {' and '.join(missing)} (pip install 'insid3[export,bench]')"
+        )
+
+
+def run_benchmark(settings: BenchSettings) -> dict:
+    """Both sides measured, each in its own process; the report as the JSON contract says."""
+    from insid3.engine.bench.environment import environment
+    from insid3.engine.bench.flops import flops_for_arch, roofline
+    from insid3.engine.bench.inputs import folder_inputs, scene_inputs
+    from insid3.engine.bench.isolation import run_isolated
+    from insid3.engine.bench.ours import OursSpec, measure_ours
+    from insid3.engine.bench.reference_side import ReferenceSpec, measure_reference
+    from insid3.engine.bench.report import build_report
+
+    bundle = load_bundle(settings.bundle)
+    if settings.compare_reference:
+        check_reference_requirements()
+    inputs = (
+        folder_inputs(settings.images, settings.shots)
+        if settings.images is not None
+        else scene_inputs(settings.shots, settings.targets)
+    )
+    ours = run_isolated(measure_ours, OursSpec(
+        bundle=str(bundle.folder), backend=settings.backend, precision=settings.precision,
+        num_threads=settings.threads, batch_sizes=settings.batch_sizes, iters=settings.iters,
+        warmup=settings.warmup, inputs=inputs,
+    ))
+    reference = None
+    if settings.compare_reference:
+        reference = run_isolated(measure_reference, ReferenceSpec(
+            bundle=str(bundle.folder), num_threads=settings.threads, iters=settings.iters,
+            warmup=settings.warmup, inputs=inputs,
+        ))
+    env = environment()
+    device = env["gpu"] if ours.backend["device"] != "cpu" else None
+    roof = roofline(flops_for_arch(bundle.metadata.arch, bundle.metadata.resolution), device,
+                    ours.summary["stages_ms"]["backbone"])
+    return build_report(env, config_of(bundle, settings, ours.backend, inputs.source, len(inputs.targets)),
+                        ours, reference, roof)
+
+
+def config_of(bundle: Bundle, settings: BenchSettings, backend: dict, source: str, targets: int) -> dict:
+    meta = bundle.metadata
+    return {
+        "size": meta.size, "resolution": meta.resolution, "arch": meta.arch,
+        "weights": meta.weights.kind, "backend": backend["name"], "precision": backend["precision"],
+        "shots": settings.shots, "targets": targets, "iters": settings.iters, "warmup": settings.warmup,
+        "batch_sizes": list(settings.batch_sizes), "threads": settings.threads, "inputs": source,
+        "bundle": str(bundle.folder),
+    }
+
+
+def write_outputs(report: dict, args: argparse.Namespace) -> None:
+    from insid3.engine.bench.report import markdown
+
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.write_text(markdown(report))
+    if args.plot:
+        from insid3.engine.bench.plot import plot_stages
+
+        plot_stages(report, args.plot)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+        check_outputs(args)
+        report = run_benchmark(settings)
+        from insid3.engine.bench.report import terminal_table
+
+        print(terminal_table(report))
+        write_outputs(report, args)
+    except Insid3Error as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
