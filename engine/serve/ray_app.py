@@ -1,0 +1,263 @@
+"""The same HTTP app on Ray Serve: one replica per GPU, batching through `@serve.batch`.
+
+Run it with the CLI (starts or joins a Ray cluster, then blocks):
+
+    insid3-serve --bundle /srv/bundles/dinov3-vits16-768 --ray [--num-replicas N]
+                 [--min-replicas A --max-replicas B] [--ray-address auto]
+
+or with Ray's own tools, through the application builder `build_app` (args are ServeSettings
+fields, `bundle`, and the RayOptions fields below; the bundle path must exist on every node):
+
+    serve run insid3.engine.serve.ray_app:build_app bundle=/srv/bundles/dinov3-vits16-768 max_batch=8
+
+    # serve deploy config.yaml
+    applications:
+    - name: insid3
+      route_prefix: /
+      import_path: insid3.engine.serve.ray_app:build_app
+      args: {bundle: /srv/bundles/dinov3-vits16-768, max_batch: 8, max_wait_ms: 10,
+             min_replicas: 1, max_replicas: 4}
+
+Replicas: `Insid3Replica` asks for `num_gpus=1` when the cluster has GPUs (and defaults to one
+replica per GPU), else `num_cpus=replica_cpus`. Each replica loads its own Segmenter and serves
+the full HTTP API (`app.create_app(self)`, late-bound through `__serve_build_asgi_app__`).
+Batching is Ray Serve's `@serve.batch(max_batch_size, batch_wait_timeout_s)` (set from
+`max_batch`, `max_wait_ms`); backpressure is the deployment's `max_queued_requests` (=
+`max_queue`), which Ray's proxy answers with 503 + Retry-After. Autoscaling bounds
+(`min_replicas`, `max_replicas`) turn on Ray's autoscaler. /metrics is per replica.
+
+References across replicas:
+- Registering encodes the reference on the replica that got the request and caches it there
+  (device-resident, LRU/TTL as in the local server). The *inputs* (each shot's image and mask
+  bytes) go to `ReferenceRegistry`, a small named, detached actor (namespace "insid3"), which
+  `ray.put`s them into Ray's object store and keeps the ObjectRef, keyed by reference_id, with
+  the expiry time. The registry owns those objects, so they outlive the replica that registered
+  them (a replica scaled down takes nothing with it).
+- Every /v1/segment asks the registry for its reference_id first: the registry is the truth on
+  existence (a DELETE or an expiry anywhere is seen everywhere). A replica whose cache lacks the
+  reference fetches the inputs from the object store and re-encodes them once (concurrent
+  requests share that encoding), then caches it until the same expiry. The response header
+  `X-Insid3-Reference-Source` says `cached` or `re-encoded`; `X-Insid3-Replica` names the replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import ray
+from PIL import Image
+from ray import serve
+
+from insid3.engine.images import PreparedImage
+from insid3.engine.reference import Reference
+from insid3.engine.segmenter import Segmenter
+from insid3.engine.serve.app import create_app
+from insid3.engine.serve.errors import UnknownReferenceError
+from insid3.engine.serve.metrics import ServeMetrics
+from insid3.engine.serve.references import ReferenceStore, new_reference_id
+from insid3.engine.serve.runner import EngineRunner, SegmentResult, TargetItem, failure_of
+from insid3.engine.serve.service import Registered, Segmented, ShotUpload
+from insid3.engine.serve.settings import ServeSettings
+from insid3.errors import SettingsError
+
+REGISTRY_NAME = "insid3-reference-registry"
+NAMESPACE = "insid3"
+DEPLOYMENT_NAME = "Insid3Replica"
+
+
+@ray.remote(num_cpus=0)
+class ReferenceRegistry:
+    """reference_id -> ([ObjectRef of [(image bytes, mask bytes), ...]], expires_at), owner of the objects."""
+
+    def __init__(self, max_references: int) -> None:
+        self._max = max_references
+        self._entries: dict[str, tuple[list[ray.ObjectRef], float]] = {}  # insertion order = age
+
+    def put(self, reference_id: str, shots: list[tuple[bytes, bytes]], expires_at: float) -> None:
+        self._purge()
+        while len(self._entries) >= self._max:  # the oldest registration goes first
+            self._entries.pop(next(iter(self._entries)))
+        # Wrapped in a list so that Ray hands the ObjectRef itself to callers, not its value.
+        self._entries[reference_id] = ([ray.put(shots)], expires_at)
+
+    def get(self, reference_id: str) -> tuple[list[ray.ObjectRef], float] | None:
+        self._purge()
+        return self._entries.get(reference_id)
+
+    def delete(self, reference_id: str) -> bool:
+        self._purge()
+        return self._entries.pop(reference_id, None) is not None
+
+    def _purge(self) -> None:
+        now = time.time()
+        for reference_id in [k for k, (_, expires_at) in self._entries.items() if expires_at <= now]:
+            del self._entries[reference_id]
+
+
+def reference_registry(max_references: int):
+    """The cluster's registry actor, created by whoever asks first."""
+    return ReferenceRegistry.options(
+        name=REGISTRY_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+    ).remote(max_references)
+
+
+def _decode_shots(shots: list[tuple[bytes, bytes]]) -> list[tuple[Image.Image, Image.Image]]:
+    return [(Image.open(io.BytesIO(image)), Image.open(io.BytesIO(mask))) for image, mask in shots]
+
+
+@serve.deployment(name=DEPLOYMENT_NAME)
+@serve.ingress()
+class Insid3Replica:
+    """One replica: a Segmenter on this replica's device, a reference cache, the HTTP app."""
+
+    def __init__(self, bundle: str, settings: dict) -> None:
+        self.settings = ServeSettings.from_json(settings)
+        self.metrics = ServeMetrics()
+        self.runner = EngineRunner(Segmenter.from_bundle(bundle, backend=self.settings.backend))
+        s = self.settings
+        self.store = ReferenceStore(s.max_references, s.max_reference_bytes, s.reference_ttl_s)
+        self.registry = reference_registry(s.max_references)
+        self.replica_id = serve.get_replica_context().replica_id.unique_id
+        self._encoding: dict[str, asyncio.Future] = {}
+        self._ready = False
+        self._segment_batch.set_max_batch_size(s.max_batch)
+        self._segment_batch.set_batch_wait_timeout_s(s.max_wait_s)
+        self.metrics.references.set_function(lambda: self.store.stats()[0])
+        self.metrics.reference_bytes.set_function(lambda: self.store.stats()[1])
+
+    def __serve_build_asgi_app__(self):
+        return create_app(self)
+
+    # ------------------------------------------------------------------ Service
+    async def start(self) -> None:
+        self._ready = True
+
+    async def stop(self) -> None:
+        self._ready = False
+        self.runner.close()
+
+    def is_ready(self) -> bool:
+        return self._ready
+
+    def describe(self) -> str:
+        return f"{self.runner.segmenter.describe()}; Ray Serve replica {self.replica_id}"
+
+    def prepare(self, image: Image.Image) -> PreparedImage:
+        return self.runner.prepare(image)
+
+    async def register(self, shots: list[ShotUpload]) -> Registered:
+        reference = await self.runner.call(self.runner.encode_reference, [(s.image, s.mask) for s in shots])
+        entry = self.store.put(new_reference_id(), reference)
+        self.metrics.reference_encodes.labels("register").inc()
+        inputs = [(s.image_bytes, s.mask_bytes) for s in shots]
+        await self.registry.put.remote(entry.reference_id, inputs, entry.expires_at)
+        return Registered(entry.reference_id, entry.shots, entry.expires_at_utc)
+
+    async def segment(self, reference_id: str, prepared: PreparedImage) -> Segmented:
+        reference, source = await self._resolve(reference_id)
+        outcome = await self._segment_batch(TargetItem(prepared, reference, time.perf_counter()))
+        error = failure_of(outcome)
+        if error is not None:
+            raise error
+        return Segmented(outcome, {"X-Insid3-Replica": self.replica_id, "X-Insid3-Reference-Source": source})
+
+    async def delete(self, reference_id: str) -> bool:
+        self.store.delete(reference_id)
+        return await self.registry.delete.remote(reference_id)
+
+    # ------------------------------------------------------------------ internals
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    async def _segment_batch(self, items: list[TargetItem]) -> list[SegmentResult | BaseException]:
+        self.metrics.batch_size.observe(len(items))
+        return await self.runner.call(self.runner.run_batch, items)
+
+    async def _resolve(self, reference_id: str) -> tuple[Reference, str]:
+        found = await self.registry.get.remote(reference_id)
+        if found is None:  # deleted or expired somewhere, or never registered
+            self.store.delete(reference_id)
+            raise UnknownReferenceError(f"reference {reference_id!r} is unknown or expired")
+        entry = self.store.get(reference_id)
+        if entry is not None:
+            return entry.reference, "cached"
+        pending = self._encoding.get(reference_id)
+        if pending is None:
+            (inputs,), expires_at = found
+            pending = asyncio.ensure_future(self._re_encode(reference_id, inputs, expires_at))
+            self._encoding[reference_id] = pending
+            pending.add_done_callback(lambda _: self._encoding.pop(reference_id, None))
+        return await asyncio.shield(pending), "re-encoded"
+
+    async def _re_encode(self, reference_id: str, inputs: ray.ObjectRef, expires_at: float) -> Reference:
+        shots = _decode_shots(await inputs)
+        reference = await self.runner.call(self.runner.encode_reference, shots)
+        self.store.put(reference_id, reference, expires_at)
+        self.metrics.reference_encodes.labels("replica_miss").inc()
+        return reference
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How many replicas and what each asks for; min/max replicas turn on autoscaling."""
+
+    num_replicas: int | None = None  # None: one per GPU, or 1 without GPUs
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    replica_cpus: float = 1.0  # CPU replicas only
+
+    def deployment_options(self, settings: ServeSettings, cluster_gpus: float) -> dict[str, Any]:
+        on_gpu = cluster_gpus >= 1
+        options: dict[str, Any] = {
+            "ray_actor_options": {"num_gpus": 1} if on_gpu else {"num_cpus": self.replica_cpus},
+            # Enough requests in flight per replica to fill a batch while the previous one runs.
+            "max_ongoing_requests": 2 * settings.max_batch + 2,
+            "max_queued_requests": settings.max_queue,
+        }
+        if self.min_replicas is not None or self.max_replicas is not None:
+            low = self.min_replicas if self.min_replicas is not None else 1
+            high = self.max_replicas if self.max_replicas is not None else max(low, int(cluster_gpus) or 1)
+            if not 0 <= low <= high or high < 1:
+                raise SettingsError(f"replica bounds min={low} max={high}: need 0 <= min <= max, max >= 1")
+            options["autoscaling_config"] = {
+                "min_replicas": low,
+                "max_replicas": high,
+                "target_ongoing_requests": settings.max_batch,
+            }
+        else:
+            count = self.num_replicas if self.num_replicas is not None else (int(cluster_gpus) if on_gpu else 1)
+            if count < 1:
+                raise SettingsError(f"num_replicas={count} must be >= 1")
+            options["num_replicas"] = count
+        return options
+
+
+def _split_args(args: dict) -> tuple[str, ServeSettings, RayOptions]:
+    args = dict(args)
+    if "bundle" not in args:
+        raise SettingsError("build_app needs bundle=<bundle folder>")
+    bundle = str(Path(args.pop("bundle")).resolve())
+    ray_fields = {f.name for f in fields(RayOptions)}
+    ray_args = {name: args.pop(name) for name in list(args) if name in ray_fields}
+    try:
+        options = RayOptions(**{
+            name: (float(value) if name == "replica_cpus" else int(value)) for name, value in ray_args.items()
+        })
+    except ValueError as exc:
+        raise SettingsError(f"bad replica option: {exc}") from None
+    return bundle, ServeSettings.from_json(args), options
+
+
+def build_app(args: dict) -> serve.Application:
+    """Application builder for `serve run` / config files (arguments arrive as strings)."""
+    bundle, settings, options = _split_args(args)
+    return build_application(bundle, settings, options)
+
+
+def build_application(bundle: str, settings: ServeSettings, options: RayOptions) -> serve.Application:
+    gpus = ray.cluster_resources().get("GPU", 0.0) if ray.is_initialized() else 0.0
+    deployment = Insid3Replica.options(**options.deployment_options(settings, gpus))
+    return deployment.bind(bundle, settings.to_json())

@@ -1,0 +1,94 @@
+"""`EngineRunner`: the one thread that owns the Segmenter.
+
+The engine is not thread-safe (one ONNX/TensorRT session, one CUDA stream), so every backbone
+and kernel call runs on this runner's single-thread executor; request handlers only decode and
+pre-process their own image (pure functions of the upload) before handing it over.
+
+A batch of targets runs through the backbone as ONE call; the kernels (`Segmenter.decode`) then
+run per target, each in its own try: an exception in one target fails that target alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+from PIL import Image
+
+from insid3.engine.images import PreparedImage
+from insid3.engine.reference import Reference
+from insid3.engine.segmenter import Segmenter
+from insid3.engine.timing import StageClock
+
+log = logging.getLogger("insid3.serve")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TargetItem:
+    """One target waiting for the backbone: pre-processed, with its reference already resolved."""
+
+    prepared: PreparedImage
+    reference: Reference
+    enqueued_at: float  # time.perf_counter() when it joined the queue
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    mask: np.ndarray  # bool (H, W), the target's own size
+    timings_ms: dict[str, float]  # "queue", "backbone" (the whole batch's call), then decode stages
+    batch_size: int  # how many targets shared the backbone call
+
+
+def failure_of(outcome: SegmentResult | BaseException) -> BaseException | None:
+    return outcome if isinstance(outcome, BaseException) else None
+
+
+class EngineRunner:
+    def __init__(self, segmenter: Segmenter) -> None:
+        self.segmenter = segmenter
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="insid3-engine")
+
+    async def call(self, function: Callable[..., T], *args: Any) -> T:
+        """Run `function(*args)` on the engine thread without blocking the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+    # ----------------------------------------------------------- any thread (pure)
+    def prepare(self, image: Image.Image) -> PreparedImage:
+        return self.segmenter.prepare(image)
+
+    # ----------------------------------------------------------- engine thread only
+    def encode_reference(self, shots: Sequence[tuple[Image.Image, Image.Image]]) -> Reference:
+        return self.segmenter.encode_reference(shots)
+
+    def run_batch(self, items: Sequence[TargetItem]) -> list[SegmentResult | BaseException]:
+        """One backbone call for all items, then the kernels per item; one outcome per item."""
+        started = time.perf_counter()
+        batch_clock = StageClock(self.segmenter.backend.synchronize)
+        try:
+            with batch_clock.stage("backbone"):
+                features = self.segmenter.encode([item.prepared for item in items])
+        except Exception as exc:  # the backbone itself failed: every item of this batch fails
+            log.exception("backbone failed on a batch of %d", len(items))
+            return [exc] * len(items)
+        outcomes: list[SegmentResult | BaseException] = []
+        for index, item in enumerate(items):
+            clock = StageClock(self.segmenter.backend.synchronize)
+            try:
+                mask = self.segmenter.decode(features[index], item.prepared.original_size, item.reference, clock)
+            except Exception as exc:
+                log.exception("decoding target %d of a batch of %d failed", index, len(items))
+                outcomes.append(exc)
+                continue
+            timings = {"queue": (started - item.enqueued_at) * 1e3, **batch_clock.ms, **clock.ms}
+            outcomes.append(SegmentResult(mask=mask, timings_ms=timings, batch_size=len(items)))
+        return outcomes

@@ -1,0 +1,40 @@
+"""Uploaded bytes -> a decoded PIL image, with the pixel limit checked before decoding.
+
+PIL reads the header lazily, so an image's size is known before its pixels are decompressed:
+a 100-megapixel PNG of a few kilobytes is refused (413) without allocating its pixels.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+from PIL import Image, UnidentifiedImageError
+
+from insid3.engine.serve.errors import BadRequestError, PayloadTooLargeError
+
+
+def decode_upload(data: bytes, field: str, max_pixels: int) -> Image.Image:
+    """Decode one uploaded image; errors name the form field and the problem."""
+    if not data:
+        raise BadRequestError(f"{field}: the upload is empty")
+    try:
+        with warnings.catch_warnings():
+            # Our own limit replaces PIL's DecompressionBombWarning; its hard error still applies.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise PayloadTooLargeError(
+                    f"{field}: {width}x{height} = {width * height} pixels exceeds the limit of {max_pixels}"
+                )
+            image.load()
+    except UnidentifiedImageError:
+        raise BadRequestError(
+            f"{field}: cannot decode the upload as an image ({len(data)} bytes, not a format PIL reads)"
+        ) from None
+    except Image.DecompressionBombError as exc:
+        raise PayloadTooLargeError(f"{field}: {exc}") from None
+    except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt data
+        raise BadRequestError(f"{field}: the image data is corrupt: {exc}") from None
+    return image
