@@ -96,6 +96,21 @@ def check_reference_requirements() -> None:
         )
 
 
+def check_backend(bundle: Bundle, settings: BenchSettings) -> None:
+    """Fail in one line before any process starts when the backend cannot run here."""
+    from insid3.engine.backends import BACKENDS
+    from insid3.engine.backends.base import BackendOptions
+    from insid3.errors import BackendUnavailableError
+
+    if settings.backend == "auto":
+        return
+    if settings.backend not in BACKENDS:
+        raise BackendUnavailableError(f"unknown backend {settings.backend!r}: choose one of auto, {', '.join(BACKENDS)}")
+    reason = BACKENDS[settings.backend].unavailable_reason(bundle, BackendOptions(precision=settings.precision))
+    if reason is not None:
+        raise BackendUnavailableError(f"backend {settings.backend!r} cannot run here: {reason}")
+
+
 def run_benchmark(settings: BenchSettings) -> dict:
     """Both sides measured, each in its own process; the report as the JSON contract says."""
     from insid3.engine.bench.environment import environment
@@ -107,6 +122,7 @@ def run_benchmark(settings: BenchSettings) -> dict:
     from insid3.engine.bench.report import build_report
 
     bundle = load_bundle(settings.bundle)
+    check_backend(bundle, settings)
     if settings.compare_reference:
         check_reference_requirements()
     inputs = (

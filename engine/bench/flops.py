@@ -14,22 +14,23 @@ from dataclasses import asdict, dataclass
 
 # Dense (no structured sparsity) bf16/fp16 tensor-core peaks in TFLOP/s, the marketing "with
 # sparsity" figure halved. Matched against the GPU's name, first match wins (PCIe/NVL before SXM).
-DEVICE_PEAK_TFLOPS: tuple[tuple[str, float, str], ...] = (
+DEVICE_PEAK_TFLOPS: tuple[tuple[str, str, float, str], ...] = (
+    # (name substring to match, label, dense TFLOP/s, source)
     # NVIDIA H100 Tensor Core GPU datasheet: BF16/FP16 1,513 TFLOPS with sparsity (PCIe)
-    ("H100 PCIe", 756.0, "NVIDIA H100 datasheet, PCIe, dense BF16/FP16"),
+    ("H100 PCIe", "H100 PCIe", 756.0, "NVIDIA H100 datasheet, PCIe, dense BF16/FP16"),
     # same datasheet: H100 NVL 1,671 TFLOPS with sparsity per GPU
-    ("H100 NVL", 835.0, "NVIDIA H100 datasheet, NVL, dense BF16/FP16"),
+    ("H100 NVL", "H100 NVL", 835.0, "NVIDIA H100 datasheet, NVL, dense BF16/FP16"),
     # same datasheet: H100 SXM 1,979 TFLOPS with sparsity
-    ("H100", 989.4, "NVIDIA H100 datasheet, SXM, dense BF16/FP16"),
+    ("H100", "H100 SXM", 989.4, "NVIDIA H100 datasheet, SXM, dense BF16/FP16"),
     # NVIDIA H200 datasheet: BF16/FP16 1,979 TFLOPS with sparsity (SXM)
-    ("H200", 989.4, "NVIDIA H200 datasheet, SXM, dense BF16/FP16"),
+    ("H200", "H200 SXM", 989.4, "NVIDIA H200 datasheet, SXM, dense BF16/FP16"),
     # NVIDIA A100 datasheet: BF16/FP16 Tensor Core 312 TFLOPS (624 with sparsity)
-    ("A100", 312.0, "NVIDIA A100 datasheet, dense BF16/FP16"),
+    ("A100", "A100", 312.0, "NVIDIA A100 datasheet, dense BF16/FP16"),
     # NVIDIA L4 datasheet: FP16/BF16 Tensor Core 242 TFLOPS with sparsity
-    ("L4", 121.0, "NVIDIA L4 datasheet, dense BF16/FP16"),
+    ("L4", "L4", 121.0, "NVIDIA L4 datasheet, dense BF16/FP16"),
     # NVIDIA Ada Lovelace architecture whitepaper, appendix table for the RTX 4090: 165.2 FP16/BF16
     # tensor TFLOPS with FP32 accumulate (330.3 with FP16 accumulate, which BF16 does not have)
-    ("RTX 4090", 165.2, "NVIDIA Ada Lovelace whitepaper, RTX 4090, dense FP16/BF16, FP32 accumulate"),
+    ("RTX 4090", "RTX 4090", 165.2, "NVIDIA Ada Lovelace whitepaper, RTX 4090, dense FP16/BF16, FP32 accumulate"),
 )
 
 
@@ -88,7 +89,7 @@ def device_peak(device_name: str | None) -> tuple[float, str] | None:
     """(dense bf16/fp16 TFLOP/s, source) for a known GPU name, else None (CPUs, unknown GPUs)."""
     if not device_name:
         return None
-    for key, tflops, source in DEVICE_PEAK_TFLOPS:
+    for key, _, tflops, source in DEVICE_PEAK_TFLOPS:
         if key.lower() in device_name.lower():
             return tflops, source
     return None
