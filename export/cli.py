@@ -1,0 +1,117 @@
+"""insid3-export: a DINOv3 checkpoint (or a seeded random init) -> an engine bundle folder.
+
+Bad input gets one line on stderr and a non-zero exit code, never a traceback: 2 for usage and
+settings errors, 1 for everything else (checkpoint, output folder, TensorRT, parity).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from insid3.errors import Insid3Error, SettingsError
+from insid3.export.config import SIZES
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the message) instead of the usage block."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise _UsageError(message)
+
+
+class _UsageError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog="insid3-export", description=__doc__.splitlines()[0])
+    parser.add_argument("--size", required=True, choices=list(SIZES), help="DINOv3 ViT-S/B/L (patch 16)")
+    parser.add_argument("--res", type=int, required=True, help="input side R: a multiple of 16 in [224, 2048]")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--weights", type=Path, help="Meta hub .pth, or a Hugging Face folder")
+    source.add_argument("--random-init", action="store_true", help="seeded random weights (demos, speed)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --random-init (default 0)")
+    parser.add_argument("--out", type=Path, help="bundle folder (default bundles/dinov3-vit{s,b,l}16-R)")
+    trt = parser.add_mutually_exclusive_group()
+    trt.add_argument("--trt", dest="trt", action="store_true", default=None,
+                     help="build a TensorRT engine (default: when TensorRT and a CUDA device are present)")
+    trt.add_argument("--no-trt", dest="trt", action="store_false", help="skip the TensorRT engine")
+    parser.add_argument("--precision", default="fp16", choices=["fp16", "bf16", "fp32"], help="engine precision")
+    parser.add_argument("--max-batch", type=int, default=8, help="largest engine batch (default 8)")
+    parser.add_argument("--opset", type=int, default=18, help="ONNX opset, 18..22 (default 18)")
+    parser.add_argument("--force", action="store_true", help="replace an existing bundle")
+    return parser
+
+
+def _human_bytes(count: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count} B"
+
+
+def summary_lines(folder: Path, seconds: float) -> list[str]:
+    from insid3.engine.bundle import load_bundle
+
+    meta = load_bundle(folder).metadata
+    lines = [
+        f"bundle {folder}: DINOv3 {meta.size} ({meta.arch}), {meta.resolution}x{meta.resolution}, "
+        f"{meta.patch_grid[0]}x{meta.patch_grid[1]} patches x {meta.embed_dim}, "
+        f"svd_components {meta.defaults.svd_components}, weights {meta.weights.kind}",
+    ]
+    for artifact in meta.artifacts:
+        parity = artifact.parity
+        figures = (
+            f", max abs {parity['max_abs_error']:.1e}, min cos {parity['min_cosine']:.6f} vs {parity['against']}"
+            if parity else ""
+        )
+        lines.append(f"  {artifact.file}: {artifact.kind}, {artifact.precision}, {_human_bytes(artifact.bytes)}{figures}")
+    if meta.artifact("tensorrt") is None:
+        lines.append("  no TensorRT engine (see the skip reason above)")
+    lines.append(f"  total {seconds:.1f} s")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as exc:
+        print(f"insid3-export: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.weights is None and not args.random_init:
+        print("insid3-export: error: give --weights PATH or --random-init", file=sys.stderr)
+        return EXIT_USAGE
+
+    # Imported after parsing: `--help` and usage errors stay fast and torch-free.
+    from insid3.export.pipeline import ExportSettings, default_out_dir, export_bundle
+
+    config = SIZES[args.size]
+    started = time.perf_counter()
+    try:
+        settings = ExportSettings(
+            model=config, resolution=args.res,
+            out_dir=args.out or default_out_dir(config, args.res),
+            weights=args.weights, random_init=args.random_init, seed=args.seed, trt=args.trt,
+            precision=args.precision, max_batch=args.max_batch, opset=args.opset, force=args.force,
+        ).validated()
+        folder = export_bundle(settings, report=lambda line: print(line, flush=True))
+        lines = summary_lines(folder, time.perf_counter() - started)
+    except Insid3Error as exc:
+        print(f"insid3-export: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, SettingsError) else EXIT_FAILED
+    except KeyboardInterrupt:
+        print("insid3-export: interrupted", file=sys.stderr)
+        return 130
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
