@@ -48,9 +48,10 @@ from insid3.engine.serve.errors import (
     ServeError,
     UnknownReferenceError,
 )
+from insid3.engine.serve.limits import BodyLimitMiddleware
 from insid3.engine.serve.metrics import RequestMetricsMiddleware
 from insid3.engine.serve.service import Service, ShotUpload
-from insid3.engine.serve.uploads import decode_upload
+from insid3.engine.serve.uploads import check_mask, decode_upload
 from insid3.errors import InputImageError, Insid3Error, ReferenceMaskError
 
 log = logging.getLogger("insid3.serve")
@@ -84,7 +85,7 @@ def _error_response(status: int, detail: str, headers: dict[str, str] | None = N
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
-def _install_error_handlers(app: FastAPI, service: Service) -> None:
+def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Insid3Error)
     async def insid3_error(_: Request, exc: Insid3Error) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, QueueFullError) else None
@@ -99,10 +100,7 @@ def _install_error_handlers(app: FastAPI, service: Service) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        detail = exc.detail
-        if exc.status_code == 413:  # from FastAPI's body limit: say which limit
-            detail = f"the request body exceeds max_upload_bytes={service.settings.max_upload_bytes}"
-        return _error_response(exc.status_code, str(detail), getattr(exc, "headers", None))
+        return _error_response(exc.status_code, str(exc.detail), exc.headers)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -130,9 +128,10 @@ def create_app(service: Service) -> FastAPI:
         title="insid3-serve",
         summary="INSID3 in-context segmentation with cached references and dynamic batching",
         lifespan=lifespan,
-        max_body_size=settings.max_upload_bytes,
     )
-    _install_error_handlers(app, service)
+    _install_error_handlers(app)
+    # The last added is the outermost: metrics see every response, the 413s of the limit included.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=service.metrics)
 
     @app.get("/healthz")
@@ -164,6 +163,7 @@ def create_app(service: Service) -> FastAPI:
         for index, (image_file, mask_file) in enumerate(zip(image, mask)):
             image_bytes, decoded_image = await _read_image(image_file, f"image[{index}]", settings.max_image_pixels)
             mask_bytes, decoded_mask = await _read_image(mask_file, f"mask[{index}]", settings.max_image_pixels)
+            await run_in_threadpool(check_mask, decoded_mask, decoded_image.size, index)
             shots.append(ShotUpload(image_bytes, mask_bytes, decoded_image, decoded_mask))
         registered = await service.register(shots)
         return {"reference_id": registered.reference_id, "shots": registered.shots, "expires_at": registered.expires_at_utc}

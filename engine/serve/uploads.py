@@ -11,7 +11,9 @@ import warnings
 
 from PIL import Image, UnidentifiedImageError
 
+from insid3.engine.images import load_mask
 from insid3.engine.serve.errors import BadRequestError, PayloadTooLargeError
+from insid3.errors import ReferenceMaskError
 
 
 def decode_upload(data: bytes, field: str, max_pixels: int) -> Image.Image:
@@ -38,3 +40,17 @@ def decode_upload(data: bytes, field: str, max_pixels: int) -> Image.Image:
     except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt data
         raise BadRequestError(f"{field}: the image data is corrupt: {exc}") from None
     return image
+
+
+def check_mask(mask: Image.Image, image_size: tuple[int, int], index: int) -> None:
+    """Refuse a shot's mask early, naming its field: size mismatch (400) or no foreground (422).
+
+    The engine checks again when it encodes; checking here lets the message say which shot.
+    """
+    if mask.size != image_size:
+        raise BadRequestError(
+            f"mask[{index}] is {mask.width}x{mask.height} but image[{index}] is {image_size[0]}x{image_size[1]}: "
+            "a mask must have its image's size"
+        )
+    if not load_mask(mask).any():
+        raise ReferenceMaskError(f"mask[{index}] is empty: no pixel is > 0")
