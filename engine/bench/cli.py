@@ -74,7 +74,7 @@ def parser() -> argparse.ArgumentParser:
 def settings_from(args: argparse.Namespace) -> BenchSettings:
     return BenchSettings(
         bundle=args.bundle, backend=args.backend, precision=args.precision,
-        batch_sizes=tuple(args.batch_sizes), shots=args.shots, iters=args.iters, warmup=args.warmup,
+        batch_sizes=tuple(sorted(set(args.batch_sizes))), shots=args.shots, iters=args.iters, warmup=args.warmup,
         targets=args.targets, images=args.images, threads=args.threads,
         compare_reference=args.compare_reference,
     ).validated()
