@@ -96,11 +96,21 @@ def _read_hf_folder(folder: Path) -> RawCheckpoint:
     return RawCheckpoint("huggingface", tensors_path, hf_to_meta(state), head_dim, hf_config)
 
 
+def _looks_like_torch_save(path: Path) -> bool:
+    """torch.save writes a zip archive (or, before torch 1.6, a pickle: protocol byte 0x80)."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
 def _read_meta_file(path: Path) -> RawCheckpoint:
+    if not _looks_like_torch_save(path):
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint: neither a zip archive nor a pickle")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint: {_first_line(exc)}") from exc
+        reason = _first_line(exc).split(". ")[0]  # torch appends paragraphs of advice
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint: {reason}") from exc
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} is not a state dict of tensors (got {type(state).__name__})")
     if "cls_token" not in state or not block_indices(list(state), META_BLOCK):
