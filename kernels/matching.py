@@ -1,0 +1,120 @@
+"""Doc §5 (prototype) and §6 (forward and backward candidates)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from insid3.errors import ReferenceMaskError
+from insid3.kernels.arrays import Array, KernelInputError, array_module, l2_normalize, require
+
+
+def prototype(debiased_shots: Array, shot_masks: Array) -> Array:
+    """p = normalise(mean over shots of (mean of the debiased fg features of that shot)).
+
+    debiased_shots: (S, N, C) float32; shot_masks: (S, N) bool (downsampled masks, row-major).
+    A shot whose mask is empty is skipped; all empty raises ReferenceMaskError. Returns (C,).
+    """
+    require("prototype", "debiased_shots", debiased_shots, ndim=3, dtype="float32")
+    shots, patches, _ = debiased_shots.shape
+    require("prototype", "shot_masks", shot_masks, shape=(shots, patches), dtype="bool")
+    xp = array_module(debiased_shots, shot_masks)
+    counts = shot_masks.sum(axis=1)  # (S,)
+    used = counts > 0
+    n_used = int(used.sum())  # host sync: the all-empty case must raise
+    if n_used == 0:
+        raise ReferenceMaskError("every reference shot has an empty foreground after downsampling")
+    weights = shot_masks.astype(xp.float32)[:, None, :]  # (S, 1, N)
+    sums = xp.matmul(weights, debiased_shots)[:, 0, :]  # (S, C): one batched GEMV, no loop
+    means = sums / xp.maximum(counts, 1).astype(xp.float32)[:, None]
+    mean_of_shots = (means * used.astype(xp.float32)[:, None]).sum(axis=0) / xp.float32(n_used)
+    return l2_normalize(mean_of_shots)
+
+
+def forward_similarity(target_debiased: Array, prototype: Array) -> Array:
+    """sim_fwd[i] = <F~t_i, p>: (N, C) x (C,) -> (N,) float32."""
+    require("forward_similarity", "target_debiased", target_debiased, ndim=2, dtype="float32")
+    require("forward_similarity", "prototype", prototype, shape=(target_debiased.shape[1],), dtype="float32")
+    array_module(target_debiased, prototype)
+    return target_debiased @ prototype
+
+
+def torch_quantile(values: Array, q: float) -> Array:
+    """torch.quantile(values, q) (linear interpolation) of a 1-D float32 array, as a 0-d array.
+
+    PyTorch computes the rank q * (n - 1) in float32 and blends the two order statistics with
+    lerp (self + w * (end - self) if w < 0.5 else end - (end - self) * (1 - w)); we repeat its
+    float32 arithmetic so `values > quantile` selects the same elements.
+    """
+    require("torch_quantile", "values", values, ndim=1, dtype="float32")
+    xp = array_module(values)
+    n = values.shape[0]
+    if n == 0:
+        raise KernelInputError("torch_quantile: values is empty")
+    rank = np.float32(q) * np.float32(n - 1)
+    below, above = int(rank), int(math.ceil(rank))
+    weight = np.float32(rank - np.float32(below))
+    ordered = xp.sort(values)
+    low, high = ordered[below], ordered[above]
+    if weight < 0.5:
+        return low + weight * (high - low)
+    return high - (high - low) * (np.float32(1) - weight)
+
+
+def forward_candidates(sim: Array) -> Array:
+    """sim > 0; where no patch is > 0, sim > its 0.9 quantile (torch.quantile semantics).
+
+    Branch-free (xp.where on a 0-d flag), so no host sync on the GPU.
+    """
+    require("forward_candidates", "sim", sim, ndim=1, dtype="float32")
+    xp = array_module(sim)
+    positive = sim > 0
+    fallback = sim > torch_quantile(sim, 0.9)
+    return xp.where(positive.any(), positive, fallback)
+
+
+def backward_votes(
+    target_debiased: Array,
+    reference_debiased: Array,
+    reference_masks: Array,
+    *,
+    only: Array | None = None,
+) -> Array:
+    """votes[i] = number of shots whose nearest reference patch to target patch i lies in that
+    shot's mask; nearest = argmax_j <F~t_i, F~r_j> over all of the shot's patches (ties: first
+    index, as torch.argmax). int32 (N,).
+
+    target_debiased: (N, C) float32; reference_debiased: (S, Nr, C) float32;
+    reference_masks: (S, Nr) bool. only: optional (N,) bool; votes are computed for those
+    patches and are 0 elsewhere. Pass the forward candidates: candidate = forward AND backward,
+    so the other rows cannot matter, and the (N x Nr x C) GEMM per shot shrinks accordingly.
+    """
+    fn = "backward_votes"
+    require(fn, "target_debiased", target_debiased, ndim=2, dtype="float32")
+    patches, channels = target_debiased.shape
+    require(fn, "reference_debiased", reference_debiased, shape=(None, None, channels), dtype="float32")
+    shots, ref_patches, _ = reference_debiased.shape
+    require(fn, "reference_masks", reference_masks, shape=(shots, ref_patches), dtype="bool")
+    if only is not None:
+        require(fn, "only", only, shape=(patches,), dtype="bool")
+    xp = array_module(target_debiased, reference_debiased, reference_masks, only)
+    rows = None if only is None else xp.nonzero(only)[0]
+    queries = target_debiased if rows is None else target_debiased[rows]
+    votes = xp.zeros(queries.shape[0], dtype=xp.int32)
+    for shot in range(shots):  # S <= a handful; one (Nq x Nr) similarity matrix alive at a time
+        nearest = xp.argmax(queries @ reference_debiased[shot].T, axis=1)
+        votes += reference_masks[shot][nearest]
+    if rows is None:
+        return votes
+    full = xp.zeros(patches, dtype=xp.int32)
+    full[rows] = votes
+    return full
+
+
+def backward_candidates(votes: Array, shots: int) -> Array:
+    """votes >= ceil(S / 2) (majority of shots)."""
+    require("backward_candidates", "votes", votes, ndim=1, dtype="integer")
+    if int(shots) < 1:
+        raise KernelInputError(f"backward_candidates: shots must be >= 1, got {shots!r}")
+    return votes >= math.ceil(int(shots) / 2)

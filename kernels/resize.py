@@ -1,0 +1,139 @@
+"""Mask resizing with torch.nn.functional.interpolate semantics, for NumPy and CuPy alike.
+
+Doc §5 (reference mask R x R -> h x w) and §9 (patch mask h x w -> R x R -> H x W) both go
+through `resize_bilinear` (mode="bilinear", align_corners=False, no antialias) and §5's
+fallback through `resize_nearest` (mode="nearest"). Both are separable gathers: O(out pixels),
+no dense interpolation matrices.
+
+Numerics follow PyTorch's CPU kernel for float32 (aten/src/ATen/native/cpu/UpSampleKernel.cpp):
+the scale in/out and the source coordinates are float32, and the source coordinate
+scale * (dst + 0.5) - 0.5 is one fused multiply-add (PyTorch's build contracts it), which we
+reproduce exactly by evaluating it in float64 (the product of two float32 values is exact
+there) and rounding once. With that, thresholded masks (> 0.5) equal PyTorch's; interpolated
+values may differ from PyTorch's in the last bit (its blend may also be contracted to an FMA).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from insid3.errors import ReferenceMaskError
+from insid3.kernels.arrays import Array, KernelInputError, array_module, require
+
+
+def _out_size(out_hw: Sequence[int], function: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in out_hw)
+    except (TypeError, ValueError):
+        raise KernelInputError(f"{function}: output size must be (height, width), got {out_hw!r}") from None
+    if height < 1 or width < 1:
+        raise KernelInputError(f"{function}: output size must be positive, got {(height, width)}")
+    return height, width
+
+
+def _linear_taps(xp, in_size: int, out_size: int):
+    """Source indices (i0, i1) and weights (w0, w1) of every output position along one axis."""
+    if in_size == out_size:  # PyTorch copies in this case: weight 1 on the same index
+        index = xp.arange(out_size, dtype=xp.int64)
+        return index, index, xp.ones(out_size, xp.float32), xp.zeros(out_size, xp.float32)
+    ratio = xp.float32(in_size) / xp.float32(out_size)  # float32 division, as PyTorch
+    centres = xp.arange(out_size, dtype=xp.float32) + xp.float32(0.5)
+    # fma(ratio, centre, -0.5) with one rounding: exact in float64, then rounded to float32.
+    source = (xp.float64(ratio) * centres.astype(xp.float64) - 0.5).astype(xp.float32)
+    source = xp.maximum(source, xp.float32(0))
+    i0 = xp.minimum(xp.floor(source).astype(xp.int64), in_size - 1)
+    w1 = xp.clip(source - i0.astype(xp.float32), xp.float32(0), xp.float32(1))
+    i1 = xp.where(i0 < in_size - 1, i0 + 1, i0)
+    return i0, i1, xp.float32(1) - w1, w1
+
+
+def _nearest_taps(xp, in_size: int, out_size: int):
+    """Source index of every output position along one axis (mode="nearest", not nearest-exact)."""
+    index = xp.arange(out_size, dtype=xp.int64)
+    if out_size == in_size:
+        return index
+    if out_size == 2 * in_size:
+        return index >> 1
+    scale = xp.float32(in_size) / xp.float32(out_size)
+    source = xp.floor(index.astype(xp.float32) * scale).astype(xp.int64)
+    return xp.minimum(source, in_size - 1)
+
+
+def resize_bilinear(array2d: Array, out_hw: Sequence[int]) -> Array:
+    """Bilinear resize of a 2-D array to out_hw = (height, width): float32 result equal to
+    F.interpolate(x[None, None], size=out_hw, mode="bilinear", align_corners=False)[0, 0].
+
+    Separable: interpolate along x first, then along y, in PyTorch's order of operations.
+    A bool or integer input is treated as 0/1 (or its values) in float32.
+    """
+    require("resize_bilinear", "array2d", array2d, ndim=2)
+    xp = array_module(array2d)
+    height, width = _out_size(out_hw, "resize_bilinear")
+    x = array2d.astype(xp.float32, copy=False)
+    c0, c1, wc0, wc1 = _linear_taps(xp, x.shape[1], width)
+    r0, r1, wr0, wr1 = _linear_taps(xp, x.shape[0], height)
+    columns = x[:, c0] * wc0 + x[:, c1] * wc1
+    return columns[r0] * wr0[:, None] + columns[r1] * wr1[:, None]
+
+
+def resize_nearest(array2d: Array, out_hw: Sequence[int]) -> Array:
+    """Nearest resize of a 2-D array, equal to F.interpolate(..., mode="nearest"); keeps dtype."""
+    require("resize_nearest", "array2d", array2d, ndim=2)
+    xp = array_module(array2d)
+    height, width = _out_size(out_hw, "resize_nearest")
+    rows = _nearest_taps(xp, array2d.shape[0], height)
+    cols = _nearest_taps(xp, array2d.shape[1], width)
+    return array2d[rows[:, None], cols[None, :]]
+
+
+def _grid_size(grid: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(grid, int):
+        return grid, grid
+    return _out_size(grid, "downsample_mask")
+
+
+def downsample_mask(mask: Array, grid: int | Sequence[int]) -> Array:
+    """Doc §5: a reference mask (R x R bool, R = h * patch) to the h x w patch grid.
+
+    Bilinear (align_corners=False) > 0.5; if that is empty, nearest > 0.5; if still empty, the
+    single patch holding the mask pixels' centroid (centroid / (R // w), truncated). grid is
+    h (square) or (h, w). Raises ReferenceMaskError when the mask itself is empty.
+
+    Host syncs: three emptiness checks (the fallbacks are data dependent). This runs once per
+    reference, not per target.
+    """
+    require("downsample_mask", "mask", mask, ndim=2, dtype="bool")
+    xp = array_module(mask)
+    h, w = _grid_size(grid)
+    size_y, size_x = mask.shape
+    if size_y % h or size_x % w or size_y // h != size_x // w:
+        raise KernelInputError(
+            f"downsample_mask: mask of shape {tuple(mask.shape)} is not a whole number of equal "
+            f"patches on a {h} x {w} grid (expected (h * patch, w * patch))"
+        )
+    if not bool(mask.any()):
+        raise ReferenceMaskError(f"reference mask of shape {tuple(mask.shape)} is empty: nothing to segment")
+    down = resize_bilinear(mask, (h, w)) > 0.5
+    if bool(down.any()):
+        return down
+    down = resize_nearest(mask, (h, w))
+    if bool(down.any()):
+        return down
+    # Centroid fallback, as the reference: mean (y, x) of the mask pixels, divided by the
+    # patch size R // w for both axes, truncated towards zero (coordinates are >= 0).
+    ys, xs = xp.nonzero(mask)
+    patch = xp.float32(size_x // w)
+    cy = (ys.astype(xp.float64).mean().astype(xp.float32) / patch).astype(xp.int64)
+    cx = (xs.astype(xp.float64).mean().astype(xp.float32) / patch).astype(xp.int64)
+    down[cy, cx] = True
+    return down
+
+
+def upsample_mask(patch_mask: Array, resolution: int, original_size: Sequence[int]) -> Array:
+    """Doc §9: patch mask (h, w) bool -> bilinear to R x R, > 0.5 -> bilinear to (H, W), > 0.5."""
+    require("upsample_mask", "patch_mask", patch_mask, ndim=2, dtype="bool")
+    if int(resolution) < 1:
+        raise KernelInputError(f"upsample_mask: resolution must be positive, got {resolution!r}")
+    out_hw = _out_size(original_size, "upsample_mask")
+    square = resize_bilinear(patch_mask, (int(resolution), int(resolution))) > 0.5
+    return resize_bilinear(square, out_hw) > 0.5
