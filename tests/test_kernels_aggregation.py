@@ -1,0 +1,159 @@
+"""Doc §8: cluster statistics, seed and merging (vectorised) against the per-cluster loops of
+the oracle; and steps 4-9 end to end against the oracle's transcription."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import kernel_oracle as oracle
+from kernel_oracle import host, xp  # noqa: F401  (xp is a fixture)
+from insid3.kernels import (
+    KernelInputError,
+    aggregate,
+    average_linkage_clusters,
+    backward_candidates,
+    backward_votes,
+    cluster_statistics,
+    debias,
+    downsample_mask,
+    forward_candidates,
+    forward_similarity,
+    merge_clusters,
+    prototype,
+    seed_cluster,
+    upsample_mask,
+)
+from insid3.kernels.aggregation import segment_means
+from insid3.kernels.synthetic import synthetic_basis, synthetic_patch_features
+
+
+def _unit(rng, *shape):
+    x = rng.standard_normal(shape).astype(np.float32)
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _case(seed, n, k, c, density):
+    rng = np.random.default_rng(seed)
+    labels = np.concatenate([np.arange(k), rng.integers(0, k, n - k)])  # every cluster non-empty
+    rng.shuffle(labels)
+    features, debiased = _unit(rng, n, c), _unit(rng, n, c)
+    proto = _unit(rng, c)
+    sim = (debiased @ proto).astype(np.float32)
+    candidate = rng.random(n) < density
+    return labels.astype(np.int64), candidate, features, debiased, sim, proto
+
+
+def test_statistics_match_loops(xp):
+    labels, candidate, features, debiased, sim, proto = _case(0, 300, 40, 16, 0.3)
+    stats = cluster_statistics(*(xp.asarray(a) for a in (labels, candidate, features, debiased, sim)))
+    k = 40
+    np.testing.assert_array_equal(host(stats.areas), [(labels == c).sum() for c in range(k)])
+    np.testing.assert_array_equal(host(stats.hits), [(candidate & (labels == c)).sum() for c in range(k)])
+    np.testing.assert_allclose(host(stats.mean_forward_similarity), [sim[labels == c].mean() for c in range(k)], atol=1e-6)
+    matched = np.unique(labels[candidate])
+    np.testing.assert_array_equal(host(stats.matched), matched)
+    np.testing.assert_allclose(host(stats.debiased_prototypes), oracle.cluster_prototypes(debiased, labels, k)[matched], atol=1e-6)
+    np.testing.assert_allclose(host(stats.original_prototypes), oracle.cluster_prototypes(features, labels, k)[matched], atol=1e-6)
+    assert stats.n_clusters == k
+
+
+def test_seed_is_the_oracles(xp):
+    for seed in range(10):
+        labels, candidate, features, debiased, sim, proto = _case(seed, 200, 30, 8, 0.2)
+        stats = cluster_statistics(*(xp.asarray(a) for a in (labels, candidate, features, debiased, sim)))
+        matched = np.unique(labels[candidate])
+        protos = oracle.cluster_prototypes(debiased, labels, 30)
+        assert seed_cluster(stats, xp.asarray(proto)) == matched[np.argmax(protos[matched] @ proto)]
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    n=st.integers(1, 200), k_fraction=st.floats(0, 1), c=st.integers(2, 16), density=st.floats(0, 1),
+    threshold=st.floats(-0.5, 0.8), seed=st.integers(0, 2**31),
+)
+def test_merge_matches_oracle(n, k_fraction, c, density, threshold, seed):
+    k = max(1, round(k_fraction * n))  # clusters from 1 to N
+    labels, candidate, features, debiased, sim, proto = _case(seed, n, k, c, density)
+    ours = aggregate(labels, candidate, features, debiased, sim, proto, threshold)
+    np.testing.assert_array_equal(ours, oracle.aggregate(labels, candidate, features, debiased, sim, proto, threshold))
+
+
+def test_no_candidate_gives_empty_mask(xp):
+    labels, _, features, debiased, sim, proto = _case(1, 100, 10, 8, 0.0)
+    candidate = np.zeros(100, dtype=bool)
+    stats = cluster_statistics(*(xp.asarray(a) for a in (labels, candidate, features, debiased, sim)))
+    assert stats.matched.shape == (0,) and stats.debiased_prototypes.shape == (0, 8)
+    assert seed_cluster(stats, xp.asarray(proto)) is None
+    mask = host(merge_clusters(xp.asarray(labels), stats, xp.asarray(proto), -1.0))
+    assert mask.shape == (100,) and not mask.any()
+
+
+def test_all_one_cluster_and_every_patch_own_cluster(xp):
+    rng = np.random.default_rng(2)
+    features, debiased, proto = _unit(rng, 60, 8), _unit(rng, 60, 8), _unit(rng, 8)
+    sim = (debiased @ proto).astype(np.float32)
+    candidate = rng.random(60) < 0.3
+    for labels in (np.zeros(60, dtype=np.int64), np.arange(60)):
+        for threshold in (-0.2, 0.0, 0.2):
+            ours = host(aggregate(*(xp.asarray(a) for a in (labels, candidate, features, debiased, sim, proto)), threshold))
+            np.testing.assert_array_equal(ours, oracle.aggregate(labels, candidate, features, debiased, sim, proto, threshold))
+
+
+def test_segment_means(xp):
+    rng = np.random.default_rng(3)
+    values = rng.standard_normal((500, 7)).astype(np.float32)
+    segments = rng.integers(0, 50, 500)
+    segments[segments == 13] = 14  # an empty segment in the middle
+    ours = host(segment_means(xp.asarray(values), xp.asarray(segments), 51))
+    for s in range(51):
+        expected = values[segments == s].mean(axis=0) if (segments == s).any() else np.zeros(7)
+        np.testing.assert_allclose(ours[s], expected, atol=1e-6)
+
+
+def test_statistics_bad_inputs(xp):
+    labels = xp.zeros(5, dtype=xp.int64)
+    good = dict(candidate=xp.zeros(5, dtype=bool), features=xp.zeros((5, 3), dtype=xp.float32),
+                debiased=xp.zeros((5, 3), dtype=xp.float32), sim_fwd=xp.zeros(5, dtype=xp.float32))
+    with pytest.raises(KernelInputError, match=r"cluster_statistics: labels must be integer, got shape \(5,\) dtype float32"):
+        cluster_statistics(xp.zeros(5, dtype=xp.float32), **good)
+    with pytest.raises(KernelInputError, match=r"cluster_statistics: debiased must have shape \(5, 3\), got shape \(5, 4\)"):
+        cluster_statistics(labels, **{**good, "debiased": xp.zeros((5, 4), dtype=xp.float32)})
+    with pytest.raises(KernelInputError, match=r"candidate must have shape \(5,\), got shape \(4,\)"):
+        cluster_statistics(labels, **{**good, "candidate": xp.zeros(4, dtype=bool)})
+    with pytest.raises(KernelInputError, match="labels must be >= 0"):
+        cluster_statistics(labels - 1, **good)
+
+
+def _pipeline(xp, target, refs, masks, basis, s, tau, threshold, resolution, original, grid):
+    """Steps 4-9 composed from the public kernels, as the engine will call them."""
+    h, w = grid
+    t_deb = debias(xp.asarray(target), xp.asarray(basis), s)
+    r_deb = debias(xp.asarray(refs), xp.asarray(basis), s)
+    down = xp.stack([downsample_mask(xp.asarray(m), grid).reshape(-1) for m in masks])
+    proto = prototype(r_deb, down)
+    sim = forward_similarity(t_deb, proto)
+    forward = forward_candidates(sim)
+    votes = backward_votes(t_deb, r_deb, down, only=forward)
+    candidate = forward & backward_candidates(votes, refs.shape[0])
+    labels = average_linkage_clusters(xp.asarray(target), tau)
+    patch_mask = aggregate(labels, candidate, xp.asarray(target), t_deb, sim, proto, threshold)
+    return host(upsample_mask(patch_mask.reshape(h, w), resolution, original))
+
+
+@pytest.mark.parametrize("shots, noise, threshold", [(1, 0.5, 0.2), (2, 0.6, 0.2), (3, 0.7, 0.1), (5, 0.6, 0.3), (1, 0.9, 0.2)])
+def test_steps_4_to_9_equal_the_oracle(xp, shots, noise, threshold):
+    pytest.importorskip("torch", reason="the oracle resizes with torch")
+    grid, channels, resolution, original = (16, 16), 48, 256, (200, 310)
+    target = synthetic_patch_features(*grid, channels, centres=10, noise=noise, seed=0)
+    refs = np.stack([synthetic_patch_features(*grid, channels, centres=10, noise=noise, seed=0 if i == 0 else 10 + i) for i in range(shots)])
+    rng = np.random.default_rng(shots)
+    masks = np.zeros((shots, resolution, resolution), dtype=bool)
+    for i in range(shots):
+        y, x = rng.integers(0, resolution - 96, 2)
+        masks[i, y:y + 96, x:x + 80] = True
+    basis = synthetic_basis(channels, 8, seed=1)
+    args = (target, refs, masks, basis, 6, 0.6, threshold, resolution, original, grid)
+    ours = _pipeline(xp, *args)
+    expected = oracle.segment(*args)
+    assert ours.shape == original and ours.dtype == bool
+    np.testing.assert_array_equal(ours, expected)

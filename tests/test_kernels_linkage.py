@@ -1,0 +1,249 @@
+"""Doc §7: average-linkage partitions equal to sklearn's, for both methods, plus the pieces
+(reciprocal merge twins, component search, strict threshold)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from sklearn.cluster import AgglomerativeClustering
+
+import kernel_oracle as oracle
+from kernel_oracle import host, same_partition, xp  # noqa: F401  (xp is a fixture)
+from insid3.kernels import KernelInputError, average_linkage, average_linkage_clusters
+from insid3.kernels.linkage_components import component_linkage, graph_components
+from insid3.kernels.linkage_reciprocal import float32_limit, merge_rows, reciprocal_linkage, rows_argmin
+from insid3.kernels.synthetic import synthetic_patch_features
+
+METHODS_FOR = {"numpy": ("components", "reciprocal"), "cupy": ("reciprocal",)}
+
+
+def _sklearn_on_distances(distances: np.ndarray, threshold: float) -> np.ndarray:
+    return AgglomerativeClustering(
+        n_clusters=None, metric="precomputed", linkage="average", distance_threshold=threshold
+    ).fit_predict(distances)
+
+
+def _unit(rng, n, c):
+    x = rng.standard_normal((n, c)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _check(xp, features, tau):
+    expected = oracle.cluster(features, tau)
+    for method in METHODS_FOR[xp.__name__]:
+        result = average_linkage(xp.asarray(features), tau, method=method)
+        labels = host(result.labels)
+        assert labels.dtype == np.int64 and labels.shape == (features.shape[0],)
+        assert same_partition(labels, expected), f"{method}: {result.n_clusters} vs {expected.max() + 1} clusters"
+        assert result.n_clusters == expected.max() + 1
+        # canonical numbering: clusters appear in order of their first patch
+        firsts = np.unique(labels, return_index=True)[1]
+        assert np.all(np.diff(firsts) > 0) and labels[0] == 0
+    return expected.max() + 1
+
+
+@pytest.mark.parametrize("noise, side, channels", [
+    (0.0, 16, 32), (0.4, 16, 64), (0.6, 24, 64), (0.7, 32, 96), (0.8, 32, 64), (1.0, 20, 48), (3.0, 16, 512),
+])
+def test_partition_equals_sklearn_on_patch_like_features(xp, noise, side, channels):
+    features = synthetic_patch_features(side, side, channels, centres=12, noise=noise, seed=side)
+    _check(xp, features, 0.6)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(n=st.integers(2, 90), c=st.integers(2, 24), tau=st.floats(0.05, 0.95), seed=st.integers(0, 2**31))
+def test_partition_equals_sklearn_random(n, c, tau, seed):
+    _check(np, _unit(np.random.default_rng(seed), n, c), tau)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(n=st.integers(2, 60), threshold=st.floats(0.05, 0.95), seed=st.integers(0, 2**31))
+def test_cores_equal_sklearn_on_random_distance_matrices(n, threshold, seed):
+    """Not from features: arbitrary symmetric distances, so merges of every shape occur."""
+    rng = np.random.default_rng(seed)
+    upper = np.triu(rng.random((n, n)).astype(np.float32), 1)
+    distances = upper + upper.T
+    expected = _sklearn_on_distances(distances, threshold)
+    root, _ = component_linkage(distances.copy(), threshold)
+    assert same_partition(root, expected)
+    root, _ = reciprocal_linkage(distances.copy(), threshold)
+    assert same_partition(root, expected)
+
+
+def test_big_n_4096_equals_sklearn():
+    features = synthetic_patch_features(64, 64, 48, centres=40, noise=0.55, seed=5)
+    clusters = _check(np, features, 0.6)
+    assert 10 <= clusters <= 1000
+
+
+def test_threshold_is_strict():
+    # d = 0.5 exactly is NOT merged (sklearn merges while distance < threshold), 0.25 is.
+    distances = np.array([[0, 0.5, 1], [0.5, 0, 1], [1, 1, 0]], dtype=np.float32)
+    assert len(set(_sklearn_on_distances(distances, 0.5))) == 3
+    assert len(set(_sklearn_on_distances(distances, np.nextafter(0.5, 1)))) == 2
+    for core in (component_linkage, reciprocal_linkage):
+        assert len(set(core(distances.copy(), 0.5)[0].tolist())) == 3
+        assert len(set(core(distances.copy(), np.nextafter(0.5, 1))[0].tolist())) == 2
+
+
+def test_float32_limit_matches_float64_comparison():
+    rng = np.random.default_rng(0)
+    for threshold in [0.4, 1 - 0.6, 0.1, 0.3333333333, 0.5, 0.7, 1e-3] + list(rng.random(50)):
+        limit = float32_limit(threshold)
+        near = np.nextafter(np.float32(threshold), np.float32(-1)) + np.arange(-3, 4, dtype=np.float32) * np.float32(1e-8)
+        for d in np.concatenate([near, [np.float32(threshold), limit, np.nextafter(limit, np.float32(0))]]).astype(np.float32):
+            assert (d < limit) == (float(d) < threshold)
+
+
+def test_all_patches_one_cluster(xp):
+    features = np.tile(_unit(np.random.default_rng(0), 1, 16), (50, 1))
+    for method in METHODS_FOR[xp.__name__]:
+        result = average_linkage(xp.asarray(features), 0.6, method=method)
+        assert result.n_clusters == 1 and not host(result.labels).any()
+
+
+def test_every_patch_its_own_cluster(xp):
+    features = np.eye(40, 64, dtype=np.float32)  # orthogonal: every distance is 1
+    for method in METHODS_FOR[xp.__name__]:
+        result = average_linkage(xp.asarray(features), 0.6, method=method)
+        assert result.n_clusters == 40 and host(result.labels).tolist() == list(range(40))
+        assert result.rounds == 0
+
+
+@pytest.mark.parametrize("cos, merged", [(0.9, True), (0.5, False)])
+def test_two_patches(xp, cos, merged):
+    features = np.array([[1, 0], [cos, np.sqrt(1 - cos * cos)]], dtype=np.float32)
+    for method in METHODS_FOR[xp.__name__]:
+        labels = host(average_linkage_clusters(xp.asarray(features), 0.6, method=method))
+        assert labels.tolist() == ([0, 0] if merged else [0, 1])
+
+
+def test_one_patch(xp):
+    assert host(average_linkage_clusters(xp.ones((1, 4), dtype=xp.float32) / 2, 0.6)).tolist() == [0]
+
+
+def test_result_info():
+    features = synthetic_patch_features(16, 16, 32, centres=6, noise=0.5, seed=3)
+    rec = average_linkage(features, 0.6, method="reciprocal")
+    comp = average_linkage(features, 0.6, method="components")
+    auto = average_linkage(features, 0.6)
+    assert rec.method == "reciprocal" and rec.rounds >= 1 and rec.components == 0
+    assert comp.method == auto.method == "components" and comp.rounds == 0
+    assert 1 <= comp.components <= comp.n_clusters
+    assert same_partition(rec.labels, comp.labels)
+
+
+def test_graph_components_match_scipy():
+    from scipy.sparse.csgraph import connected_components
+
+    rng = np.random.default_rng(0)
+    for density in [0.0, 0.005, 0.02, 0.1, 1.0]:
+        upper = np.triu(rng.random((150, 150)) < density, 1)
+        adjacency = upper | upper.T
+        ours, count = graph_components(adjacency)
+        expected_count, expected = connected_components(adjacency, directed=False)
+        assert count == expected_count and same_partition(ours, expected)
+
+
+def _merge_rows_by_formula(distances, first, second, sizes):
+    """One float32 operation at a time, in the documented order (the CUDA kernel's contract)."""
+    f32 = np.float32
+    pairs, n = len(first), distances.shape[0]
+    role = {int(i): p for p, i in enumerate(first)}
+    absorbed = {int(j) for j in second}
+
+    def average(na, da, nb, db, total):
+        return f32(f32(f32(na * da) + f32(nb * db)) / total)
+
+    out = np.empty((pairs, n), dtype=np.float32)
+    for p in range(pairs):
+        i, j = int(first[p]), int(second[p])
+        for m in range(n):
+            if m in absorbed:
+                out[p, m] = np.inf
+            elif m in role:
+                q = role[m]
+                if q == p:
+                    out[p, m] = np.inf
+                    continue
+                a, b = (p, q) if first[p] < first[q] else (q, p)
+                ia, ja, kb, lb = int(first[a]), int(second[a]), int(first[b]), int(second[b])
+                ta, tb = f32(sizes[ia] + sizes[ja]), f32(sizes[kb] + sizes[lb])
+                x = average(sizes[ia], distances[ia, kb], sizes[ja], distances[ja, kb], ta)
+                y = average(sizes[ia], distances[ia, lb], sizes[ja], distances[ja, lb], ta)
+                out[p, m] = average(sizes[kb], x, sizes[lb], y, tb)
+            else:
+                out[p, m] = average(sizes[i], distances[i, m], sizes[j], distances[j, m], f32(sizes[i] + sizes[j]))
+    return out
+
+
+def _random_round(seed, n=30, pairs=6):
+    rng = np.random.default_rng(seed)
+    upper = np.triu(rng.random((n, n)).astype(np.float32), 1)
+    distances = upper + upper.T
+    np.fill_diagonal(distances, np.inf)
+    chosen = rng.choice(n, 2 * pairs, replace=False)
+    first, second = np.minimum(chosen[:pairs], chosen[pairs:]), np.maximum(chosen[:pairs], chosen[pairs:])
+    order = np.argsort(first)
+    sizes = rng.integers(1, 50, n).astype(np.float32)
+    return distances, first[order].astype(np.int64), second[order].astype(np.int64), sizes
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_merge_rows_twin_is_bit_exact_to_the_formula(seed):
+    distances, first, second, sizes = _random_round(seed)
+    ours = merge_rows(distances, first, second, sizes)
+    np.testing.assert_array_equal(ours, _merge_rows_by_formula(distances, first, second, sizes))
+    # merged-to-merged entries are the same from both sides
+    block = ours[:, first]
+    np.testing.assert_array_equal(block, block.T)
+
+
+def test_rows_argmin_twin():
+    rng = np.random.default_rng(0)
+    distances = rng.integers(0, 4, (20, 30)).astype(np.float32)  # many ties
+    distances[3] = np.inf
+    rows = np.array([0, 3, 7, 19])
+    nearest, nearest_distance = np.full(20, -1), np.full(20, -1.0, dtype=np.float32)
+    rows_argmin(distances, rows, nearest, nearest_distance)
+    for r in rows:
+        first_min = min(range(30), key=lambda m: (distances[r, m], m))
+        assert nearest[r] == first_min and nearest_distance[r] == distances[r, first_min]
+    assert (nearest[np.setdiff1d(np.arange(20), rows)] == -1).all()
+
+
+def test_cuda_kernels_equal_twins(xp):
+    if xp.__name__ != "cupy":
+        pytest.skip("CUDA kernels: needs CuPy arrays")
+    from insid3.kernels.cuda import linkage_kernels
+
+    kernels = linkage_kernels()
+    assert kernels is not None, "NVRTC could not build linkage_reciprocal.cu"
+    distances, first, second, sizes = _random_round(1, n=300, pairs=40)
+    rows = kernels.merge_rows(xp.asarray(distances), xp.asarray(first), xp.asarray(second), xp.asarray(sizes))
+    np.testing.assert_array_equal(host(rows), merge_rows(distances, first, second, sizes))
+    picked = np.array([0, 5, 17, 299])
+    expected_n, expected_d = np.zeros(300, np.int64), np.zeros(300, np.float32)
+    rows_argmin(distances, picked, expected_n, expected_d)
+    got_n, got_d = xp.zeros(300, dtype=xp.int64), xp.zeros(300, dtype=xp.float32)
+    kernels.rows_argmin(xp.asarray(distances), xp.asarray(picked), got_n, got_d)
+    np.testing.assert_array_equal(host(got_n), expected_n)
+    np.testing.assert_array_equal(host(got_d), expected_d)
+    features = synthetic_patch_features(24, 24, 32, noise=0.6, seed=2)
+    with_kernels = average_linkage(xp.asarray(features), 0.6, method="reciprocal", use_cuda_kernels=True)
+    composed = average_linkage(xp.asarray(features), 0.6, method="reciprocal", use_cuda_kernels=False)
+    np.testing.assert_array_equal(host(with_kernels.labels), host(composed.labels))
+
+
+def test_bad_inputs(xp):
+    f = xp.ones((4, 3), dtype=xp.float32)
+    with pytest.raises(KernelInputError, match="method must be one of"):
+        average_linkage(f, 0.6, method="single")
+    with pytest.raises(KernelInputError, match=r"tau=1.5 must be in \(0, 1\]"):
+        average_linkage(f, 1.5)
+    with pytest.raises(KernelInputError, match=r"average_linkage: features must be 2-D, got shape \(4,\)"):
+        average_linkage(xp.ones(4, dtype=xp.float32), 0.6)
+    with pytest.raises(KernelInputError, match="features must be float32, got shape \\(4, 3\\) dtype float64"):
+        average_linkage(xp.ones((4, 3)), 0.6)
+    if xp.__name__ == "cupy":
+        with pytest.raises(KernelInputError, match="needs NumPy arrays"):
+            average_linkage(f, 0.6, method="components")
