@@ -51,7 +51,7 @@ def build_report(
     environment: dict, config: dict, ours: OursResult, reference: ReferenceResult | None, roofline: dict
 ) -> dict:
     return {
-        "environment": environment,
+        "environment": {**environment, "backend": ours.backend},
         "config": config,
         "ours": ours_json(ours),
         "reference": reference_json(reference) if reference else None,
