@@ -4,8 +4,8 @@ clusters).
 Only clusters that hold a candidate patch ("matched", hits > 0) need prototypes: the seed is one
 of them, and every other cluster has area weight 0, so its score cross * intra * 0 is 0
 whatever its prototype (it joins the mask only if merge_threshold < 0, as in the reference).
-Their per-cluster sums are one sort + cumulative sum over the matched clusters' patches
-(float64 accumulation, O(N_matched * C)), for any number of clusters.
+Their per-cluster sums are one one-hot GEMM over the matched clusters' patches (<= 64 matched
+clusters, the usual case) or a sort + float64 cumulative sum (any number), never a loop.
 """
 
 from __future__ import annotations
@@ -39,22 +39,31 @@ class ClusterStatistics:
         return int(self.areas.shape[0])
 
 
+# Up to this many segments, per-segment sums are one (M x L) one-hot GEMM (float32, exact
+# counts); beyond, a stable sort + float64 cumulative sum keeps the cost O(L * C) for any M.
+ONE_HOT_MAX_SEGMENTS = 64
+
+
 def segment_means(values: Array, segments: Array, n_segments: int) -> Array:
     """Mean of the rows of `values` (L, C) per segment id in [0, n_segments): (n_segments, C)
-    float32, via a stable sort and a float64 cumulative sum (portable NumPy/CuPy, no add.at)."""
+    float32; empty segments give zeros. Portable NumPy/CuPy (no ufunc.at / reduceat)."""
     xp = array_module(values, segments)
-    order = xp.argsort(segments, kind="stable")
     counts = xp.bincount(segments, minlength=n_segments)
-    running = xp.cumsum(values[order].astype(xp.float64), axis=0)
-    running = xp.concatenate([xp.zeros((1, values.shape[1]), dtype=xp.float64), running], axis=0)
-    bounds = xp.concatenate([xp.zeros(1, dtype=counts.dtype), xp.cumsum(counts)])
-    sums = running[bounds[1:]] - running[bounds[:-1]]
+    if n_segments <= ONE_HOT_MAX_SEGMENTS:
+        one_hot = (segments[None, :] == xp.arange(n_segments)[:, None]).astype(xp.float32)
+        sums = one_hot @ values.astype(xp.float32, copy=False)
+    else:
+        order = xp.argsort(segments, kind="stable")
+        running = xp.cumsum(values[order].astype(xp.float64), axis=0)
+        running = xp.concatenate([xp.zeros((1, values.shape[1]), dtype=xp.float64), running], axis=0)
+        bounds = xp.concatenate([xp.zeros(1, dtype=counts.dtype), xp.cumsum(counts)])
+        sums = running[bounds[1:]] - running[bounds[:-1]]
     return (sums / xp.maximum(counts, 1)[:, None]).astype(xp.float32)
 
 
 def _normalize_rows(x: Array) -> Array:
     xp = array_module(x)
-    norm = xp.sqrt((x * x).sum(axis=1, keepdims=True))
+    norm = xp.sqrt(xp.einsum("mc,mc->m", x, x))[:, None]
     return x / xp.maximum(norm, xp.float32(NORMALIZE_EPS))
 
 

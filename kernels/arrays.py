@@ -104,10 +104,10 @@ def _shape_hint(shape: Sequence[int | None] | None) -> str:
     return "" if shape is None else f" {_shape_text(shape)}"
 
 
-def l2_normalize(x: Array, axis: int = -1) -> Array:
-    """x / max(||x||, 1e-12) along axis, as torch.nn.functional.normalize (float32 in, float32 out)."""
+def l2_normalize(x: Array) -> Array:
+    """x / max(||x||, 1e-12) along the last axis, as torch.nn.functional.normalize (float32 kept)."""
     xp = array_module(x)
-    norm = xp.sqrt((x * x).sum(axis=axis, keepdims=True))
+    norm = xp.sqrt(xp.einsum("...c,...c->...", x, x))[..., None]
     return x / xp.maximum(norm, x.dtype.type(NORMALIZE_EPS))
 
 

@@ -25,8 +25,7 @@ def prototype(debiased_shots: Array, shot_masks: Array) -> Array:
     n_used = int(used.sum())  # host sync: the all-empty case must raise
     if n_used == 0:
         raise ReferenceMaskError("every reference shot has an empty foreground after downsampling")
-    weights = shot_masks.astype(xp.float32)[:, None, :]  # (S, 1, N)
-    sums = xp.matmul(weights, debiased_shots)[:, 0, :]  # (S, C): one batched GEMV, no loop
+    sums = xp.einsum("sn,snc->sc", shot_masks.astype(xp.float32), debiased_shots)  # (S, C)
     means = sums / xp.maximum(counts, 1).astype(xp.float32)[:, None]
     mean_of_shots = (means * used.astype(xp.float32)[:, None]).sum(axis=0) / xp.float32(n_used)
     return l2_normalize(mean_of_shots)

@@ -72,8 +72,8 @@ def resize_bilinear(array2d: Array, out_hw: Sequence[int]) -> Array:
     x = array2d.astype(xp.float32, copy=False)
     c0, c1, wc0, wc1 = _linear_taps(xp, x.shape[1], width)
     r0, r1, wr0, wr1 = _linear_taps(xp, x.shape[0], height)
-    columns = x[:, c0] * wc0 + x[:, c1] * wc1
-    return columns[r0] * wr0[:, None] + columns[r1] * wr1[:, None]
+    columns = xp.take(x, c0, axis=1) * wc0 + xp.take(x, c1, axis=1) * wc1
+    return xp.take(columns, r0, axis=0) * wr0[:, None] + xp.take(columns, r1, axis=0) * wr1[:, None]
 
 
 def resize_nearest(array2d: Array, out_hw: Sequence[int]) -> Array:
@@ -83,7 +83,7 @@ def resize_nearest(array2d: Array, out_hw: Sequence[int]) -> Array:
     height, width = _out_size(out_hw, "resize_nearest")
     rows = _nearest_taps(xp, array2d.shape[0], height)
     cols = _nearest_taps(xp, array2d.shape[1], width)
-    return array2d[rows[:, None], cols[None, :]]
+    return xp.take(xp.take(array2d, rows, axis=0), cols, axis=1)
 
 
 def _grid_size(grid: int | Sequence[int]) -> tuple[int, int]:

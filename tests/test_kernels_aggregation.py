@@ -23,7 +23,7 @@ from insid3.kernels import (
     seed_cluster,
     upsample_mask,
 )
-from insid3.kernels.aggregation import segment_means
+from insid3.kernels.aggregation import ONE_HOT_MAX_SEGMENTS, segment_means
 from insid3.kernels.synthetic import synthetic_basis, synthetic_patch_features
 
 
@@ -90,22 +90,24 @@ def test_no_candidate_gives_empty_mask(xp):
 
 def test_all_one_cluster_and_every_patch_own_cluster(xp):
     rng = np.random.default_rng(2)
-    features, debiased, proto = _unit(rng, 60, 8), _unit(rng, 60, 8), _unit(rng, 8)
+    n = 150  # every patch its own cluster: ~90 matched clusters, the sort + cumsum path
+    features, debiased, proto = _unit(rng, n, 8), _unit(rng, n, 8), _unit(rng, 8)
     sim = (debiased @ proto).astype(np.float32)
-    candidate = rng.random(60) < 0.3
-    for labels in (np.zeros(60, dtype=np.int64), np.arange(60)):
+    candidate = rng.random(n) < 0.6
+    for labels in (np.zeros(n, dtype=np.int64), np.arange(n)):
         for threshold in (-0.2, 0.0, 0.2):
             ours = host(aggregate(*(xp.asarray(a) for a in (labels, candidate, features, debiased, sim, proto)), threshold))
             np.testing.assert_array_equal(ours, oracle.aggregate(labels, candidate, features, debiased, sim, proto, threshold))
 
 
-def test_segment_means(xp):
-    rng = np.random.default_rng(3)
+@pytest.mark.parametrize("n_segments", [1, 51, ONE_HOT_MAX_SEGMENTS + 1, 300])  # one-hot GEMM and sort + cumsum
+def test_segment_means(xp, n_segments):
+    rng = np.random.default_rng(n_segments)
     values = rng.standard_normal((500, 7)).astype(np.float32)
-    segments = rng.integers(0, 50, 500)
-    segments[segments == 13] = 14  # an empty segment in the middle
-    ours = host(segment_means(xp.asarray(values), xp.asarray(segments), 51))
-    for s in range(51):
+    segments = rng.integers(0, n_segments, 500)
+    segments[segments == n_segments // 2] = 0  # an empty segment in the middle (none if only 1)
+    ours = host(segment_means(xp.asarray(values), xp.asarray(segments), n_segments))
+    for s in range(n_segments):
         expected = values[segments == s].mean(axis=0) if (segments == s).any() else np.zeros(7)
         np.testing.assert_allclose(ours[s], expected, atol=1e-6)
 

@@ -1,0 +1,337 @@
+"""Post-processing kernels (INSID3 steps 4-9) against the authors' way, side by side on this CPU.
+
+    python benchmarks/bench_kernels.py [--quick] [--repeats 5]
+
+Features are synthetic (insid3.kernels.synthetic: seeded spatial blobs around a few dozen
+centres, L2-normalised) at the two deployment shapes: ViT-L at 1024 px (N = 4096, C = 1024) and
+ViT-S at 768 px (N = 2304, C = 384); --quick runs only the ViT-S shape.
+
+1. Clustering (doc §7): sklearn AgglomerativeClustering on 1 - clip(F F^T) (the reference)
+   against average_linkage(method="auto") (= "components" on NumPy) and method="reciprocal";
+   the partitions are asserted identical. "from F" includes the float32 Gram matrix every
+   method needs; "from D" times the clustering alone on the same precomputed matrix.
+2. Peak memory of each clustering method: resident-set growth over the loaded features, each
+   method in a fresh subprocess (covers fastcluster's and scipy's C allocations too).
+3. Steps 4-9 without clustering: the authors' code transcribed to NumPy (P_perp projector,
+   per-shot loops, per-cluster loops in §8, torch F.interpolate for the resizes) against the
+   kernels, stage by stage, on the same inputs and the same cluster labels.
+
+Median of --repeats runs (>= 5), all methods interleaved in each repeat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from insid3.kernels import (
+    aggregate,
+    average_linkage,
+    backward_candidates,
+    backward_votes,
+    cosine_distances,
+    debias,
+    downsample_mask,
+    forward_candidates,
+    forward_similarity,
+    prototype,
+    upsample_mask,
+)
+from insid3.kernels.linkage_components import component_linkage
+from insid3.kernels.linkage_reciprocal import reciprocal_linkage
+from insid3.kernels.synthetic import synthetic_basis, synthetic_patch_features
+
+TAU, MERGE_THRESHOLD = 0.6, 0.2
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    grid: int  # h = w
+    channels: int
+    resolution: int
+    svd_components: int
+
+    @property
+    def patches(self) -> int:
+        return self.grid * self.grid
+
+
+VIT_L_1024 = Shape("ViT-L 1024px", 64, 1024, 1024, 500)
+VIT_S_768 = Shape("ViT-S 768px", 48, 384, 768, 180)
+ORIGINAL_SIZE = (480, 640)
+
+
+def features_for(shape: Shape, seed: int = 0) -> np.ndarray:
+    return synthetic_patch_features(shape.grid, shape.grid, shape.channels, centres=40, noise=0.65, seed=seed)
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    pairs = np.unique(np.stack([a, b], axis=1), axis=0)
+    return len(pairs) == len(np.unique(a)) == len(np.unique(b))
+
+
+def timed(fn, *args):
+    start = time.perf_counter()
+    out = fn(*args)
+    return time.perf_counter() - start, out
+
+
+# ---------------------------------------------------------------------------------- clustering
+def sklearn_from_distances(distances: np.ndarray) -> np.ndarray:
+    from sklearn.cluster import AgglomerativeClustering
+
+    return AgglomerativeClustering(
+        n_clusters=None, metric="precomputed", linkage="average", distance_threshold=float(1.0 - TAU)
+    ).fit_predict(distances)
+
+
+def sklearn_from_features(features: np.ndarray) -> np.ndarray:
+    return sklearn_from_distances(1.0 - np.clip(features @ features.T, -1, 1))
+
+
+def bench_clustering(shape: Shape, repeats: int) -> tuple[list[str], dict]:
+    features = features_for(shape)
+    distances = cosine_distances(features)
+    threshold = 1.0 - TAU
+    runs: dict[str, list[float]] = {k: [] for k in ("gram", "sk_F", "sk_D", "auto_F", "auto_D", "rec_F", "rec_D")}
+    info = {}
+    for _ in range(repeats):
+        runs["gram"].append(timed(cosine_distances, features)[0])
+        t, expected = timed(sklearn_from_features, features)
+        runs["sk_F"].append(t)
+        runs["sk_D"].append(timed(sklearn_from_distances, distances)[0])
+        t, auto = timed(lambda: average_linkage(features, TAU))
+        runs["auto_F"].append(t)
+        runs["auto_D"].append(timed(component_linkage, distances, threshold)[0])
+        t, rec = timed(lambda: average_linkage(features, TAU, method="reciprocal"))
+        runs["rec_F"].append(t)
+        scratch = distances.copy()  # reciprocal overwrites its matrix; the copy is not timed
+        runs["rec_D"].append(timed(reciprocal_linkage, scratch, threshold)[0])
+        assert auto.method == "components"
+        assert same_partition(auto.labels, expected), "auto partition differs from sklearn"
+        assert same_partition(rec.labels, expected), "reciprocal partition differs from sklearn"
+        info = {"clusters": auto.n_clusters, "components": auto.components, "rounds": rec.rounds}
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    n, c = shape.patches, shape.channels
+    title = (f"### Clustering, {shape.name}: N = {n}, C = {c}, tau = {TAU} "
+             f"({info['clusters']} clusters, {info['components']} graph components, "
+             f"reciprocal: {info['rounds']} rounds); partitions identical to sklearn: yes")
+    rows = [
+        title, "",
+        "| method | from F (ms) | from D (ms) | speed-up from F | speed-up from D |",
+        "|---|---:|---:|---:|---:|",
+        f"| sklearn (reference) | {med['sk_F'] * 1e3:.0f} | {med['sk_D'] * 1e3:.0f} | 1.0x | 1.0x |",
+        f"| auto = components | {med['auto_F'] * 1e3:.0f} | {med['auto_D'] * 1e3:.0f} | "
+        f"{med['sk_F'] / med['auto_F']:.1f}x | {med['sk_D'] / med['auto_D']:.1f}x |",
+        f"| reciprocal (float32) | {med['rec_F'] * 1e3:.0f} | {med['rec_D'] * 1e3:.0f} | "
+        f"{med['sk_F'] / med['rec_F']:.1f}x | {med['sk_D'] / med['rec_D']:.1f}x |",
+        "",
+        f"The float32 Gram + distances shared by every method: {med['gram'] * 1e3:.0f} ms.",
+        "",
+    ]
+    return rows, info
+
+
+# -------------------------------------------------------------------------------------- memory
+def memory_probe(method: str, path: str) -> None:
+    """Child process: load the features, then report the peak RSS growth of one clustering."""
+    features = np.load(path)
+    with open("/proc/self/statm") as f:
+        baseline = int(f.read().split()[1]) * resource.getpagesize()
+    if method == "sklearn":
+        sklearn_from_features(features)
+    else:
+        average_linkage(features, TAU, method=method)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(max(peak - baseline, 0))
+
+
+def bench_memory(shape: Shape) -> list[str]:
+    features = features_for(shape)
+    rows = [f"### Peak memory of one clustering, {shape.name} (RSS growth over the loaded features)", "",
+            "| method | peak (MiB) |", "|---|---:|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "features.npy")
+        np.save(path, features)
+        # Import everything first so module loading is not counted against a method.
+        warm = "import numpy, scipy, sklearn.cluster, fastcluster, insid3.kernels.linkage_components; "
+        for method in ("sklearn", "components", "reciprocal"):
+            code = (warm + "import sys; sys.argv = ['x']; sys.path.insert(0, %r); "
+                    "import bench_kernels; bench_kernels.memory_probe(%r, %r)") % (str(Path(__file__).parent), method, path)
+            out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+            rows.append(f"| {method} | {int(out.stdout.split()[-1]) / 2**20:.0f} |")
+    return rows + [""]
+
+
+# ------------------------------------------------------------------------- steps 4-9 (no §7)
+def _torch_interpolate(array2d: np.ndarray, size, mode: str) -> np.ndarray:
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(array2d, dtype=np.float32))[None, None]
+    kwargs = {"align_corners": False} if mode == "bilinear" else {}
+    return torch.nn.functional.interpolate(x, size=tuple(size), mode=mode, **kwargs)[0, 0].numpy()
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def _authors_aggregation(target, target_deb, labels, candidate, sim_fwd, proto) -> np.ndarray:
+    """_seed_and_aggregate with its per-cluster loops (compute_cluster_prototypes twice, cross)."""
+    k = int(labels.max()) + 1
+    matched_ids, hits = np.unique(labels[candidate], return_counts=True)
+    areas = np.unique(labels, return_counts=True)[1]
+    area_weights = np.zeros(k, dtype=np.float32)
+    area_weights[matched_ids] = hits
+    area_weights /= areas
+    deb_protos = np.stack([_normalize(target_deb[labels == c].mean(axis=0)) for c in range(k)])
+    seed = matched_ids[int(np.argmax(deb_protos[matched_ids] @ proto))]
+    orig_protos = np.stack([_normalize(target[labels == c].mean(axis=0)) for c in range(k)])
+    intra = orig_protos @ orig_protos[seed]
+    cross = np.array([sim_fwd[labels == c].mean() for c in range(k)], dtype=np.float32)
+    combined = cross * intra
+    area_weights[seed] = 1.0
+    combined *= area_weights
+    return combined[labels] > MERGE_THRESHOLD
+
+
+def authors_way(inputs: dict, stages: dict) -> np.ndarray:
+    """models/insid3.py's predict_mask after the backbone, transcribed to NumPy float32 (torch
+    only for F.interpolate), with its per-shot and per-cluster loops. Stage times go to stages."""
+    target, refs, masks, basis, s = inputs["target"], inputs["refs"], inputs["masks"], inputs["basis"], inputs["s"]
+    grid, labels = inputs["grid"], inputs["labels"]
+    t0 = time.perf_counter()
+    b = basis[:, :s]
+    p_perp = np.eye(basis.shape[0], dtype=np.float32) - b @ b.T
+    both = np.concatenate([refs, target[None]], axis=0)  # the reference debiases all S + 1 maps
+    debiased = _normalize((p_perp[None] @ both.transpose(0, 2, 1)).transpose(0, 2, 1))
+    refs_deb, target_deb = debiased[:-1], debiased[-1]
+    t1 = time.perf_counter()
+    down = []
+    protos = []
+    for shot in range(refs.shape[0]):
+        d = _torch_interpolate(masks[shot], (grid, grid), "bilinear") > 0.5
+        if d.sum() == 0:
+            d = _torch_interpolate(masks[shot], (grid, grid), "nearest") > 0.5
+        down.append(d.reshape(-1))
+        fg = refs_deb[shot][d.reshape(-1)]
+        if fg.shape[0] > 0:
+            protos.append(fg.mean(axis=0))
+    proto = _normalize(np.stack(protos).mean(axis=0))
+    t2 = time.perf_counter()
+    sim_fwd = target_deb @ proto
+    forward = sim_fwd > 0
+    if forward.sum() == 0:
+        forward = sim_fwd > np.quantile(sim_fwd, 0.9)
+    votes = np.zeros(target.shape[0], dtype=np.int32)
+    for shot in range(refs.shape[0]):
+        sim = refs_deb[shot] @ target_deb.T  # (Nr, N) as the reference's einsum
+        votes += down[shot][sim.T.argmax(axis=1)]
+    candidate = forward & (votes >= math.ceil(refs.shape[0] / 2))
+    t3 = time.perf_counter()
+    if candidate.sum() == 0:  # the reference returns the (empty) candidate mask
+        patch_mask = candidate.reshape(grid, grid)
+    else:
+        patch_mask = _authors_aggregation(target, target_deb, labels, candidate, sim_fwd, proto).reshape(grid, grid)
+    t4 = time.perf_counter()
+    square = _torch_interpolate(patch_mask, (inputs["resolution"],) * 2, "bilinear") > 0.5
+    out = _torch_interpolate(square, ORIGINAL_SIZE, "bilinear") > 0.5
+    t5 = time.perf_counter()
+    for name, dt in zip(("debias", "reference side", "matching", "aggregation", "upsample"), np.diff([t0, t1, t2, t3, t4, t5])):
+        stages.setdefault(name, []).append(dt)
+    return out
+
+
+def kernels_way(inputs: dict, stages: dict) -> np.ndarray:
+    """The same steps through insid3.kernels, as the engine calls them."""
+    target, refs, masks, basis, s = inputs["target"], inputs["refs"], inputs["masks"], inputs["basis"], inputs["s"]
+    grid, labels = inputs["grid"], inputs["labels"]
+    t0 = time.perf_counter()
+    refs_deb = debias(refs, basis, s)
+    target_deb = debias(target, basis, s)
+    t1 = time.perf_counter()
+    down = np.stack([downsample_mask(m, grid).reshape(-1) for m in masks])
+    proto = prototype(refs_deb, down)
+    t2 = time.perf_counter()
+    sim_fwd = forward_similarity(target_deb, proto)
+    forward = forward_candidates(sim_fwd)
+    candidate = forward & backward_candidates(backward_votes(target_deb, refs_deb, down, only=forward), refs.shape[0])
+    t3 = time.perf_counter()
+    patch_mask = aggregate(labels, candidate, target, target_deb, sim_fwd, proto, MERGE_THRESHOLD)
+    t4 = time.perf_counter()
+    out = upsample_mask(patch_mask.reshape(grid, grid), inputs["resolution"], ORIGINAL_SIZE)
+    t5 = time.perf_counter()
+    for name, dt in zip(("debias", "reference side", "matching", "aggregation", "upsample"), np.diff([t0, t1, t2, t3, t4, t5])):
+        stages.setdefault(name, []).append(dt)
+    return out
+
+
+def steps_inputs(shape: Shape, shots: int) -> dict:
+    target = features_for(shape, seed=0)
+    refs = np.stack([features_for(shape, seed=0 if i == 0 else 100 + i) for i in range(shots)])
+    masks = np.zeros((shots, shape.resolution, shape.resolution), dtype=bool)
+    rng = np.random.default_rng(1)
+    side = shape.resolution // 3
+    for i in range(shots):
+        y, x = rng.integers(0, shape.resolution - side, 2)
+        masks[i, y:y + side, x:x + side] = True
+    labels = average_linkage(target, TAU).labels
+    return dict(target=target, refs=refs, masks=masks, basis=synthetic_basis(shape.channels, shape.svd_components),
+                s=shape.svd_components, grid=shape.grid, resolution=shape.resolution, labels=labels)
+
+
+def bench_steps(shape: Shape, shots: int, repeats: int) -> list[str]:
+    inputs = steps_inputs(shape, shots)
+    authors: dict[str, list[float]] = {}
+    ours: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        expected = authors_way(inputs, authors)
+        got = kernels_way(inputs, ours)
+        assert np.array_equal(expected, got), "kernel mask differs from the authors' way"
+    names = ["debias", "reference side", "matching", "aggregation", "upsample"]
+    total_a = statistics.median([sum(authors[n][i] for n in names) for i in range(repeats)])
+    total_o = statistics.median([sum(ours[n][i] for n in names) for i in range(repeats)])
+    k = int(inputs["labels"].max()) + 1
+    rows = [f"### Steps 4-9 without clustering, {shape.name}, {shots} shot(s), {k} clusters, "
+            f"s = {shape.svd_components}; masks identical: yes", "",
+            "| stage | authors' way (ms) | kernels (ms) | speed-up |", "|---|---:|---:|---:|"]
+    for name in names:
+        a, o = statistics.median(authors[name]), statistics.median(ours[name])
+        rows.append(f"| {name} | {a * 1e3:.1f} | {o * 1e3:.1f} | {a / o:.1f}x |")
+    rows.append(f"| **total** | {total_a * 1e3:.1f} | {total_o * 1e3:.1f} | {total_a / total_o:.1f}x |")
+    return rows + [""]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="ViT-S 768px only")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per measurement (>= 5; median reported)")
+    args = parser.parse_args(argv)
+    if args.repeats < 5:
+        parser.error("--repeats must be >= 5 (medians of at least five runs)")
+    shapes = [VIT_S_768] if args.quick else [VIT_L_1024, VIT_S_768]
+    print(f"# insid3 kernels benchmark ({'quick' if args.quick else 'full'}, median of {args.repeats})\n")
+    for shape in shapes:
+        rows, _ = bench_clustering(shape, args.repeats)
+        print("\n".join(rows), flush=True)
+    for shape in shapes:
+        print("\n".join(bench_memory(shape)), flush=True)
+    for shape in shapes:
+        for shots in ((1,) if args.quick else (1, 5)):
+            print("\n".join(bench_steps(shape, shots, args.repeats)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
