@@ -33,7 +33,7 @@ def ensure_bundle(path: Path, size: str, resolution: int) -> Path:
     if (path / "insid3.json").is_file():
         return path
     try:
-        from insid3.export import ExportSettings, export_bundle
+        from insid3.export import SIZES, ExportSettings, export_bundle
     except ImportError as exc:  # the runtime-only install has no torch
         raise Insid3Error(
             f"no bundle at {path} and the export stage is not installed ({exc.name} missing): "
@@ -41,7 +41,9 @@ def ensure_bundle(path: Path, size: str, resolution: int) -> Path:
         ) from exc
     print(f"insid3-demo: exporting a random-init {size} bundle at {resolution}px to {path} (once)")
     return export_bundle(
-        ExportSettings(size=size, resolution=resolution, random_init=True, seed=DEMO_SEED, out=path, trt=False)
+        ExportSettings(
+            model=SIZES[size], resolution=resolution, out_dir=path, random_init=True, seed=DEMO_SEED, trt=False
+        )
     )
 
 

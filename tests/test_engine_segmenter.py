@@ -1,0 +1,143 @@
+"""The Segmenter API on a tiny exported bundle: references, caching, multi-shot, batches, errors."""
+
+import numpy as np
+import pytest
+
+from insid3.engine import Segmenter
+from insid3.engine.reference import Reference
+from insid3.engine.scenes import draw_scene, scene_pairs
+from insid3.engine.timing import STAGES
+from insid3.errors import (
+    BackendUnavailableError,
+    BundleError,
+    InputImageError,
+    NoReferenceError,
+    ReferenceMaskError,
+    SettingsError,
+)
+
+
+@pytest.fixture(scope="module")
+def segmenter(tiny_bundle):
+    return Segmenter.from_bundle(tiny_bundle, backend="onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return scene_pairs(1, size=(120, 160))[0]
+
+
+def test_segment_returns_a_bool_mask_at_the_targets_size(segmenter, pair):
+    reference, target = pair
+    segmenter.set_reference(reference.image, reference.mask)
+    mask = segmenter.segment(target.image)
+    assert mask.dtype == bool and mask.shape == target.image.shape[:2]
+    assert set(segmenter.last_timings) == set(STAGES)
+    assert all(ms >= 0 for ms in segmenter.last_timings.values())
+
+
+def test_the_reference_is_encoded_once_for_many_targets(tiny_bundle, pair):
+    seg = Segmenter.from_bundle(tiny_bundle, backend="onnxruntime")
+    reference, target = pair
+    seg.set_reference(reference.image, reference.mask)
+    for _ in range(3):
+        seg.segment(target.image)
+    seg.segment_batch([target.image] * 4, batch_size=3)
+    assert seg.images_encoded == {"reference": 1, "target": 7}
+
+
+def test_batch_equals_one_by_one(segmenter, pair):
+    reference, _ = pair
+    segmenter.set_reference(reference.image, reference.mask)
+    targets = [draw_scene(seed, (100 + 10 * seed, 140), concept=0).image for seed in range(5)]
+    singles = [segmenter.segment(t) for t in targets]
+    batched = segmenter.segment_batch(targets, batch_size=2)
+    assert len(batched) == 5
+    for one, many in zip(singles, batched):
+        np.testing.assert_array_equal(one, many)
+
+
+def test_add_reference_makes_a_multi_shot_reference(segmenter, pair):
+    reference, target = pair
+    other = draw_scene(99, (120, 160), concept=reference.concept)
+    segmenter.set_reference(reference.image, reference.mask)
+    assert segmenter.reference.shots == 1
+    segmenter.add_reference(other.image, other.mask)
+    assert segmenter.reference.shots == 2
+    both = segmenter.encode_reference([(reference.image, reference.mask), (other.image, other.mask)])
+    np.testing.assert_allclose(both.prototype, segmenter.reference.prototype, atol=1e-6)
+    np.testing.assert_array_equal(segmenter.segment(target.image), segmenter.segment(target.image, both))
+    segmenter.set_reference(reference.image, reference.mask)
+    assert segmenter.reference.shots == 1
+
+
+def test_explicit_reference_leaves_the_segmenters_own_alone(segmenter, pair):
+    reference, target = pair
+    segmenter.clear_references()
+    standalone = segmenter.encode_reference([(reference.image, reference.mask)])
+    assert isinstance(standalone, Reference) and segmenter.reference is None
+    assert segmenter.segment(target.image, standalone).shape == target.mask.shape
+
+
+def test_segment_before_any_reference(segmenter, pair):
+    segmenter.clear_references()
+    with pytest.raises(NoReferenceError, match="set_reference"):
+        segmenter.segment(pair[1].image)
+
+
+def test_mask_of_the_wrong_size(segmenter, pair):
+    reference, _ = pair
+    with pytest.raises(InputImageError, match="160x120"):
+        segmenter.set_reference(reference.image, reference.mask[:, :100])
+
+
+def test_empty_reference_mask(segmenter, pair):
+    with pytest.raises(ReferenceMaskError, match="empty"):
+        segmenter.set_reference(pair[0].image, np.zeros_like(pair[0].mask))
+
+
+def test_corrupt_target(segmenter, pair, tmp_path):
+    segmenter.set_reference(pair[0].image, pair[0].mask)
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(InputImageError, match="broken.png"):
+        segmenter.segment(bad)
+
+
+def test_missing_bundle(tmp_path):
+    with pytest.raises(BundleError, match="does not exist"):
+        Segmenter.from_bundle(tmp_path / "none")
+
+
+def test_unknown_backend(tiny_bundle):
+    with pytest.raises(BackendUnavailableError, match="unknown backend 'cuda-magic'.*onnxruntime"):
+        Segmenter.from_bundle(tiny_bundle, backend="cuda-magic")
+
+
+def test_gpu_backend_without_a_gpu(tiny_bundle):
+    pytest.importorskip("numpy")
+    try:
+        import cupy  # noqa: F401
+
+        pytest.skip("cupy is installed: this test is about machines without the GPU stack")
+    except ImportError:
+        pass
+    with pytest.raises(BackendUnavailableError, match="backend 'tensorrt' cannot run here: .*available here: .*onnxruntime"):
+        Segmenter.from_bundle(tiny_bundle, backend="tensorrt")
+
+
+def test_svd_components_must_be_below_the_width(tiny_bundle):
+    import json
+
+    width = json.loads((tiny_bundle / "insid3.json").read_text())["embed_dim"]
+    with pytest.raises(SettingsError, match=f"svd_components={width} must be in"):
+        Segmenter.from_bundle(tiny_bundle, svd_components=width)
+
+
+def test_hyperparameters_default_to_the_bundles(tiny_bundle):
+    import json
+
+    defaults = json.loads((tiny_bundle / "insid3.json").read_text())["defaults"]
+    seg = Segmenter.from_bundle(tiny_bundle, backend="onnxruntime", tau=0.5)
+    assert seg.hyperparameters.svd_components == defaults["svd_components"]
+    assert seg.hyperparameters.tau == 0.5
