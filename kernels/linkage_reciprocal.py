@@ -44,7 +44,7 @@ def rows_argmin(distances: Array, rows: Array, nearest: Array, nearest_distance:
     """For each row r in rows: nearest[r] = argmin_m D[r, m] (first index on ties, like
     numpy/torch argmin), nearest_distance[r] = that minimum. Writes in place."""
     xp = array_module(distances)
-    block = distances[rows]
+    block = xp.take(distances, rows, axis=0)
     index = xp.argmin(block, axis=1)
     nearest[rows] = index
     nearest_distance[rows] = block[xp.arange(block.shape[0]), index]
@@ -62,34 +62,33 @@ def merge_rows(distances: Array, first: Array, second: Array, sizes: Array) -> A
     n_first = sizes[first][:, None]
     n_second = sizes[second][:, None]
     total = n_first + n_second
-    rows = (n_first * distances[first] + n_second * distances[second]) / total
+    rows = (n_first * xp.take(distances, first, axis=0) + n_second * xp.take(distances, second, axis=0)) / total
     # Block between merged clusters, computed from row p's side, then made canonical.
-    from_p = (n_first.T * rows[:, first] + n_second.T * rows[:, second]) / total.T
+    from_p = (n_first.T * xp.take(rows, first, axis=1) + n_second.T * xp.take(rows, second, axis=1)) / total.T
     block = xp.where(first[:, None] < first[None, :], from_p, from_p.T)
     rows[:, first] = block
     rows[:, second] = xp.inf
     return rows
 
 
-def compact(distances: Array, kept: Array, first: Array, rows: Array) -> Array:
+def compact(distances: Array, kept: Array, new_position: Array, first: Array, rows: Array) -> Array:
     """The next round's matrix over the kept clusters (ascending old positions): old distances
     with the merged rows and columns replaced by `rows`, built from row and column gathers only.
 
     Writing P columns of a row-major matrix touches every cache line of it, and NumPy's fancy
     column assignment runs at ~30 ns per element; gathering columns from [rows | merged^T] reads
     each row once instead, and drops absorbed and frozen clusters in the same pass.
+    new_position[old] = position of a kept cluster in the new matrix.
     """
     xp = array_module(distances)
     n, pairs = distances.shape[0], first.shape[0]
-    position = xp.full(n, -1, dtype=xp.int64)
-    position[kept] = xp.arange(kept.shape[0])
-    block = distances[kept]
-    block[position[first]] = rows
-    widened = xp.concatenate([block, rows[:, kept].T], axis=1)
+    block = xp.take(distances, kept, axis=0)
+    block[new_position[first]] = rows
+    widened = xp.concatenate([block, xp.take(rows, kept, axis=1).T], axis=1)
     del block
     columns = kept.copy()
-    columns[position[first]] = n + xp.arange(pairs)
-    return widened[:, columns]
+    columns[new_position[first]] = n + xp.arange(pairs)
+    return xp.take(widened, columns, axis=1)
 
 
 def _raw_kernels(xp, use_cuda_kernels: bool):
@@ -147,7 +146,7 @@ def reciprocal_linkage(distances: Array, threshold: float, *, use_cuda_kernels: 
         stale = (merged[nearest] & live)[kept]
         new_position = xp.full(distances.shape[0], -1, dtype=xp.int64)
         new_position[kept] = xp.arange(kept.shape[0])
-        distances = compact(distances, kept, first, rows)
+        distances = compact(distances, kept, new_position, first, rows)
         del rows
         roots, sizes = roots[kept], sizes[kept]
         nearest, nearest_distance = new_position[nearest[kept]], nearest_distance[kept]

@@ -10,7 +10,7 @@ import kernel_oracle as oracle
 from kernel_oracle import host, same_partition, xp  # noqa: F401  (xp is a fixture)
 from insid3.kernels import KernelInputError, average_linkage, average_linkage_clusters
 from insid3.kernels.linkage_components import component_linkage, graph_components
-from insid3.kernels.linkage_reciprocal import float32_limit, merge_rows, reciprocal_linkage, rows_argmin
+from insid3.kernels.linkage_reciprocal import compact, float32_limit, merge_rows, reciprocal_linkage, rows_argmin
 from insid3.kernels.synthetic import synthetic_patch_features
 
 METHODS_FOR = {"numpy": ("components", "reciprocal"), "cupy": ("reciprocal",)}
@@ -196,6 +196,21 @@ def test_merge_rows_twin_is_bit_exact_to_the_formula(seed):
     # merged-to-merged entries are the same from both sides
     block = ours[:, first]
     np.testing.assert_array_equal(block, block.T)
+
+
+def test_compact_equals_symmetric_update_then_selection():
+    distances, first, second, sizes = _random_round(3)
+    rows = merge_rows(distances, first, second, sizes)
+    expected = distances.copy()
+    expected[first] = rows
+    expected[:, first] = rows.T
+    keep = np.ones(distances.shape[0], dtype=bool)
+    keep[second] = False
+    keep[[i for i in range(distances.shape[0]) if i not in set(first) | set(second)][:4]] = False  # frozen
+    kept = np.flatnonzero(keep)
+    new_position = np.full(distances.shape[0], -1)
+    new_position[kept] = np.arange(kept.shape[0])
+    np.testing.assert_array_equal(compact(distances, kept, new_position, first, rows), expected[np.ix_(kept, kept)])
 
 
 def test_rows_argmin_twin():
