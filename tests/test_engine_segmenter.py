@@ -141,3 +141,34 @@ def test_hyperparameters_default_to_the_bundles(tiny_bundle):
     seg = Segmenter.from_bundle(tiny_bundle, backend="onnxruntime", tau=0.5)
     assert seg.hyperparameters.svd_components == defaults["svd_components"]
     assert seg.hyperparameters.tau == 0.5
+
+
+def test_auto_picks_the_fastest_installed_cpu_backend_and_says_so(tiny_bundle, caplog):
+    import importlib.util
+    import logging
+
+    caplog.set_level(logging.INFO, logger="insid3.engine")
+    seg = Segmenter.from_bundle(tiny_bundle, backend="auto")
+    expected = "openvino" if importlib.util.find_spec("openvino") else "onnxruntime"
+    assert seg.backend.name == expected and seg.backend.device == "cpu"
+    assert f"backend {expected} on cpu" in caplog.text
+    assert expected in seg.describe()
+
+
+def test_bf16_is_refused_by_the_fp32_only_backends(tiny_bundle):
+    with pytest.raises(BackendUnavailableError, match="runs the fp32 ONNX model only, not bf16"):
+        Segmenter.from_bundle(tiny_bundle, backend="onnxruntime", precision="bf16")
+
+
+def test_openvino_bf16_runs_where_the_cpu_supports_it(tiny_bundle, pair):
+    pytest.importorskip("openvino")
+    from insid3.engine.backends.openvino_backend import cpu_capabilities
+
+    if "BF16" not in cpu_capabilities():
+        with pytest.raises(BackendUnavailableError, match="no bf16 support"):
+            Segmenter.from_bundle(tiny_bundle, backend="openvino", precision="bf16")
+        return
+    seg = Segmenter.from_bundle(tiny_bundle, backend="openvino", precision="bf16")
+    assert seg.backend.precision == "bf16"
+    seg.set_reference(pair[0].image, pair[0].mask)
+    assert seg.segment(pair[1].image).shape == pair[1].mask.shape
