@@ -14,9 +14,12 @@ import numpy as np
 
 
 def synthetic_patch_features(
-    h: int, w: int, channels: int, *, centres: int = 40, noise: float = 0.7, seed: int = 0
+    h: int, w: int, channels: int, *, centres: int = 40, noise: float = 0.7, seed: int = 0,
+    noise_seed: int | None = None,
 ) -> np.ndarray:
-    """(h * w, channels) float32, row-major patches, L2-normalised."""
+    """(h * w, channels) float32, row-major patches, L2-normalised. `seed` draws the scene
+    (centres and their directions); `noise_seed` (default: seed) the noise, so several views of
+    one scene share a seed and differ in noise_seed."""
     rng = np.random.default_rng(seed)
     ys, xs = np.mgrid[0:h, 0:w]
     grid = np.stack([ys.ravel(), xs.ravel()], axis=1).astype(np.float64)
@@ -27,7 +30,8 @@ def synthetic_patch_features(
     weights = np.exp(-(squared - squared.min(axis=1, keepdims=True)) * sharpness)
     mixed = (weights / weights.sum(axis=1, keepdims=True)) @ directions
     mixed /= np.linalg.norm(mixed, axis=1, keepdims=True)
-    noisy = mixed + noise * rng.standard_normal(mixed.shape) / np.sqrt(channels)
+    noise_rng = rng if noise_seed is None else np.random.default_rng(noise_seed)
+    noisy = mixed + noise * noise_rng.standard_normal(mixed.shape) / np.sqrt(channels)
     noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
     return noisy.astype(np.float32)
 

@@ -3,7 +3,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from sklearn.cluster import AgglomerativeClustering
 
 import kernel_oracle as oracle
@@ -49,24 +49,25 @@ def test_partition_equals_sklearn_on_patch_like_features(xp, noise, side, channe
     _check(xp, features, 0.6)
 
 
-@settings(max_examples=40, deadline=None, derandomize=True)
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n=st.integers(2, 90), c=st.integers(2, 24), tau=st.floats(0.05, 0.95), seed=st.integers(0, 2**31))
-def test_partition_equals_sklearn_random(n, c, tau, seed):
-    _check(np, _unit(np.random.default_rng(seed), n, c), tau)
+def test_partition_equals_sklearn_random(xp, n, c, tau, seed):
+    _check(xp, _unit(np.random.default_rng(seed), n, c), tau)
 
 
-@settings(max_examples=25, deadline=None, derandomize=True)
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n=st.integers(2, 60), threshold=st.floats(0.05, 0.95), seed=st.integers(0, 2**31))
-def test_cores_equal_sklearn_on_random_distance_matrices(n, threshold, seed):
+def test_cores_equal_sklearn_on_random_distance_matrices(xp, n, threshold, seed):
     """Not from features: arbitrary symmetric distances, so merges of every shape occur."""
     rng = np.random.default_rng(seed)
     upper = np.triu(rng.random((n, n)).astype(np.float32), 1)
     distances = upper + upper.T
     expected = _sklearn_on_distances(distances, threshold)
-    root, _ = component_linkage(distances.copy(), threshold)
-    assert same_partition(root, expected)
-    root, _ = reciprocal_linkage(distances.copy(), threshold)
-    assert same_partition(root, expected)
+    if xp is np:
+        root, _ = component_linkage(distances.copy(), threshold)
+        assert same_partition(root, expected)
+    root, _ = reciprocal_linkage(xp.asarray(distances), threshold)
+    assert same_partition(host(root), expected)
 
 
 def test_big_n_4096_equals_sklearn():
