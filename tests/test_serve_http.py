@@ -34,7 +34,7 @@ def scenes():
 @pytest.fixture(scope="module")
 def server(tiny_bundle, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "server.log"
-    args = ["--bundle", str(tiny_bundle), "--max-batch", "8", "--max-wait-ms", "200",
+    args = ["--bundle", str(tiny_bundle), "--backend", "onnxruntime", "--max-batch", "8", "--max-wait-ms", "200",
             "--max-upload-mb", "1", "--max-image-pixels", "1000000"]
     with running_server(args, log) as running:
         yield running
@@ -231,7 +231,7 @@ def test_delete_then_segment_is_404(client, scenes):
 def test_probes_and_metrics(client, reference_id, scenes):
     assert client.get("/healthz").json() == {"status": "alive"}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and "onnxruntime" in ready.json()["engine"]
+    assert ready.status_code == 200 and "on onnxruntime" in ready.json()["engine"]
     segment(client, reference_id, png(scenes[0][1].image))
     segment(client, "no-such-reference", png(scenes[0][1].image))
     samples = metric_samples(client)

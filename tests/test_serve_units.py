@@ -243,6 +243,7 @@ def test_ray_options_ask_for_one_gpu_per_replica_when_there_are_gpus():
     on_gpus = ray_app.RayOptions().deployment_options(settings, cluster_gpus=4)
     assert on_gpus["ray_actor_options"] == {"num_gpus": 1} and on_gpus["num_replicas"] == 4
     assert on_gpus["max_queued_requests"] == 10 and on_gpus["max_ongoing_requests"] >= 8
+    assert on_gpus["backpressure_config"]["retry_after_s"] >= 1
     on_cpu = ray_app.RayOptions(replica_cpus=0.5).deployment_options(settings, cluster_gpus=0)
     assert on_cpu["ray_actor_options"] == {"num_cpus": 0.5} and on_cpu["num_replicas"] == 1
     scaled = ray_app.RayOptions(min_replicas=1, max_replicas=3).deployment_options(settings, cluster_gpus=0)
@@ -261,3 +262,11 @@ def test_ray_builder_arguments():
     assert options == ray_app.RayOptions(num_replicas=3, replica_cpus=0.25)
     with pytest.raises(SettingsError, match="bundle="):
         ray_app._split_args({"max_batch": "2"})
+
+
+def test_ray_application_builder_for_serve_run(tmp_path):
+    ray_app = pytest.importorskip("insid3.engine.serve.ray_app")
+    from ray import serve
+
+    application = ray_app.build_app({"bundle": str(tmp_path), "max_batch": "2", "min_replicas": "1", "max_replicas": "2"})
+    assert isinstance(application, serve.Application)

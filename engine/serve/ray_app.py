@@ -216,6 +216,8 @@ class RayOptions:
             # Enough requests in flight per replica to fill a batch while the previous one runs.
             "max_ongoing_requests": 2 * settings.max_batch + 2,
             "max_queued_requests": settings.max_queue,
+            # The proxy answers a full queue with 503; tell clients when to come back.
+            "backpressure_config": {"status_code": 503, "retry_after_s": max(1.0, settings.max_wait_s)},
         }
         if self.min_replicas is not None or self.max_replicas is not None:
             low = self.min_replicas if self.min_replicas is not None else 1
