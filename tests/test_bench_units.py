@@ -8,7 +8,7 @@ from PIL import Image
 
 from insid3.engine.bench.inputs import folder_inputs, scene_inputs
 from insid3.engine.bench.memory import DeviceHighWater, peak_rss_mb, sampling
-from insid3.engine.bench.passes import run_passes
+from insid3.engine.bench.passes import measure_pass, pass_times, warm_up
 from insid3.engine.bench.stats import PassTimes, mask_iou, mean_iou, summarise
 from insid3.engine.timing import STAGES, StageClock, device_synchronizer, no_sync
 from insid3.errors import InputImageError
@@ -112,19 +112,24 @@ def test_device_synchronizer_waits_on_the_current_stream():
     assert device_synchronizer(np) is no_sync
 
 
-def test_passes_sync_around_every_timed_call_and_skip_warmup():
+def test_passes_sync_around_every_timed_call_and_warm_up_untimed():
     events = []
 
     def segment_one(target):
         events.append(f"segment {target}")
         return np.zeros((2, 2), bool), {"backbone": 1.0}
 
-    run = run_passes(segment_one, ["a", "b"], iters=2, warmup=3, synchronize=lambda: events.append("sync"))
-    assert events[:3] == ["segment a", "segment b", "segment a"]  # warm-up: untimed, unsynchronised
-    timed = events[3:]
-    assert timed == ["sync", "segment a", "sync", "sync", "segment b", "sync"] * 2
-    assert [len(p) for p in run.times.latencies_ms] == [2, 2] and len(run.times.stages_ms) == 4
-    assert len(run.masks) == 2
+    def synchronize():
+        events.append("sync")
+
+    warm_up(segment_one, ["a", "b"], 3)
+    assert events == ["segment a", "segment b", "segment a"]  # cycles the targets, no timing
+    events.clear()
+    records = [measure_pass(segment_one, ["a", "b"], synchronize) for _ in range(2)]
+    assert events == ["sync", "segment a", "sync", "sync", "segment b", "sync"] * 2
+    times = pass_times(records)
+    assert [len(p) for p in times.latencies_ms] == [2, 2] and len(times.stages_ms) == 4
+    assert len(records[-1].masks) == 2
 
 
 def test_sampling_synchronizer_reads_memory_after_the_sync():
@@ -148,3 +153,39 @@ def test_sampling_synchronizer_reads_memory_after_the_sync():
 
 def test_peak_rss_is_plausible():
     assert 10 < peak_rss_mb() < 64 * 1024
+
+
+# ---------------------------------------------------------------- isolation
+class Probe:
+    """A side that reports where it runs (defined at module level: the spawned child imports it)."""
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def where(self):
+        import os
+
+        return os.getpid(), self.spec
+
+    def fail(self):
+        raise InputImageError("bad image in the child")
+
+    def die(self):
+        import os
+
+        os._exit(3)
+
+
+def test_side_process_runs_calls_in_its_own_process():
+    import os
+
+    from insid3.engine.bench.isolation import SideFailedError, SideProcess
+
+    with SideProcess(Probe, {"k": 1}) as side:
+        pid, spec = side.call("where")
+        assert pid != os.getpid() and spec == {"k": 1}
+        with pytest.raises(InputImageError, match="bad image in the child"):
+            side.call("fail")
+        assert side.call("where")[0] == pid  # still alive after an exception: same process
+        with pytest.raises(SideFailedError, match="died during die"):
+            side.call("die")

@@ -4,8 +4,9 @@
                  [--shots S] [--iters N] [--warmup N] [--targets T] [--images DIR] [--threads N]
                  [--compare-reference] [--json FILE] [--markdown FILE] [--plot FILE.png]
 
-Each side runs in its own fresh process (see isolation.py); inputs are the drawn scenes unless
---images names a folder (naming rule in inputs.py: NAME.jpg + NAME.mask.png is a reference).
+Each side runs in its own fresh process, their measured passes interleaved (side_by_side.py).
+Inputs are the drawn scenes unless --images names a folder (naming rule in inputs.py:
+NAME.jpg + NAME.mask.png is a reference, every other image a target).
 """
 
 from __future__ import annotations
@@ -112,14 +113,14 @@ def check_backend(bundle: Bundle, settings: BenchSettings) -> None:
 
 
 def run_benchmark(settings: BenchSettings) -> dict:
-    """Both sides measured, each in its own process; the report as the JSON contract says."""
+    """Both sides measured, each in its own process, passes interleaved; the JSON contract's report."""
     from insid3.engine.bench.environment import environment
     from insid3.engine.bench.flops import flops_for_arch, roofline
     from insid3.engine.bench.inputs import folder_inputs, scene_inputs
-    from insid3.engine.bench.isolation import run_isolated
-    from insid3.engine.bench.ours import OursSpec, measure_ours
-    from insid3.engine.bench.reference_side import ReferenceSpec, measure_reference
+    from insid3.engine.bench.ours import OursSpec
+    from insid3.engine.bench.reference_side import ReferenceSpec
     from insid3.engine.bench.report import build_report
+    from insid3.engine.bench.side_by_side import measure_side_by_side
 
     bundle = load_bundle(settings.bundle)
     check_backend(bundle, settings)
@@ -130,17 +131,17 @@ def run_benchmark(settings: BenchSettings) -> dict:
         if settings.images is not None
         else scene_inputs(settings.shots, settings.targets)
     )
-    ours = run_isolated(measure_ours, OursSpec(
+    ours_spec = OursSpec(
         bundle=str(bundle.folder), backend=settings.backend, precision=settings.precision,
         num_threads=settings.threads, batch_sizes=settings.batch_sizes, iters=settings.iters,
         warmup=settings.warmup, inputs=inputs,
-    ))
-    reference = None
-    if settings.compare_reference:
-        reference = run_isolated(measure_reference, ReferenceSpec(
-            bundle=str(bundle.folder), num_threads=settings.threads, iters=settings.iters,
-            warmup=settings.warmup, inputs=inputs,
-        ))
+    )
+    reference_spec = (
+        ReferenceSpec(bundle=str(bundle.folder), num_threads=settings.threads, warmup=settings.warmup, inputs=inputs)
+        if settings.compare_reference
+        else None
+    )
+    ours, reference = measure_side_by_side(ours_spec, reference_spec, settings.iters)
     env = environment()
     device = env["gpu"] if ours.backend["device"] != "cpu" else None
     roof = roofline(flops_for_arch(bundle.metadata.arch, bundle.metadata.resolution), device,

@@ -1,4 +1,4 @@
-"""Our side: the Segmenter with cached references, measured in its own process (isolation.py)."""
+"""Our side: the Segmenter with cached references, living in its own process (isolation.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import numpy as np
 
 from insid3.engine.bench.inputs import BenchInputs
 from insid3.engine.bench.memory import MemoryReport, cupy_high_water, current_rss_mb, memory_report, sampling
-from insid3.engine.bench.passes import run_passes
+from insid3.engine.bench.passes import PassRecord, measure_pass, pass_times, warm_up
 from insid3.engine.bench.stats import mean_iou, summarise
-from insid3.engine.reference import Reference
 from insid3.engine.segmenter import Segmenter
 from insid3.engine.timing import STAGES
 
@@ -27,7 +26,7 @@ class OursSpec:
     precision: str
     num_threads: int | None
     batch_sizes: tuple[int, ...]
-    iters: int
+    iters: int  # passes per batch size in the throughput runs
     warmup: int
     inputs: BenchInputs
 
@@ -48,96 +47,102 @@ def load(spec: OursSpec, precision: str) -> Segmenter:
     return Segmenter.from_bundle(spec.bundle, spec.backend, precision=precision, num_threads=spec.num_threads)
 
 
-def cold_start(spec: OursSpec) -> tuple[Segmenter, Reference, float]:
-    """Bundle load (backend compile included) -> references encoded -> first target's mask."""
-    start = time.perf_counter()
-    segmenter = load(spec, spec.precision)
-    reference = segmenter.encode_reference(spec.inputs.shots)
-    segmenter.segment(spec.inputs.targets[0], reference=reference)
-    segmenter.backend.synchronize()
-    return segmenter, reference, (time.perf_counter() - start) * 1e3
+class OursSide:
+    """start -> warm_up -> measure_pass (x iters, interleaved with the other side) -> finish."""
 
+    def __init__(self, spec: OursSpec) -> None:
+        self.spec = spec
+        self.high_water = cupy_high_water()  # None on the CPU
+        self.rss_baseline = current_rss_mb()
+        self.passes: list[PassRecord] = []
+        self.cold_start_ms = 0.0
 
-def reference_encode_ms(segmenter: Segmenter, inputs: BenchInputs, synchronize) -> float:
-    """The one-off cost of (re-)encoding the references in a warm process: median of a few."""
-    times = []
-    for _ in range(REFERENCE_ENCODE_REPEATS):
-        synchronize()
-        start = time.perf_counter()
-        segmenter.encode_reference(inputs.shots)
-        synchronize()
-        times.append((time.perf_counter() - start) * 1e3)
-    return float(statistics.median(times))
+    def start(self) -> float:
+        """Cold start: bundle load (backend compile included) -> references encoded -> first mask."""
+        begin = time.perf_counter()
+        self.segmenter = load(self.spec, self.spec.precision)
+        self.reference = self.segmenter.encode_reference(self.spec.inputs.shots)
+        self.segmenter.segment(self.spec.inputs.targets[0], reference=self.reference)
+        self.segmenter.backend.synchronize()
+        self.cold_start_ms = (time.perf_counter() - begin) * 1e3
+        self.synchronize = sampling(self.segmenter.backend.synchronize, self.high_water)
+        return self.cold_start_ms
 
+    def segment_one(self, target):
+        mask = self.segmenter.segment(target, reference=self.reference)
+        return mask, self.segmenter.last_timings
 
-def batch_throughput(
-    segmenter: Segmenter, reference: Reference, spec: OursSpec, batch_size: int, synchronize
-) -> dict:
-    """Targets/s through segment_batch (batched backbone, decoding overlapping inference).
+    def warm_up(self) -> None:
+        warm_up(self.segment_one, self.spec.inputs.targets, self.spec.warmup)
 
-    A pass holds at least two batches, cycling the targets, so the overlap exists.
-    """
-    count = max(len(spec.inputs.targets), 2 * batch_size)
-    targets = list(islice(cycle(spec.inputs.targets), count))
-    if spec.warmup:
-        segmenter.segment_batch(targets, batch_size, reference=reference)
-    fps = []
-    for _ in range(spec.iters):
-        synchronize()
-        start = time.perf_counter()
-        segmenter.segment_batch(targets, batch_size, reference=reference)
-        synchronize()
-        fps.append(count / (time.perf_counter() - start))
-    return {
-        "fps": float(statistics.median(fps)),
-        "fps_per_pass": fps,
-        "targets_per_pass": count,
-        "stages_ms": {stage: segmenter.last_timings.get(stage, 0.0) for stage in STAGES},
-    }
+    def measure_pass(self) -> float:
+        record = measure_pass(self.segment_one, self.spec.inputs.targets, self.synchronize)
+        self.passes.append(record)
+        return sum(record.latencies_ms)
 
+    def _memory(self) -> MemoryReport:
+        return memory_report(self.high_water, self.segmenter.backend.device != "cpu", self.rss_baseline)
 
-def fp32_parity(spec: OursSpec, masks: tuple[np.ndarray, ...]) -> float | None:
-    """Mean IoU of the reduced-precision masks against the same backend's fp32 masks."""
-    if spec.precision == "fp32":
-        return None
-    segmenter = load(spec, "fp32")
-    reference = segmenter.encode_reference(spec.inputs.shots)
-    return mean_iou(masks, [segmenter.segment(t, reference=reference) for t in spec.inputs.targets])
+    def reference_encode_ms(self) -> float:
+        """The one-off cost of (re-)encoding the references in a warm process: median of a few."""
+        times = []
+        for _ in range(REFERENCE_ENCODE_REPEATS):
+            self.synchronize()
+            begin = time.perf_counter()
+            self.segmenter.encode_reference(self.spec.inputs.shots)
+            self.synchronize()
+            times.append((time.perf_counter() - begin) * 1e3)
+        return float(statistics.median(times))
 
+    def batch_throughput(self, batch_size: int) -> dict:
+        """Targets/s through segment_batch (batched backbone, decoding overlapping inference).
 
-def measure_ours(spec: OursSpec) -> OursResult:
-    high_water = cupy_high_water()
-    rss_baseline = current_rss_mb()
-    segmenter, reference, cold_ms = cold_start(spec)
-    synchronize = sampling(segmenter.backend.synchronize, high_water)
+        A pass holds at least two batches, cycling the targets, so the overlap exists.
+        """
+        count = max(len(self.spec.inputs.targets), 2 * batch_size)
+        targets = list(islice(cycle(self.spec.inputs.targets), count))
+        if self.spec.warmup:
+            self.segmenter.segment_batch(targets, batch_size, reference=self.reference)
+        fps = []
+        for _ in range(self.spec.iters):
+            self.synchronize()
+            begin = time.perf_counter()
+            self.segmenter.segment_batch(targets, batch_size, reference=self.reference)
+            self.synchronize()
+            fps.append(count / (time.perf_counter() - begin))
+        return {
+            "fps": float(statistics.median(fps)),
+            "fps_per_pass": fps,
+            "targets_per_pass": count,
+            "stages_ms": {stage: self.segmenter.last_timings.get(stage, 0.0) for stage in STAGES},
+            # the high-water mark up to this batch size's run (sizes run in increasing order)
+            "peak_memory_mb": self._memory().peak_mb,
+        }
 
-    def segment_one(target):
-        mask = segmenter.segment(target, reference=reference)
-        return mask, segmenter.last_timings
+    def fp32_parity(self, masks: tuple[np.ndarray, ...]) -> float | None:
+        """Mean IoU of the reduced-precision masks against the same backend's fp32 masks."""
+        if self.spec.precision == "fp32":
+            return None
+        segmenter = load(self.spec, "fp32")
+        reference = segmenter.encode_reference(self.spec.inputs.shots)
+        return mean_iou(masks, [segmenter.segment(t, reference=reference) for t in self.spec.inputs.targets])
 
-    on_device = segmenter.backend.device != "cpu"
-    run = run_passes(segment_one, spec.inputs.targets, spec.iters, spec.warmup, synchronize)
-    # The headline peak is read here: one target at a time, like the authors' way. Larger
-    # batches raise it; each batch size reports the high-water mark reached up to its own run.
-    memory = memory_report(high_water, on_device, rss_baseline)
-    encode_ms = reference_encode_ms(segmenter, spec.inputs, synchronize)
-    by_batch = {}
-    for size in sorted(spec.batch_sizes):
-        by_batch[str(size)] = batch_throughput(segmenter, reference, spec, size, synchronize)
-        by_batch[str(size)]["peak_memory_mb"] = memory_report(high_water, on_device, rss_baseline).peak_mb
-    backend = {
-        "name": segmenter.backend.name,
-        "device": segmenter.backend.device,
-        "precision": segmenter.backend.precision,
-        "describe": segmenter.describe(),
-    }
-    return OursResult(
-        summary=summarise(run.times),
-        memory=memory,
-        reference_encode_ms=encode_ms,
-        cold_start_ms=cold_ms,
-        by_batch_size=by_batch,
-        masks=run.masks,
-        backend=backend,
-        mask_mean_iou_vs_fp32=fp32_parity(spec, run.masks),
-    )
+    def finish(self) -> OursResult:
+        # The headline peak is read first: one target at a time, like the authors' way. Batches
+        # raise it; the fp32 parity model loads only after every figure is read.
+        memory = self._memory()
+        encode_ms = self.reference_encode_ms()
+        by_batch = {str(size): self.batch_throughput(size) for size in sorted(self.spec.batch_sizes)}
+        masks = self.passes[-1].masks
+        backend = self.segmenter.backend
+        return OursResult(
+            summary=summarise(pass_times(self.passes)),
+            memory=memory,
+            reference_encode_ms=encode_ms,
+            cold_start_ms=self.cold_start_ms,
+            by_batch_size=by_batch,
+            masks=masks,
+            backend={"name": backend.name, "device": backend.device, "precision": backend.precision,
+                     "describe": self.segmenter.describe()},
+            mask_mean_iou_vs_fp32=self.fp32_parity(masks),
+        )

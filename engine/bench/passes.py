@@ -1,4 +1,4 @@
-"""The measurement loop both sides share: warm-up, then timed passes over the targets."""
+"""The measurement loop both sides share: untimed warm-up calls, then timed passes over the targets."""
 
 from __future__ import annotations
 
@@ -17,9 +17,12 @@ SegmentOne = Callable[[Any], tuple[np.ndarray, Mapping[str, float]]]
 
 
 @dataclass(frozen=True)
-class PassRun:
-    times: PassTimes
-    masks: tuple[np.ndarray, ...]  # the last pass's masks, in target order
+class PassRecord:
+    """One timed pass: every target once, in order."""
+
+    latencies_ms: tuple[float, ...]
+    stages_ms: tuple[dict[str, float], ...]
+    masks: tuple[np.ndarray, ...]
 
 
 def warm_up(segment_one: SegmentOne, targets: Sequence[Any], count: int) -> None:
@@ -37,21 +40,17 @@ def timed(segment_one: SegmentOne, target: Any, synchronize: Callable[[], None])
     return mask, dict(stages), (time.perf_counter() - start) * 1e3
 
 
-def run_passes(
-    segment_one: SegmentOne,
-    targets: Sequence[Any],
-    iters: int,
-    warmup: int,
-    synchronize: Callable[[], None],
-) -> PassRun:
-    warm_up(segment_one, targets, warmup)
-    latencies, stages, masks = [], [], []
-    for _ in range(iters):
-        masks, one_pass = [], []
-        for target in targets:
-            mask, stage_ms, ms = timed(segment_one, target, synchronize)
-            masks.append(mask)
-            one_pass.append(ms)
-            stages.append(stage_ms)
-        latencies.append(tuple(one_pass))
-    return PassRun(PassTimes(tuple(latencies), tuple(stages)), tuple(masks))
+def measure_pass(segment_one: SegmentOne, targets: Sequence[Any], synchronize: Callable[[], None]) -> PassRecord:
+    results = [timed(segment_one, target, synchronize) for target in targets]
+    return PassRecord(
+        latencies_ms=tuple(ms for _, _, ms in results),
+        stages_ms=tuple(stages for _, stages, _ in results),
+        masks=tuple(mask for mask, _, _ in results),
+    )
+
+
+def pass_times(records: Sequence[PassRecord]) -> PassTimes:
+    return PassTimes(
+        latencies_ms=tuple(record.latencies_ms for record in records),
+        stages_ms=tuple(stages for record in records for stages in record.stages_ms),
+    )

@@ -1,4 +1,4 @@
-"""The authors' way, measured in its own process: same images, same weights, same loop as ours."""
+"""The authors' way as a benchmark side, in its own process: same images, weights and loop as ours."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 from insid3.engine.bench import authors_way
 from insid3.engine.bench.inputs import BenchInputs
 from insid3.engine.bench.memory import MemoryReport, current_rss_mb, memory_report, sampling, torch_high_water
-from insid3.engine.bench.passes import run_passes
+from insid3.engine.bench.passes import PassRecord, measure_pass, pass_times, warm_up
 from insid3.engine.bench.stats import summarise
 from insid3.engine.timing import StageClock
 
@@ -24,7 +24,6 @@ DESCRIPTION = (
 class ReferenceSpec:
     bundle: str
     num_threads: int | None
-    iters: int
     warmup: int
     inputs: BenchInputs
 
@@ -38,30 +37,47 @@ class ReferenceResult:
     device: str
 
 
-def measure_reference(spec: ReferenceSpec) -> ReferenceResult:
-    import torch
+class ReferenceSide:
+    """start -> warm_up -> measure_pass (x iters, interleaved with ours) -> finish."""
 
-    if spec.num_threads:
-        torch.set_num_threads(spec.num_threads)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    high_water = torch_high_water(device)
-    rss_baseline = current_rss_mb()
-    start = time.perf_counter()
-    model = authors_way.load_model(spec.bundle, device)
-    synchronize = sampling(model.synchronizer(), high_water)
-    authors_way.segment(model, spec.inputs.shots, spec.inputs.targets[0])
-    synchronize()
-    cold_ms = (time.perf_counter() - start) * 1e3
+    def __init__(self, spec: ReferenceSpec) -> None:
+        self.spec = spec
+        self.rss_baseline = current_rss_mb()
+        self.passes: list[PassRecord] = []
 
-    def segment_one(target):
-        clock = StageClock(model.synchronizer())
-        return authors_way.segment(model, spec.inputs.shots, target, clock), clock.ms
+    def start(self) -> float:
+        """Cold start: torch import, model rebuilt from the bundle's weights -> first mask."""
+        begin = time.perf_counter()
+        import torch
 
-    run = run_passes(segment_one, spec.inputs.targets, spec.iters, spec.warmup, synchronize)
-    return ReferenceResult(
-        summary=summarise(run.times),
-        memory=memory_report(high_water, device != "cpu", rss_baseline),
-        cold_start_ms=cold_ms,
-        masks=run.masks,
-        device=device,
-    )
+        if self.spec.num_threads:
+            torch.set_num_threads(self.spec.num_threads)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.high_water = torch_high_water(self.device)
+        self.model = authors_way.load_model(self.spec.bundle, self.device)
+        self.synchronize = sampling(self.model.synchronizer(), self.high_water)
+        authors_way.segment(self.model, self.spec.inputs.shots, self.spec.inputs.targets[0])
+        self.synchronize()
+        self.cold_start_ms = (time.perf_counter() - begin) * 1e3
+        return self.cold_start_ms
+
+    def segment_one(self, target):
+        clock = StageClock(self.model.synchronizer())
+        return authors_way.segment(self.model, self.spec.inputs.shots, target, clock), clock.ms
+
+    def warm_up(self) -> None:
+        warm_up(self.segment_one, self.spec.inputs.targets, self.spec.warmup)
+
+    def measure_pass(self) -> float:
+        record = measure_pass(self.segment_one, self.spec.inputs.targets, self.synchronize)
+        self.passes.append(record)
+        return sum(record.latencies_ms)
+
+    def finish(self) -> ReferenceResult:
+        return ReferenceResult(
+            summary=summarise(pass_times(self.passes)),
+            memory=memory_report(self.high_water, self.device != "cpu", self.rss_baseline),
+            cold_start_ms=self.cold_start_ms,
+            masks=self.passes[-1].masks,
+            device=self.device,
+        )
