@@ -9,7 +9,7 @@ from sklearn.cluster import AgglomerativeClustering
 import kernel_oracle as oracle
 from kernel_oracle import host, same_partition, xp  # noqa: F401  (xp is a fixture)
 from insid3.kernels import KernelInputError, average_linkage, average_linkage_clusters
-from insid3.kernels.linkage_components import component_linkage, graph_components
+from insid3.kernels.linkage_components import component_linkage, condensed_distances, cut_below, graph_components
 from insid3.kernels.linkage_reciprocal import compact, float32_limit, merge_rows, reciprocal_linkage, rows_argmin
 from insid3.kernels.synthetic import synthetic_patch_features
 
@@ -143,6 +143,31 @@ def test_graph_components_match_scipy():
         ours, count = graph_components(adjacency)
         expected_count, expected = connected_components(adjacency, directed=False)
         assert count == expected_count and same_partition(ours, expected)
+
+
+@pytest.mark.parametrize("members", [np.arange(40), np.arange(7, 19), np.array([0, 3, 4, 9, 30, 39]), np.array([5, 6])])
+def test_condensed_distances_equal_squareform(members):
+    from scipy.spatial.distance import squareform
+
+    rng = np.random.default_rng(0)
+    upper = np.triu(rng.random((40, 40)).astype(np.float32), 1)
+    distances = upper + upper.T
+    expected = squareform(distances[np.ix_(members, members)], checks=False).astype(np.float64)
+    ours = condensed_distances(distances, members)
+    assert ours.dtype == np.float64
+    np.testing.assert_array_equal(ours, expected)
+
+
+def test_cut_below_keeps_merges_strictly_below():
+    from scipy.cluster.hierarchy import linkage
+
+    rng = np.random.default_rng(1)
+    condensed = rng.random(20 * 19 // 2)
+    merges = linkage(condensed, method="average")
+    for threshold in [0.0, merges[5, 2], merges[10, 2], np.nextafter(merges[10, 2], 2), 2.0]:
+        root = cut_below(merges, 20, threshold)
+        assert len(np.unique(root)) == 20 - int((merges[:, 2] < threshold).sum())
+        assert all(root[i] <= i for i in range(20))  # roots are the smallest member
 
 
 def _merge_rows_by_formula(distances, first, second, sizes):
