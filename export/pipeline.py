@@ -16,7 +16,7 @@ import numpy as np
 
 import insid3
 from insid3.engine.bundle import (
-    BASIS_FILE, ONNX_FILE, Artifact, BundleMetadata, describe_file, write_metadata,
+    BASIS_FILE, ONNX_FILE, Artifact, BundleMetadata, WeightsSource, describe_file, write_metadata,
 )
 from insid3.engine.settings import Hyperparameters
 from insid3.errors import SettingsError
@@ -95,75 +95,30 @@ def _resolve_trt(requested: bool | None) -> tuple[bool, str | None]:
 
 
 def export_bundle(settings: ExportSettings, *, report: Report | None = None) -> Path:
-    """Writes the bundle into settings.out_dir and returns that folder."""
+    """Writes the bundle into settings.out_dir and returns that folder.
+
+    Checks that need no work (settings, TensorRT availability with --trt, the output folder) run
+    first; the bundle is assembled in a staging folder that replaces out_dir only when complete.
+    """
     from insid3.export import output_folder
-    from insid3.export.backbone import checkpoint_backbone, random_backbone
-    from insid3.export.onnx_export import check_graph, export_onnx, onnx_parity, parity_input
-    from insid3.export.positional_basis import positional_basis
 
     s = settings.validated()
-    config, out = s.model, Path(s.out_dir)
+    out = Path(s.out_dir)
     build_trt, trt_skip_reason = _resolve_trt(s.trt)
     output_folder.check_output_folder(out, force=s.force)
     steps = _Steps(5 + build_trt, report)
-    source = f"random-init (seed {s.seed})" if s.random_init else str(s.weights)
-    backbone = steps.run(
-        f"loading {source} as DINOv3 {config.name} ({config.embed_dim} wide, {config.depth} deep)",
-        lambda: random_backbone(config, seed=s.seed, resolution=s.resolution) if s.random_init
-        else checkpoint_backbone(config, s.weights, resolution=s.resolution),
-    )
+    backbone = steps.run(_loading_title(s), lambda: _load_backbone(s))
     staging = output_folder.make_staging_folder(out)
     try:
-        model, onnx_path = backbone.model, staging / ONNX_FILE
-        started = time.perf_counter()
-        steps.run(
-            f"exporting ONNX (opset {s.opset}, dynamic batch, {s.resolution}x{s.resolution})",
-            lambda: export_onnx(model, onnx_path, resolution=s.resolution, opset=s.opset),
-        )
-        export_seconds = time.perf_counter() - started
-        steps.run("checking the ONNX graph", lambda: check_graph(
-            onnx_path, resolution=s.resolution, num_patches=config.num_patches(s.resolution),
-            embed_dim=config.embed_dim, opset=s.opset,
-        ))
-        pixels = parity_input(s.resolution)
-        parity, ort_features = steps.run(
-            "ONNX Runtime vs torch (batch 2)",
-            lambda: onnx_parity(model, onnx_path, pixels, tolerance=s.onnx_tolerance),
-        )
-        steps.note(f"      {parity.describe()}")
-        basis = steps.run("positional basis (black image, SVD)", lambda: positional_basis(model, s.resolution))
-        np.save(staging / BASIS_FILE, basis)
-
-        artifacts = [
-            describe_file(
-                staging, ONNX_FILE, kind="onnx", precision="fp32",
-                parity={**parity.to_json(), "tolerance_max_abs": s.onnx_tolerance},
-                details={"opset": s.opset, "export_seconds": round(export_seconds, 1),
-                         "exporter": "torch.onnx dynamo", "input": "pixel_values", "output": "features"},
-            ),
-            describe_file(
-                staging, BASIS_FILE, kind="positional_basis", precision="fp32",
-                details={"shape": list(basis.shape), "source": "all-black image, ImageNet-normalised"},
-            ),
-        ]
+        artifacts, pixels, ort_features = _onnx_and_basis(s, backbone.model, staging, steps)
         if build_trt:
             artifacts += steps.run(
                 f"TensorRT {s.precision} engine (batch 1..{s.max_batch})",
-                lambda: _tensorrt_artifacts(s, staging, onnx_path, pixels[: s.max_batch], ort_features[: s.max_batch], out),
+                lambda: _tensorrt_artifacts(s, staging, pixels, ort_features, previous_folder=out),
             )
         else:
             steps.note(f"      TensorRT engine skipped: {trt_skip_reason}")
-
-        defaults = Hyperparameters(svd_components=default_svd_components(config, s.resolution))
-        defaults.validated(config.embed_dim)
-        metadata = BundleMetadata(
-            size=config.name, arch=config.arch, resolution=s.resolution,
-            patch_size=config.patch_size, embed_dim=config.embed_dim,
-            patch_grid=config.grid(s.resolution), defaults=defaults, weights=backbone.source,
-            opset=s.opset, artifacts=tuple(artifacts), tool_version=insid3.__version__,
-            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        )
-        write_metadata(staging, metadata)
+        write_metadata(staging, _metadata(s, backbone.source, tuple(artifacts)))
         output_folder.publish(staging, out)
     except BaseException:
         output_folder.discard(staging)
@@ -172,20 +127,88 @@ def export_bundle(settings: ExportSettings, *, report: Report | None = None) -> 
     return out
 
 
+def _loading_title(s: ExportSettings) -> str:
+    source = f"random-init (seed {s.seed})" if s.random_init else str(s.weights)
+    c = s.model
+    return f"loading {source} as DINOv3 {c.name} ({c.embed_dim} wide, {c.depth} deep)"
+
+
+def _load_backbone(s: ExportSettings):
+    from insid3.export.backbone import checkpoint_backbone, random_backbone
+
+    if s.random_init:
+        return random_backbone(s.model, seed=s.seed, resolution=s.resolution)
+    return checkpoint_backbone(s.model, s.weights, resolution=s.resolution)
+
+
+def _onnx_and_basis(
+    s: ExportSettings, model, staging: Path, steps: _Steps
+) -> tuple[list[Artifact], np.ndarray, np.ndarray]:
+    """model.onnx (checked, with its ORT parity) and positional_basis.npy; also the parity input
+    and ORT's features on it, which the TensorRT engine is compared against."""
+    from insid3.export.onnx_export import check_graph, export_onnx, onnx_parity, parity_input
+    from insid3.export.positional_basis import positional_basis
+
+    config, onnx_path = s.model, staging / ONNX_FILE
+    started = time.perf_counter()
+    steps.run(
+        f"exporting ONNX (opset {s.opset}, dynamic batch, {s.resolution}x{s.resolution})",
+        lambda: export_onnx(model, onnx_path, resolution=s.resolution, opset=s.opset),
+    )
+    export_seconds = time.perf_counter() - started
+    steps.run("checking the ONNX graph", lambda: check_graph(
+        onnx_path, resolution=s.resolution, num_patches=config.num_patches(s.resolution),
+        embed_dim=config.embed_dim, opset=s.opset,
+    ))
+    pixels = parity_input(s.resolution)
+    parity, ort_features = steps.run(
+        "ONNX Runtime vs torch (batch 2)",
+        lambda: onnx_parity(model, onnx_path, pixels, tolerance=s.onnx_tolerance),
+    )
+    steps.note(f"      {parity.describe()}")
+    basis = steps.run("positional basis (black image, SVD)", lambda: positional_basis(model, s.resolution))
+    np.save(staging / BASIS_FILE, basis)
+    artifacts = [
+        describe_file(
+            staging, ONNX_FILE, kind="onnx", precision="fp32",
+            parity={**parity.to_json(), "tolerance_max_abs": s.onnx_tolerance},
+            details={"opset": s.opset, "export_seconds": round(export_seconds, 1),
+                     "exporter": "torch.onnx dynamo", "input": "pixel_values", "output": "features"},
+        ),
+        describe_file(
+            staging, BASIS_FILE, kind="positional_basis", precision="fp32",
+            details={"shape": list(basis.shape), "source": "all-black image, ImageNet-normalised"},
+        ),
+    ]
+    return artifacts, pixels, ort_features
+
+
 def _tensorrt_artifacts(
-    s: ExportSettings, staging: Path, onnx_path: Path, pixels: np.ndarray,
-    reference: np.ndarray, previous_folder: Path,
+    s: ExportSettings, staging: Path, pixels: np.ndarray, reference: np.ndarray, *, previous_folder: Path
 ) -> list[Artifact]:
     from insid3.export.tensorrt_build import build_engine, engine_parity
 
     build = build_engine(
-        onnx_path, staging, precision=s.precision, max_batch=s.max_batch,
+        staging / ONNX_FILE, staging, precision=s.precision, max_batch=s.max_batch,
         resolution=s.resolution, previous_folder=previous_folder if previous_folder.is_dir() else None,
     )
-    parity = engine_parity(staging / build.engine_file, pixels, reference, precision=s.precision)
+    batch = min(len(pixels), s.max_batch)  # the engine's profile ends at max_batch
+    parity = engine_parity(staging / build.engine_file, pixels[:batch], reference[:batch], precision=s.precision)
     return [
         describe_file(staging, build.engine_file, kind="tensorrt", precision=s.precision,
                       parity=parity.to_json(), details=build.details),
         describe_file(staging, build.cache_file, kind="timing_cache", precision=s.precision,
                       details={"gpu": build.details["gpu"], "tensorrt": build.details["tensorrt"]}),
     ]
+
+
+def _metadata(s: ExportSettings, weights: WeightsSource, artifacts: tuple[Artifact, ...]) -> BundleMetadata:
+    config = s.model
+    defaults = Hyperparameters(svd_components=default_svd_components(config, s.resolution))
+    return BundleMetadata(
+        size=config.name, arch=config.arch, resolution=s.resolution, patch_size=config.patch_size,
+        embed_dim=config.embed_dim, patch_grid=config.grid(s.resolution),
+        defaults=defaults.validated(config.embed_dim), weights=weights, opset=s.opset,
+        artifacts=artifacts, tool_version=insid3.__version__,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
