@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import resource
 import statistics
 import subprocess
 import sys
@@ -149,17 +148,26 @@ def bench_clustering(shape: Shape, repeats: int) -> tuple[list[str], dict]:
 
 
 # -------------------------------------------------------------------------------------- memory
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
 def memory_probe(method: str, path: str) -> None:
-    """Child process: load the features, then report the peak RSS growth of one clustering."""
+    """Child process: load the features, then report the peak RSS growth of one clustering.
+
+    Uses VmHWM (the peak of this process's own address space) after resetting it through
+    /proc/self/clear_refs; getrusage's ru_maxrss would include the parent's RSS at fork time.
+    """
     features = np.load(path)
-    with open("/proc/self/statm") as f:
-        baseline = int(f.read().split()[1]) * resource.getpagesize()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current RSS
+    baseline = _status_kib("VmRSS")
     if method == "sklearn":
         sklearn_from_features(features)
     else:
         average_linkage(features, TAU, method=method)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(max(peak - baseline, 0))
+    print((_status_kib("VmHWM") - baseline) * 1024)
 
 
 def bench_memory(shape: Shape) -> list[str]:
