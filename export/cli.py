@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--weights", type=Path, help="Meta hub .pth, or a Hugging Face folder")
     source.add_argument("--random-init", action="store_true", help="seeded random weights (demos, speed)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of --random-init (default 0)")
+    parser.add_argument("--seed", type=int, help="seed of --random-init (default 0)")
     parser.add_argument("--out", type=Path, help="bundle folder (default bundles/dinov3-vit{s,b,l}16-R)")
     trt = parser.add_mutually_exclusive_group()
     trt.add_argument("--trt", dest="trt", action="store_true", default=None,
@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.weights is None and not args.random_init:
         print("insid3-export: error: give --weights PATH or --random-init", file=sys.stderr)
         return EXIT_USAGE
+    if args.seed is not None and not args.random_init:
+        print("insid3-export: error: --seed only applies to --random-init", file=sys.stderr)
+        return EXIT_USAGE
 
     # Imported after parsing: `--help` and usage errors stay fast and torch-free.
     from insid3.export.pipeline import ExportSettings, default_out_dir, export_bundle
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = ExportSettings(
             model=config, resolution=args.res,
             out_dir=args.out or default_out_dir(config, args.res),
-            weights=args.weights, random_init=args.random_init, seed=args.seed, trt=args.trt,
+            weights=args.weights, random_init=args.random_init, seed=0 if args.seed is None else args.seed, trt=args.trt,
             precision=args.precision, max_batch=args.max_batch, opset=args.opset, force=args.force,
         ).validated()
         folder = export_bundle(settings, report=lambda line: print(line, flush=True))

@@ -44,6 +44,8 @@ def out(tmp_path) -> str:
     (["--size", "small", "--res", "big", "--random-init"], "invalid int value: 'big'"),
     (["--size", "small", "--res", "768"], "give --weights PATH or --random-init"),
     (["--size", "small", "--res", "768", "--random-init", "--weights", "x.pth"], "not allowed with argument"),
+    (["--size", "small", "--res", "768", "--weights", "x.pth", "--seed", "1"], "--seed only applies to --random-init"),
+    (["--size", "small", "--res", "768", "--random-init", "--seed", "-1"], "seed -1 must be >= 0"),
     (["--size", "small", "--res", "768", "--random-init", "--opset", "17"], "opset 17 is not supported"),
     (["--size", "small", "--res", "768", "--random-init", "--max-batch", "0"], "max batch 0"),
     (["--size", "small", "--res", "768", "--random-init", "--precision", "int8"], "invalid choice: 'int8'"),
