@@ -126,3 +126,13 @@ def test_build_backbone_rebuilds_a_checkpoint_and_checks_its_sha256(tmp_path):
         build_backbone(TINY, dataclasses.replace(source, sha256="0" * 64))
     with pytest.raises(CheckpointError, match="does not exist"):
         build_backbone(TINY, dataclasses.replace(source, path=str(tmp_path / "gone.pth")))
+
+
+def test_importing_the_package_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, insid3.export as e; assert e.SIZES; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
