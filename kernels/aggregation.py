@@ -96,16 +96,14 @@ def cluster_statistics(
     slot[matched] = xp.arange(matched.shape[0])
     members = xp.nonzero(slot[labels] >= 0)[0]  # patches of matched clusters
     segments = slot[labels[members]]
-    both = xp.concatenate([debiased[members], features[members]], axis=1)
-    means = segment_means(both, segments, int(matched.shape[0]))
-    channels = features.shape[1]
+    n_matched = int(matched.shape[0])
     return ClusterStatistics(
         areas=areas.astype(xp.int64),
         hits=hits,
         mean_forward_similarity=cross,
         matched=matched.astype(xp.int64),
-        debiased_prototypes=_normalize_rows(means[:, :channels]),
-        original_prototypes=_normalize_rows(means[:, channels:]),
+        debiased_prototypes=_normalize_rows(segment_means(debiased[members], segments, n_matched)),
+        original_prototypes=_normalize_rows(segment_means(features[members], segments, n_matched)),
     )
 
 

@@ -6,23 +6,24 @@
 (labels equal up to renumbering). sklearn derives n_clusters_ = count(merge height >= 1 - tau)
 + 1, i.e. it keeps exactly the merges whose average distance is < 1 - tau, strictly.
 
-Methods (memory figures at N = 4096 on top of the (N, C) features):
+Methods (peak memory at N = 4096: resident-set growth while clustering one ViT-L 1024 px image,
+measured by benchmarks/bench_kernels.py; it includes the 64 MiB float32 distance matrix):
 - "components" (NumPy): connected components of the "d < 1 - tau" graph, fastcluster average
-  linkage (float64, like scipy) inside each; exact. Peak: 64 MiB float32 distances + 16 MiB
-  adjacency + per component k: k^2 * ~26 bytes (0.3 GiB when one component holds all patches).
+  linkage (float64, like scipy) inside each; exact. 153 MiB: distances + 16 MiB adjacency + the
+  float64 condensed matrix of the largest component (67 MiB when it holds every patch).
 - "reciprocal" (NumPy or CuPy): parallel reciprocal-nearest-neighbour merging in float32 (see
   linkage_reciprocal.py); equal to sklearn except for cluster pairs whose average distance is
-  within float32 rounding (~1e-6) of 1 - tau. Peak: 64 MiB distances + one P x N float32 block
-  per round (P = pairs merged in the round; ~10 MiB for realistic features).
+  within float32 rounding (~1e-6) of 1 - tau. 225 MiB: distances + the merged rows and the
+  compacted matrix of the first round (both shrink with the rounds). No float64 N x N copy.
 - "auto": "reciprocal" for CuPy arrays (cuML has no average linkage; this keeps the matrix on
   the GPU), "components" for NumPy.
-sklearn itself needs ~0.5 GiB at N = 4096 (float32 input + int64 triangle indices + float32
-and float64 condensed copies).
+sklearn itself: 369 MiB (int64 triangle indices, float32 and float64 condensed copies).
 
 Labels are canonical: clusters are numbered by their first (smallest-index) patch, so cluster 0
 holds patch 0. Ties between exactly equal distances may be broken differently from sklearn
-(which breaks them by its own scan order); the reciprocal method takes the first index, as
-numpy/torch argmin.
+(scipy's nearest-neighbour chain visits candidates in its own order): "reciprocal" takes the
+smallest patch index, as numpy/torch argmin; "components" follows fastcluster's order. A tie
+only changes the partition when the tied merges lead to different clusters below 1 - tau.
 """
 
 from __future__ import annotations

