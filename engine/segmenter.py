@@ -160,10 +160,12 @@ class Segmenter:
             debiased = kernels.debias(features, self._basis, hp.svd_components)
         with clock.stage("matching"):
             similarity = kernels.forward_similarity(debiased, reference.prototype)
-            votes = kernels.backward_votes(debiased, reference.debiased, reference.patch_masks)
-            candidate = kernels.forward_candidates(similarity) & kernels.backward_candidates(
-                votes, reference.shots
+            forward = kernels.forward_candidates(similarity)
+            # candidate = forward AND backward: backward votes are needed on forward rows only.
+            votes = kernels.backward_votes(
+                debiased, reference.debiased, reference.patch_masks, only=forward
             )
+            candidate = forward & kernels.backward_candidates(votes, reference.shots)
             any_candidate = bool(candidate.any())
         with clock.stage("clustering"):
             # No candidate means an empty mask whatever the clusters are (doc §6): skip the work.
