@@ -53,19 +53,41 @@ def graph_components(adjacency: np.ndarray) -> tuple[np.ndarray, int]:
     return component, count + isolated.shape[0]
 
 
+# Up to this many runs of consecutive patch indices, rows are copied run by run as slices;
+# beyond, one fancy gather per row. At N = 4096, a 4095-patch component (2 runs): 33 ms by
+# slices against 48 ms by gathers (blocks of rows gathered at once: 54 ms).
+MAX_SLICED_RUNS = 4
+
+
 def condensed_distances(distances: np.ndarray, members: np.ndarray) -> np.ndarray:
     """scipy's condensed float64 form (upper triangle, row by row) of distances[members][:, members]
     for ascending members, written in one pass without the k x k float32 copy that
-    squareform(distances[np.ix_(members, members)]).astype(np.float64) would make."""
+    squareform(distances[np.ix_(members, members)]).astype(np.float64) would make.
+    Only the upper triangle of `distances` is read."""
     k = members.shape[0]
     out = np.empty(k * (k - 1) // 2, dtype=np.float64)
-    contiguous = k == 0 or members[-1] - members[0] == k - 1  # a slice, no fancy gather
+    if k < 2:
+        return out
+    breaks = np.flatnonzero(np.diff(members) != 1) + 1
+    run_first = np.concatenate([[0], breaks])  # positions in members where a run starts
+    run_stop = np.concatenate([breaks, [k]])
     start = 0
+    if run_first.shape[0] > MAX_SLICED_RUNS:
+        for a in range(k - 1):
+            stop = start + k - 1 - a
+            out[start:stop] = distances[members[a]].take(members[a + 1 :])
+            start = stop
+        return out
+    runs = list(zip(run_first.tolist(), run_stop.tolist(), members[run_first].tolist()))
     for a in range(k - 1):
         row = distances[members[a]]
-        stop = start + k - 1 - a
-        out[start:stop] = row[members[a] + 1 : members[0] + k] if contiguous else row[members[a + 1 :]]
-        start = stop
+        for first, last, patch in runs:  # the rest of a's run, then every later run
+            if last <= a + 1:
+                continue
+            skip = max(first, a + 1) - first
+            stop = start + last - first - skip
+            out[start:stop] = row[patch + skip : patch + last - first]
+            start = stop
     return out
 
 

@@ -9,6 +9,7 @@ from sklearn.cluster import AgglomerativeClustering
 import kernel_oracle as oracle
 from kernel_oracle import host, same_partition, xp  # noqa: F401  (xp is a fixture)
 from insid3.kernels import KernelInputError, average_linkage, average_linkage_clusters
+from insid3.kernels.linkage import gram_matrix
 from insid3.kernels.linkage_components import component_linkage, condensed_distances, cut_below, graph_components
 from insid3.kernels.linkage_reciprocal import compact, float32_limit, merge_rows, reciprocal_linkage, rows_argmin
 from insid3.kernels.synthetic import synthetic_patch_features
@@ -145,7 +146,11 @@ def test_graph_components_match_scipy():
         assert count == expected_count and same_partition(ours, expected)
 
 
-@pytest.mark.parametrize("members", [np.arange(40), np.arange(7, 19), np.array([0, 3, 4, 9, 30, 39]), np.array([5, 6])])
+@pytest.mark.parametrize("members", [
+    np.arange(40), np.arange(7, 19), np.array([5, 6]), np.array([7]),  # one run of slices
+    np.delete(np.arange(40), [5, 21]), np.array([2, 3, 4, 10, 11, 12, 13, 30]),  # a few runs: slices
+    np.array([0, 3, 4, 9, 30, 39]),  # five runs: one gather per row
+])
 def test_condensed_distances_equal_squareform(members):
     from scipy.spatial.distance import squareform
 
@@ -156,6 +161,17 @@ def test_condensed_distances_equal_squareform(members):
     ours = condensed_distances(distances, members)
     assert ours.dtype == np.float64
     np.testing.assert_array_equal(ours, expected)
+
+
+@pytest.mark.parametrize("n", [1, 2, 63, 64, 65, 150])
+def test_gram_matrix_is_numpys_product_and_symmetric(xp, n):
+    features = _unit(np.random.default_rng(n), n, 24)
+    ours = host(gram_matrix(xp.asarray(features)))
+    assert ours.dtype == np.float32 and ours.shape == (n, n)
+    np.testing.assert_array_equal(ours, ours.T)
+    np.testing.assert_allclose(ours, features @ features.T, atol=1e-6)
+    if xp is np and n > 2:  # the same BLAS sums as NumPy's own F @ F.T (tiny n: NumPy uses dot)
+        np.testing.assert_array_equal(ours, features @ features.T)
 
 
 def test_cut_below_keeps_merges_strictly_below():
