@@ -95,10 +95,19 @@ def headline(report: dict) -> list[str]:
         f"({ours['backend']['device']}, {config['precision']}), {config['shots']} shot(s), "
         f"{config['targets']} target(s) x {config['iters']} pass(es) after {config['warmup']} warm-up call(s)",
         f"inputs: {config['inputs']}",
-        f"memory: ours {ours['memory']['kind']}",
+        f"memory: {ours['memory']['kind']}",
     ]
     if report["reference"]:
         lines.append(f"authors' way: {report['reference']['what']}")
+        lines.append(
+            "method: each side in its own process, measured passes interleaved (ABBA), "
+            "throughput = median over passes"
+        )
+        if config["precision"] != "fp32":
+            lines.append(
+                f"note: ours runs the backbone in {config['precision']}, the authors' way in fp32: "
+                "the speed-up includes the precision change"
+            )
         lines.append(
             f"speed-up (targets/s, median of passes): {_number(report['speedup'])}x; "
             f"mask mean IoU vs authors' way: {report['mask_mean_iou_vs_reference']:.4f}"
