@@ -1,0 +1,48 @@
+"""benchmarks/run_suite.py: the FLOP table and the summary row (no bundle exported here)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from insid3.engine.bench.flops import flops_for_arch, floor_ms
+
+SUITE = Path(__file__).resolve().parents[1] / "benchmarks" / "run_suite.py"
+
+
+@pytest.fixture(scope="module")
+def suite():
+    spec = importlib.util.spec_from_file_location("run_suite", SUITE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_flops_table_lists_every_config_with_floors(suite):
+    table = suite.flops_table(["small", "large"], [768, 1024], "NVIDIA H100 PCIe").splitlines()
+    assert len(table) == 1 + 4
+    rows = {tuple(line.split()[:2]): line.split() for line in table[1:]}
+    large = rows[("large", "1024")]
+    flops = flops_for_arch("large", 1024)
+    assert float(large[2]) == pytest.approx(flops.gflops, abs=0.05)
+    assert large[3] == f"{floor_ms(flops.total, 756.0):.3f}"  # this GPU's floor, in ms
+    assert "peak unknown" in suite.flops_table(["small"], [768], None)
+
+
+def test_summary_row_reads_a_report(suite):
+    report = {
+        "config": {"backend": "openvino", "precision": "bf16"},
+        "ours": {"fps": 0.7, "stages_ms": {"backbone": 1151.6}, "peak_memory_mb": 451.8},
+        "reference": {"fps": 0.12, "peak_memory_mb": 668.6},
+        "speedup": 0.7 / 0.12, "mask_mean_iou_vs_reference": 1.0,
+        "roofline": {"backbone_gflops_per_image": 197.7, "floor_ms": None, "fraction_of_peak": None},
+    }
+    cells = [c.strip() for c in suite.summary_row("small-768", report).strip("|").split("|")]
+    assert cells == ["small-768", "openvino", "bf16", "197.7", "1151.6", "-", "-", "0.70", "0.12", "5.83x",
+                     "1.0000", "452", "669"]
+    assert len(cells) == suite.SUMMARY_HEADER.splitlines()[0].count("|") - 1
+
+
+def test_flops_only_exits_cleanly(suite, capsys):
+    assert suite.main(["--flops-only", "--sizes", "small", "--resolutions", "768"]) == 0
+    assert "197.7" in capsys.readouterr().out
