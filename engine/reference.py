@@ -16,7 +16,7 @@ from insid3 import kernels
 class ReferenceShot:
     """One reference image: its debiased features and its downsampled mask, on the backend's device."""
 
-    debiased: Any  # (N, C) float32
+    debiased: Any  # (N, D) float32: debiased features in the Segmenter's DebiasFrame coordinates
     patch_mask: Any  # (N,) bool: the h x w mask of doc §5, row-major
 
 
@@ -24,9 +24,9 @@ class ReferenceShot:
 class Reference:
     """S shots stacked for the matching kernels, plus their prototype (doc §5)."""
 
-    debiased: Any  # (S, N, C)
+    debiased: Any  # (S, N, D) DebiasFrame coordinates
     patch_masks: Any  # (S, N) bool
-    prototype: Any  # (C,)
+    prototype: Any  # (D,) same coordinates
 
     @property
     def shots(self) -> int:

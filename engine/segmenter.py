@@ -52,6 +52,9 @@ class Segmenter:
         self.xp = backend.xp
         # Only the first s basis vectors are ever used: keep just those, on the backend's device.
         self._basis = self.xp.asarray(np.ascontiguousarray(basis[:, : self.hyperparameters.svd_components]))
+        # Debiased features live in span(B)^perp: every dot product of doc §4-§8 is computed in
+        # its C - s orthonormal coordinates (kernels.DebiasFrame), built once here.
+        self._frame = kernels.debias_frame(self._basis, self.hyperparameters.svd_components)
         self._shots: list[ReferenceShot] = []
         self._reference: Reference | None = None
         self.last_timings: dict[str, float] = {}
@@ -93,7 +96,7 @@ class Segmenter:
             masks.append(prepare_reference_mask(mask, item.original_size, meta.resolution))
             prepared.append(item)
         features = self.encode(prepared, role="reference")
-        debiased = kernels.debias(features, self._basis, self.hyperparameters.svd_components)
+        debiased = kernels.debiased_coordinates(features, self._frame)
         return tuple(
             ReferenceShot(
                 debiased=debiased[i],
@@ -157,7 +160,7 @@ class Segmenter:
         clock = clock or StageClock(self.backend.synchronize)
         hp, meta = self.hyperparameters, self.bundle.metadata
         with clock.stage("debias"):
-            debiased = kernels.debias(features, self._basis, hp.svd_components)
+            debiased = kernels.debiased_coordinates(features, self._frame)
         with clock.stage("matching"):
             similarity = kernels.forward_similarity(debiased, reference.prototype)
             forward = kernels.forward_candidates(similarity)

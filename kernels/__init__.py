@@ -4,7 +4,7 @@ One body of code serves both: every function takes its array module from its inp
 (`array_module`), uses only APIs both modules provide, and never copies between host and
 device. The engine times the stages separately and calls these names:
 
-    debias                                   §4
+    debias_frame, debiased_coordinates (or debias)  §4
     downsample_mask, prototype               §5
     forward_similarity, forward_candidates   §6
     backward_votes, backward_candidates      §6
@@ -21,7 +21,7 @@ from insid3.kernels.aggregation import (
     seed_cluster,
 )
 from insid3.kernels.arrays import KernelInputError, array_module, l2_normalize, to_numpy
-from insid3.kernels.debias import debias
+from insid3.kernels.debias import DebiasFrame, debias, debias_frame, debiased_coordinates
 from insid3.kernels.linkage import (
     LinkageResult,
     average_linkage,
@@ -41,6 +41,7 @@ from insid3.kernels.resize import downsample_mask, resize_bilinear, resize_neare
 
 __all__ = [
     "ClusterStatistics",
+    "DebiasFrame",
     "KernelInputError",
     "LinkageResult",
     "aggregate",
@@ -52,6 +53,8 @@ __all__ = [
     "cluster_statistics",
     "cosine_distances",
     "debias",
+    "debias_frame",
+    "debiased_coordinates",
     "distance_threshold",
     "downsample_mask",
     "forward_candidates",

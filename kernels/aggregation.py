@@ -23,7 +23,7 @@ class ClusterStatistics:
     hits: (K,) int64 candidate patches per cluster.
     mean_forward_similarity: (K,) float32, cross_k = mean of sim_fwd over the cluster.
     matched: (M,) int64 ids of the clusters with hits > 0, ascending.
-    debiased_prototypes: (M, C) float32, q~_k = normalise(mean of F~t over cluster matched[m]).
+    debiased_prototypes: (M, D) float32 (the debiased features' coordinates), q~_k = normalise(mean of F~t over cluster matched[m]).
     original_prototypes: (M, C) float32, q_k = normalise(mean of F over cluster matched[m]).
     """
 
@@ -71,14 +71,16 @@ def cluster_statistics(
     labels: Array, candidate: Array, features: Array, debiased: Array, sim_fwd: Array
 ) -> ClusterStatistics:
     """Doc §8 statistics for labels (N,) int in [0, K) (K = labels.max() + 1), candidate (N,)
-    bool, features / debiased (N, C) float32 (original and debiased target features) and
+    bool, features (N, C) and debiased (N, D) float32 (original target features, and debiased
+    ones in any orthonormal coordinates: C, or D of a DebiasFrame) and
     sim_fwd (N,) float32. Host syncs: K and M (array sizes)."""
     fn = "cluster_statistics"
     require(fn, "labels", labels, ndim=1, dtype="integer")
     n = labels.shape[0]
     require(fn, "candidate", candidate, shape=(n,), dtype="bool")
     require(fn, "features", features, shape=(n, None), dtype="float32")
-    require(fn, "debiased", debiased, shape=features.shape, dtype="float32")
+    # debiased may be in DebiasFrame coordinates (D wide), so only its rows must match
+    require(fn, "debiased", debiased, shape=(n, None), dtype="float32")
     require(fn, "sim_fwd", sim_fwd, shape=(n,), dtype="float32")
     xp = array_module(labels, candidate, features, debiased, sim_fwd)
     if n == 0:

@@ -32,7 +32,8 @@ def prototype(debiased_shots: Array, shot_masks: Array) -> Array:
 
 
 def forward_similarity(target_debiased: Array, prototype: Array) -> Array:
-    """sim_fwd[i] = <F~t_i, p>: (N, C) x (C,) -> (N,) float32."""
+    """sim_fwd[i] = <F~t_i, p>: (N, D) x (D,) -> (N,) float32 (D = C, or a DebiasFrame's width:
+    target and prototype in the same coordinates)."""
     require("forward_similarity", "target_debiased", target_debiased, ndim=2, dtype="float32")
     require("forward_similarity", "prototype", prototype, shape=(target_debiased.shape[1],), dtype="float32")
     array_module(target_debiased, prototype)

@@ -15,6 +15,8 @@ from insid3.kernels import (
     backward_votes,
     cluster_statistics,
     debias,
+    debias_frame,
+    debiased_coordinates,
     downsample_mask,
     forward_candidates,
     forward_similarity,
@@ -118,19 +120,25 @@ def test_statistics_bad_inputs(xp):
                 debiased=xp.zeros((5, 3), dtype=xp.float32), sim_fwd=xp.zeros(5, dtype=xp.float32))
     with pytest.raises(KernelInputError, match=r"cluster_statistics: labels must be integer, got shape \(5,\) dtype float32"):
         cluster_statistics(xp.zeros(5, dtype=xp.float32), **good)
-    with pytest.raises(KernelInputError, match=r"cluster_statistics: debiased must have shape \(5, 3\), got shape \(5, 4\)"):
-        cluster_statistics(labels, **{**good, "debiased": xp.zeros((5, 4), dtype=xp.float32)})
+    with pytest.raises(KernelInputError, match=r"cluster_statistics: debiased must have shape \(5, \*\), got shape \(4, 3\)"):
+        cluster_statistics(labels, **{**good, "debiased": xp.zeros((4, 3), dtype=xp.float32)})
     with pytest.raises(KernelInputError, match=r"candidate must have shape \(5,\), got shape \(4,\)"):
         cluster_statistics(labels, **{**good, "candidate": xp.zeros(4, dtype=bool)})
     with pytest.raises(KernelInputError, match="labels must be >= 0"):
         cluster_statistics(labels - 1, **good)
 
 
-def _pipeline(xp, target, refs, masks, basis, s, tau, threshold, resolution, original, grid):
-    """Steps 4-9 composed from the public kernels, as the engine will call them."""
+def _pipeline(xp, target, refs, masks, basis, s, tau, threshold, resolution, original, grid, frame=False):
+    """Steps 4-9 composed from the public kernels; frame=True as the engine calls them (debiased
+    features in DebiasFrame coordinates), else with `debias` in the original coordinates."""
     h, w = grid
-    t_deb = debias(xp.asarray(target), xp.asarray(basis), s)
-    r_deb = debias(xp.asarray(refs), xp.asarray(basis), s)
+    if frame:
+        debias_frame_ = debias_frame(xp.asarray(basis), s)
+        t_deb = debiased_coordinates(xp.asarray(target), debias_frame_)
+        r_deb = debiased_coordinates(xp.asarray(refs), debias_frame_)
+    else:
+        t_deb = debias(xp.asarray(target), xp.asarray(basis), s)
+        r_deb = debias(xp.asarray(refs), xp.asarray(basis), s)
     down = xp.stack([downsample_mask(xp.asarray(m), grid).reshape(-1) for m in masks])
     proto = prototype(r_deb, down)
     sim = forward_similarity(t_deb, proto)
@@ -142,8 +150,9 @@ def _pipeline(xp, target, refs, masks, basis, s, tau, threshold, resolution, ori
     return host(upsample_mask(patch_mask.reshape(h, w), resolution, original))
 
 
+@pytest.mark.parametrize("s, frame", [(6, False), (6, True), (20, True), (30, True)])  # frame: Q (s >= C/3) or not
 @pytest.mark.parametrize("shots, noise, threshold", [(1, 0.5, 0.2), (2, 0.6, 0.2), (3, 0.7, 0.1), (5, 0.6, 0.3), (1, 0.9, 0.2)])
-def test_steps_4_to_9_equal_the_oracle(xp, shots, noise, threshold):
+def test_steps_4_to_9_equal_the_oracle(xp, shots, noise, threshold, s, frame):
     pytest.importorskip("torch", reason="the oracle resizes with torch")
     grid, channels, resolution, original = (16, 16), 48, 256, (200, 310)
     target = synthetic_patch_features(*grid, channels, centres=10, noise=noise, seed=0)
@@ -153,9 +162,9 @@ def test_steps_4_to_9_equal_the_oracle(xp, shots, noise, threshold):
     for i in range(shots):
         y, x = rng.integers(0, resolution - 96, 2)
         masks[i, y:y + 96, x:x + 80] = True
-    basis = synthetic_basis(channels, 8, seed=1)
-    args = (target, refs, masks, basis, 6, 0.6, threshold, resolution, original, grid)
-    ours = _pipeline(xp, *args)
+    basis = synthetic_basis(channels, 32, seed=1)
+    args = (target, refs, masks, basis, s, 0.6, threshold, resolution, original, grid)
+    ours = _pipeline(xp, *args, frame=frame)
     expected = oracle.segment(*args)
     assert ours.shape == original and ours.dtype == bool
     np.testing.assert_array_equal(ours, expected)

@@ -15,6 +15,8 @@ from insid3.kernels import (
     backward_candidates,
     backward_votes,
     debias,
+    debias_frame,
+    debiased_coordinates,
     forward_candidates,
     forward_similarity,
     prototype,
@@ -44,6 +46,34 @@ def test_debias_matches_projector_form(xp, s):
     assert ours.dtype == np.float32 and ours.shape == features.shape
     np.testing.assert_allclose(ours, oracle.debias(features, basis, s), atol=2e-6)
     np.testing.assert_allclose(np.linalg.norm(ours, axis=-1), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("s, complement", [(0, False), (10, False), (11, True), (20, True), (28, True)])
+def test_debiased_coordinates_keep_every_dot_product(xp, s, complement):
+    """Frame coordinates are debias() in an orthonormal basis of span(B)^perp: the same norms and
+    dot products (forward, backward and prototype similarities), D = C - s wide when s >= C / 3."""
+    rng = np.random.default_rng(s)
+    features = _unit(rng, 2, 40, 32)
+    basis = synthetic_basis(32, 31, seed=s)
+    frame = debias_frame(xp.asarray(basis), s)
+    assert (frame.complement is not None) == complement and frame.svd_components == s
+    assert frame.width == (32 - s if complement else 32)
+    ours = host(debiased_coordinates(xp.asarray(features), frame))
+    assert ours.dtype == np.float32 and ours.shape == (2, 40, frame.width)
+    expected = oracle.debias(features, basis, s)
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=-1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(ours[0] @ ours[1].T, expected[0] @ expected[1].T, atol=2e-6)
+    np.testing.assert_allclose(ours[0] @ ours[0].T, expected[0] @ expected[0].T, atol=2e-6)
+    if complement:  # Q^T maps back: Q (Q^T F~) = F~
+        np.testing.assert_allclose(ours @ host(frame.complement).T, expected, atol=2e-6)
+
+
+def test_debias_frame_bad_inputs(xp):
+    basis = xp.asarray(synthetic_basis(8, 4))
+    with pytest.raises(KernelInputError, match=r"debias_frame: svd_components=5 must be in \[0, min\(K=4, C=8 - 1\)\]"):
+        debias_frame(basis, 5)
+    with pytest.raises(KernelInputError, match="debiased_coordinates: features have C = 6 .* built for C = 8"):
+        debiased_coordinates(xp.zeros((3, 6), dtype=xp.float32), debias_frame(basis, 3))
 
 
 def test_debias_zero_components_only_renormalises(xp):
