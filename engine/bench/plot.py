@@ -32,11 +32,17 @@ def plot_stages(report: dict, path: str | Path) -> Path:
     figure, axes = plt.subplots(figsize=(10, 4.5))
     for i, (label, stages) in enumerate(series.items()):
         positions = [x + (i - (len(series) - 1) / 2) * width for x in range(len(STAGES))]
-        bars = axes.bar(positions, [stages[s] for s in STAGES], width, label=label)
+        fps = report["ours" if label == "ours" else "reference"]["fps"]
+        bars = axes.bar(positions, [stages[s] for s in STAGES], width, label=f"{label} ({fps:.2f} targets/s)")
         axes.bar_label(bars, fmt="%.1f", fontsize=7)
     config = report["config"]
     axes.set_xticks(range(len(STAGES)), STAGES)
-    axes.set_ylabel("ms per target (mean)")
+    # The backbone is 10-1000x the other stages: a log axis keeps them all readable; symlog
+    # (linear below 1 ms) keeps a stage that took 0 ms plottable.
+    axes.set_yscale("symlog", linthresh=1.0)
+    tallest = max(max(stages.values()) for stages in series.values())
+    axes.set_ylim(0, max(tallest, 1.0) * 3)  # room for the tallest bar's label
+    axes.set_ylabel("ms per target (mean, log scale)")
     axes.set_title(
         f"{config['arch']} @ {config['resolution']} px, {config['backend']} {config['precision']}: "
         "latency per stage"
