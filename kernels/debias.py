@@ -85,7 +85,7 @@ class DebiasFrame:
 
 def debias_frame(basis: Array, svd_components: int) -> DebiasFrame:
     """The frame for basis[:, :svd_components] (validated as in `debias`); built once per
-    backbone, resolution and s (an eigendecomposition of the C x C projector, float64)."""
+    backbone, resolution and s (a complete QR of B, float64)."""
     require("debias_frame", "basis", basis, ndim=2, dtype="float32")
     xp = array_module(basis)
     channels = basis.shape[0]
@@ -93,10 +93,10 @@ def debias_frame(basis: Array, svd_components: int) -> DebiasFrame:
     kept = xp.ascontiguousarray(basis[:, :s])
     if 3 * s < channels:
         return DebiasFrame(basis=kept, complement=None)
-    b = kept.astype(xp.float64)
-    projector = xp.eye(channels) - b @ b.T  # P = I - B B^T: eigenvalue 0 (s times) and 1 (C - s)
-    _, vectors = xp.linalg.eigh(projector)  # ascending: the last C - s span span(B)^perp
-    complement = xp.ascontiguousarray(vectors[:, s:].astype(xp.float32))
+    # Complete QR of B (float64): its first s columns span span(B), the last C - s are an
+    # orthonormal basis of the complement (B has orthonormal, hence independent, columns).
+    q, _ = xp.linalg.qr(kept.astype(xp.float64), mode="complete")
+    complement = xp.ascontiguousarray(q[:, s:].astype(xp.float32))
     return DebiasFrame(basis=kept, complement=complement)
 
 

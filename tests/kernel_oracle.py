@@ -155,7 +155,10 @@ def aggregate(labels, candidate, features, debiased, sim_fwd, proto, merge_thres
     combined = cross * intra
     area_weights[seed] = 1.0
     combined *= area_weights
-    return np.array([combined[labels[i]] > merge_threshold for i in range(labels.shape[0])])
+    # The reference compares a float32 tensor with a Python float, which torch rounds to float32
+    # (a threshold of -1e-160 becomes -0.0, and a score of 0 is then not above it).
+    threshold = float(np.float32(merge_threshold))
+    return np.array([combined[labels[i]] > threshold for i in range(labels.shape[0])])
 
 
 # §9 -------------------------------------------------------------------------------------------
