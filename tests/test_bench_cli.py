@@ -52,6 +52,7 @@ def test_json_contract_keys_and_types(compared):
     env = report["environment"]
     assert {"cpu", "gpu", "driver", "cuda", "libraries", "python"} <= set(env)
     assert env["cpu"] and "numpy" in env["libraries"] and "onnxruntime" in env["libraries"]
+    assert isinstance(env["cpu_features"], list) and len(env["load_average"]["end"]) == 3
     config = report["config"]
     assert config["resolution"] == 224 and config["backend"] == "onnxruntime"
     assert config["precision"] == "fp32" and config["shots"] == 1 and isinstance(config["size"], str)

@@ -114,7 +114,7 @@ def check_backend(bundle: Bundle, settings: BenchSettings) -> None:
 
 def run_benchmark(settings: BenchSettings) -> dict:
     """Both sides measured, each in its own process, passes interleaved; the JSON contract's report."""
-    from insid3.engine.bench.environment import environment
+    from insid3.engine.bench.environment import environment, load_average
     from insid3.engine.bench.flops import flops_for_arch, roofline
     from insid3.engine.bench.inputs import folder_inputs, scene_inputs
     from insid3.engine.bench.ours import OursSpec
@@ -141,8 +141,9 @@ def run_benchmark(settings: BenchSettings) -> dict:
         if settings.compare_reference
         else None
     )
+    load_at_start = load_average()
     ours, reference = measure_side_by_side(ours_spec, reference_spec, settings.iters)
-    env = environment()
+    env = environment(load_at_start)
     device = env["gpu"] if ours.backend["device"] != "cpu" else None
     roof = roofline(flops_for_arch(bundle.metadata.arch, bundle.metadata.resolution), device,
                     ours.summary["stages_ms"]["backbone"])

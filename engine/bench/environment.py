@@ -14,6 +14,27 @@ LIBRARIES = (
 )
 
 
+# CPU features that decide which backend and precision are fast (bf16 needs AVX512-BF16 or AMX).
+CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def cpu_features() -> list[str]:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return [feature for feature in CPU_FEATURES if feature in flags]
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load: a shared, busy machine shows here (None where unsupported)."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as handle:
@@ -63,11 +84,13 @@ def cuda_version() -> str | None:
     return out.split(marker, 1)[1].split()[0] if marker in out else None
 
 
-def environment() -> dict:
+def environment(load_at_start: list[float] | None = None) -> dict:
     gpu_list = gpus()
     return {
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cpu_features": cpu_features(),
+        "load_average": {"start": load_at_start, "end": load_average()},
         "os": platform.platform(),
         "python": platform.python_version(),
         "gpu": gpu_list[0]["name"] if gpu_list else None,

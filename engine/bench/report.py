@@ -140,8 +140,11 @@ def markdown(report: dict) -> str:
     lines += ["| measure | ours | authors' way |", "|---|---:|---:|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in comparison_rows(report)]
     env = report["environment"]
-    lines += ["", f"Environment: {env['cpu']} ({env['cpu_count']} CPUs), GPU {env['gpu'] or 'none'}, "
-              f"driver {env['driver'] or '-'}, CUDA {env['cuda'] or '-'}, Python {env['python']}.", ""]
+    load = env["load_average"]
+    lines += ["", f"Environment: {env['cpu']} ({env['cpu_count']} CPUs; {', '.join(env['cpu_features']) or '-'}), "
+              f"GPU {env['gpu'] or 'none'}, driver {env['driver'] or '-'}, CUDA {env['cuda'] or '-'}, "
+              f"Python {env['python']}; load average (1/5/15 min) {load['start']} at start, {load['end']} at end.",
+              ""]
     return "\n".join(lines)
 
 
