@@ -176,6 +176,23 @@ def test_bad_input_is_one_line(tiny_bundle, argv, message):
     assert len(err.strip().splitlines()) == 1 and message in err
 
 
+@pytest.mark.parametrize("argv", [["--batch-size", "abc"], []])
+def test_usage_mistakes_are_one_line(tiny_bundle, argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main((["--bundle", str(tiny_bundle)] if argv else []) + argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and "error" in err
+
+
+def test_multi_shot_reference_mode(tiny_bundle, tmp_path):
+    path = tmp_path / "r.json"
+    code, _, err = run_cli(["--bundle", tiny_bundle, "--backend", "onnxruntime", "--shots", 3, "--targets", 1,
+                            "--iters", 1, "--warmup", 0, "--compare-reference", "--json", path])
+    assert code == 0, err
+    report = json.loads(path.read_text())
+    assert report["config"]["shots"] == 3 and 0.0 <= report["mask_mean_iou_vs_reference"] <= 1.0
+
+
 def test_console_script_bad_bundle_no_traceback(tmp_path):
     script = Path(sys.executable).with_name("insid3-bench")
     result = subprocess.run([str(script), "--bundle", str(tmp_path / "missing")], capture_output=True, text=True)

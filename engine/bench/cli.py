@@ -51,8 +51,15 @@ class BenchSettings:
         return self
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes are one line too (argparse would print the whole usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--bundle", required=True, type=Path, help="bundle folder written by insid3-export")
     p.add_argument("--backend", default="auto", help="auto, onnxruntime, openvino, tensorrt, torch")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
