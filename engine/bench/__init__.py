@@ -6,6 +6,7 @@ What it measures and how (each choice is documented where it is made):
   one-off reference encoding and the cold start;
 - the authors' way (`authors_way.py`, `reference_side.py`): torch eager + sklearn + Python loops,
   reference re-encoded with every target, as the published code runs;
-- each side in its own fresh process (`isolation.py`), so peak memory is that side's alone;
+- each side in its own fresh process (`isolation.py`), so peak memory is that side's alone, and
+  the measured passes interleaved between the sides (`side_by_side.py`);
 - the backbone's FLOPs and the device's physical floor (`flops.py`).
 """
