@@ -11,7 +11,7 @@ import numpy as np
 
 from insid3.engine.bench.inputs import BenchInputs
 from insid3.engine.bench.memory import MemoryReport, cupy_high_water, current_rss_mb, memory_report, sampling
-from insid3.engine.bench.passes import PassRecord, measure_pass, pass_times, warm_up
+from insid3.engine.bench.passes import MeasuredSide, PassRecord, pass_times
 from insid3.engine.bench.stats import mean_iou, summarise
 from insid3.engine.segmenter import Segmenter
 from insid3.engine.timing import STAGES
@@ -47,7 +47,7 @@ def load(spec: OursSpec, precision: str) -> Segmenter:
     return Segmenter.from_bundle(spec.bundle, spec.backend, precision=precision, num_threads=spec.num_threads)
 
 
-class OursSide:
+class OursSide(MeasuredSide):
     """start -> warm_up -> measure_pass (x iters, interleaved with the other side) -> finish."""
 
     def __init__(self, spec: OursSpec) -> None:
@@ -71,14 +71,6 @@ class OursSide:
     def segment_one(self, target):
         mask = self.segmenter.segment(target, reference=self.reference)
         return mask, self.segmenter.last_timings
-
-    def warm_up(self) -> None:
-        warm_up(self.segment_one, self.spec.inputs.targets, self.spec.warmup)
-
-    def measure_pass(self) -> float:
-        record = measure_pass(self.segment_one, self.spec.inputs.targets, self.synchronize)
-        self.passes.append(record)
-        return sum(record.latencies_ms)
 
     def _memory(self) -> MemoryReport:
         return memory_report(self.high_water, self.segmenter.backend.device != "cpu", self.rss_baseline)

@@ -54,3 +54,26 @@ def pass_times(records: Sequence[PassRecord]) -> PassTimes:
         latencies_ms=tuple(record.latencies_ms for record in records),
         stages_ms=tuple(stages for record in records for stages in record.stages_ms),
     )
+
+
+class MeasuredSide:
+    """What both sides share: warm-up and timed passes over `spec.inputs.targets`.
+
+    A side sets `spec`, `passes` (a list), `synchronize` and defines `segment_one`.
+    """
+
+    spec: Any
+    passes: list[PassRecord]
+    synchronize: Callable[[], None]
+
+    def segment_one(self, target: Any) -> tuple[np.ndarray, Mapping[str, float]]:
+        raise NotImplementedError
+
+    def warm_up(self) -> None:
+        warm_up(self.segment_one, self.spec.inputs.targets, self.spec.warmup)
+
+    def measure_pass(self) -> float:
+        """One timed pass; returns its total milliseconds."""
+        record = measure_pass(self.segment_one, self.spec.inputs.targets, self.synchronize)
+        self.passes.append(record)
+        return sum(record.latencies_ms)

@@ -10,7 +10,7 @@ import numpy as np
 from insid3.engine.bench import authors_way
 from insid3.engine.bench.inputs import BenchInputs
 from insid3.engine.bench.memory import MemoryReport, current_rss_mb, memory_report, sampling, torch_high_water
-from insid3.engine.bench.passes import PassRecord, measure_pass, pass_times, warm_up
+from insid3.engine.bench.passes import MeasuredSide, PassRecord, pass_times
 from insid3.engine.bench.stats import summarise
 from insid3.engine.timing import StageClock
 
@@ -37,7 +37,7 @@ class ReferenceResult:
     device: str
 
 
-class ReferenceSide:
+class ReferenceSide(MeasuredSide):
     """start -> warm_up -> measure_pass (x iters, interleaved with ours) -> finish."""
 
     def __init__(self, spec: ReferenceSpec) -> None:
@@ -64,14 +64,6 @@ class ReferenceSide:
     def segment_one(self, target):
         clock = StageClock(self.model.synchronizer())
         return authors_way.segment(self.model, self.spec.inputs.shots, target, clock), clock.ms
-
-    def warm_up(self) -> None:
-        warm_up(self.segment_one, self.spec.inputs.targets, self.spec.warmup)
-
-    def measure_pass(self) -> float:
-        record = measure_pass(self.segment_one, self.spec.inputs.targets, self.synchronize)
-        self.passes.append(record)
-        return sum(record.latencies_ms)
 
     def finish(self) -> ReferenceResult:
         return ReferenceResult(
