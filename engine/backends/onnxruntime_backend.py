@@ -84,6 +84,7 @@ class OnnxRuntimeBackend:
             "features", "cuda", self._device_id, np.float32, tuple(out.shape), out.data.ptr
         )
         self._session.run_with_iobinding(binding)
+        binding.synchronize_outputs()  # ORT's CUDA stream is not CuPy's: wait before kernels read `out`
         return out
 
     def synchronize(self) -> None:
