@@ -59,9 +59,9 @@ from insid3.engine.segmenter import Segmenter
 from insid3.engine.serve.app import create_app
 from insid3.engine.serve.errors import UnknownReferenceError
 from insid3.engine.serve.metrics import ServeMetrics
-from insid3.engine.serve.references import ReferenceStore, new_reference_id
+from insid3.engine.serve.references import ReferenceStore
 from insid3.engine.serve.runner import EngineRunner, SegmentResult, TargetItem, failure_of
-from insid3.engine.serve.service import Registered, Segmented, ShotUpload
+from insid3.engine.serve.service import Registered, Segmented, ShotUpload, encode_and_store
 from insid3.engine.serve.settings import ServeSettings
 from insid3.errors import SettingsError
 
@@ -151,9 +151,7 @@ class Insid3Replica:
         return self.runner.prepare(image)
 
     async def register(self, shots: list[ShotUpload]) -> Registered:
-        reference = await self.runner.call(self.runner.encode_reference, [(s.image, s.mask) for s in shots])
-        entry = self.store.put(new_reference_id(), reference)
-        self.metrics.reference_encodes.labels("register").inc()
+        entry = await encode_and_store(self.runner, self.store, self.metrics, shots)
         inputs = [(s.image_bytes, s.mask_bytes) for s in shots]
         await self.registry.put.remote(entry.reference_id, inputs, entry.expires_at)
         return Registered(entry.reference_id, entry.shots, entry.expires_at_utc)

@@ -14,7 +14,8 @@ from PIL import Image
 
 from insid3.engine.images import PreparedImage
 from insid3.engine.serve.metrics import ServeMetrics
-from insid3.engine.serve.runner import SegmentResult
+from insid3.engine.serve.references import CachedReference, ReferenceStore, new_reference_id
+from insid3.engine.serve.runner import EngineRunner, SegmentResult
 from insid3.engine.serve.settings import ServeSettings
 
 
@@ -39,6 +40,16 @@ class Registered:
 class Segmented:
     result: SegmentResult
     headers: dict[str, str] = field(default_factory=dict)  # service-specific, e.g. the Ray replica
+
+
+async def encode_and_store(
+    runner: EngineRunner, store: ReferenceStore, metrics: ServeMetrics, shots: list[ShotUpload]
+) -> CachedReference:
+    """Register: encode the shots on the engine thread and cache the Reference under a new id."""
+    reference = await runner.call(runner.encode_reference, [(s.image, s.mask) for s in shots])
+    entry = store.put(new_reference_id(), reference)
+    metrics.reference_encodes.labels("register").inc()
+    return entry
 
 
 class Service(Protocol):
