@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from insid3.engine.images import PreparedImage
+from insid3.engine.images import PreparedImage, load_rgb, overlay_mask
 from insid3.engine.rle import encode_rle
 from insid3.engine.segmenter import Segmenter
 from insid3.errors import Insid3Error, InputImageError
@@ -78,13 +78,6 @@ def expand_targets(patterns: list[str]) -> list[Path]:
     return unique
 
 
-def overlay(image_path: Path, mask: np.ndarray) -> Image.Image:
-    image = np.asarray(Image.open(image_path).convert("RGB"), dtype=np.float32)
-    tint = np.array([255, 0, 160], np.float32)
-    image[mask] = 0.5 * image[mask] + 0.5 * tint
-    return Image.fromarray(image.astype(np.uint8))
-
-
 class Outputs:
     """Where results go and which targets are already done."""
 
@@ -111,7 +104,7 @@ class Outputs:
                 "area": int(mask.sum()), "segmentation": encode_rle(mask),
             }
         if self.with_overlay:
-            overlay(target, mask).save(self.folder / f"{target.stem}.overlay.jpg", quality=90)
+            overlay_mask(np.asarray(load_rgb(target)), mask).save(self.folder / f"{target.stem}.overlay.jpg", quality=90)
 
     def close(self) -> None:
         if self.fmt == "coco-rle":

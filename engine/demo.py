@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from insid3.engine.images import overlay_mask
 from insid3.engine.scenes import scene_pairs
 from insid3.engine.segmenter import Segmenter
 from insid3.errors import Insid3Error
@@ -57,9 +58,7 @@ def save_pair(out: Path, index: int, reference, target, mask: np.ndarray) -> Non
     Image.fromarray(reference.mask.astype(np.uint8) * 255).save(out / f"pair{index}_reference_mask.png")
     Image.fromarray(target.image).save(out / f"pair{index}_target.png")
     Image.fromarray(mask.astype(np.uint8) * 255).save(out / f"pair{index}_mask.png")
-    tinted = target.image.astype(np.float32)
-    tinted[mask] = 0.5 * tinted[mask] + 0.5 * np.array([255, 0, 160])
-    Image.fromarray(tinted.astype(np.uint8)).save(out / f"pair{index}_overlay.png")
+    overlay_mask(target.image, mask).save(out / f"pair{index}_overlay.png")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -113,3 +113,10 @@ def prepare_reference_mask(mask_source: ImageLike, image_size: tuple[int, int], 
             f"reference mask {_describe(mask_source)} vanishes when resized to {resolution}x{resolution}"
         )
     return resized
+
+
+def overlay_mask(image: np.ndarray, mask: np.ndarray) -> Image.Image:
+    """The RGB image with the mask's pixels tinted magenta at half opacity, for eyeballing masks."""
+    tinted = image.astype(np.float32)
+    tinted[mask] = 0.5 * tinted[mask] + 0.5 * np.array([255, 0, 160], np.float32)
+    return Image.fromarray(tinted.astype(np.uint8))
