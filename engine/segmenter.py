@@ -50,11 +50,11 @@ class Segmenter:
         self.bundle = bundle
         self.backend = backend
         self.xp = backend.xp
-        # Only the first s basis vectors are ever used: keep just those, on the backend's device.
-        self._basis = self.xp.asarray(np.ascontiguousarray(basis[:, : self.hyperparameters.svd_components]))
-        # Debiased features live in span(B)^perp: every dot product of doc §4-§8 is computed in
-        # its C - s orthonormal coordinates (kernels.DebiasFrame), built once here.
-        self._frame = kernels.debias_frame(self._basis, self.hyperparameters.svd_components)
+        # Debiased features live in span(B)^perp, B = the first s basis vectors: every dot product
+        # of doc §4-§8 is computed in its C - s orthonormal coordinates (kernels.DebiasFrame),
+        # built once here on the backend's device.
+        positional = self.xp.asarray(np.ascontiguousarray(basis[:, : self.hyperparameters.svd_components]))
+        self._frame = kernels.debias_frame(positional, self.hyperparameters.svd_components)
         self._shots: list[ReferenceShot] = []
         self._reference: Reference | None = None
         self.last_timings: dict[str, float] = {}
