@@ -7,7 +7,11 @@
 + 1, i.e. it keeps exactly the merges whose average distance is < 1 - tau, strictly.
 
 Methods (peak memory at N = 4096: resident-set growth while clustering one ViT-L 1024 px image,
-measured by benchmarks/bench_kernels.py; it includes the 64 MiB float32 distance matrix):
+measured by benchmarks/bench_kernels.py; it includes the 64 MiB float32 distance or Gram matrix):
+- "chain" (NumPy, needs Numba): a nearest-neighbour chain that only visits clusters joined by
+  an edge of the "d < 1 - tau" graph and keeps float64 sums of distances for those (see
+  linkage_chain.py); exact, reads the Gram matrix's upper triangle directly (no mirrored
+  matrix, no distance matrix). PEAK_CHAIN MiB.
 - "components" (NumPy): connected components of the "d < 1 - tau" graph, fastcluster average
   linkage (float64, like scipy) inside each; exact. 153 MiB: distances + 16 MiB adjacency + the
   float64 condensed matrix of the largest component (67 MiB when it holds every patch).
@@ -16,13 +20,14 @@ measured by benchmarks/bench_kernels.py; it includes the 64 MiB float32 distance
   within float32 rounding (~1e-6) of 1 - tau. 225 MiB: distances + the merged rows and the
   compacted matrix of the first round (both shrink with the rounds). No float64 N x N copy.
 - "auto": "reciprocal" for CuPy arrays (cuML has no average linkage; this keeps the matrix on
-  the GPU), "components" for NumPy.
+  the GPU); "chain" for NumPy, or "components" where Numba cannot be imported.
 sklearn itself: 369 MiB (int64 triangle indices, float32 and float64 condensed copies).
 
 Labels are canonical: clusters are numbered by their first (smallest-index) patch, so cluster 0
 holds patch 0. Ties between exactly equal distances may be broken differently from sklearn
 (scipy's nearest-neighbour chain visits candidates in its own order): "reciprocal" takes the
-smallest patch index, as numpy/torch argmin; "components" follows fastcluster's order. A tie
+smallest patch index, as numpy/torch argmin; "chain" prefers its chain predecessor, then the
+smallest index; "components" follows fastcluster's order. A tie
 only changes the partition when the tied merges lead to different clusters below 1 - tau.
 """
 
@@ -36,14 +41,14 @@ import numpy as np
 from insid3.kernels.arrays import Array, KernelInputError, array_module, require
 from insid3.kernels.linkage_reciprocal import reciprocal_linkage
 
-Method = Literal["auto", "reciprocal", "components"]
-METHODS = ("auto", "reciprocal", "components")
+Method = Literal["auto", "chain", "reciprocal", "components"]
+METHODS = ("auto", "chain", "reciprocal", "components")
 
 
 @dataclass(frozen=True, eq=False)
 class LinkageResult:
     """labels: (N,) int64 canonical cluster ids; method: the method that ran; rounds: merge rounds
-    of "reciprocal" (0 for "components"); components: connected components of the "< 1 - tau"
+    of "reciprocal" (else 0); components: connected components of the "< 1 - tau"
     graph ("components" only, else 0); n_clusters: K."""
 
     labels: Array
@@ -75,23 +80,27 @@ def cosine_distances(features: Array) -> Array:
 MIRROR_STRIP = 64
 
 
+def gram_upper(features: Array) -> np.ndarray:
+    """F F^T (N, N) float32 of NumPy features with only the upper triangle (and the diagonal)
+    valid: one BLAS ssyrk, a symmetric rank-k update with half the flops of a GEMM, writing the
+    lower triangle in column-major order, i.e. the upper triangle of the row-major transpose."""
+    from scipy.linalg.blas import ssyrk  # scipy is a runtime dependency (fastcluster's path too)
+
+    # features.T of a C-contiguous (N, C) array is a Fortran (C, N) array: no copy for BLAS.
+    return ssyrk(1.0, np.ascontiguousarray(features).T, trans=1, lower=1).T
+
+
 def gram_matrix(features: Array) -> Array:
     """F F^T (N, N) float32, full and exactly symmetric.
 
-    NumPy: one BLAS ssyrk (a symmetric rank-k update: half the flops of a GEMM) for the lower
-    triangle in column-major order, i.e. the upper triangle of the row-major transpose, then
-    mirrored strip by strip. NumPy's own F @ F.T also calls syrk but mirrors element by element:
+    NumPy: `gram_upper` (one BLAS ssyrk), then mirrored strip by strip. NumPy's own F @ F.T also calls syrk but mirrors element by element:
     573 ms against 312 + 42 ms here (N = 4096, C = 1024, one thread), with identical values
     (OpenBLAS gives the same sums for syrk and gemm). CuPy: the plain matmul (cuBLAS).
     """
     xp = array_module(features)
     if xp.__name__ != "numpy":
         return features @ features.T
-    from scipy.linalg.blas import ssyrk  # scipy is a runtime dependency (fastcluster's path too)
-
-    # features.T of a C-contiguous (N, C) array is a Fortran (C, N) array: no copy for BLAS.
-    lower = ssyrk(1.0, np.ascontiguousarray(features).T, trans=1, lower=1)
-    gram = lower.T  # C-contiguous, upper triangle (with the diagonal) valid
+    gram = gram_upper(features)
     n = gram.shape[0]
     for start in range(0, n, MIRROR_STRIP):
         stop = min(start + MIRROR_STRIP, n)
@@ -110,16 +119,28 @@ def canonical_labels(root: Array) -> Array:
     return rank[root].astype(xp.int64)
 
 
+def numba_available() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _resolve(method: str, xp) -> str:
     if method not in METHODS:
         raise KernelInputError(f"average_linkage: method must be one of {METHODS}, got {method!r}")
     if method == "auto":
-        return "reciprocal" if xp.__name__ == "cupy" else "components"
-    if method == "components" and xp.__name__ != "numpy":
+        if xp.__name__ == "cupy":
+            return "reciprocal"
+        return "chain" if numba_available() else "components"
+    if method in ("chain", "components") and xp.__name__ != "numpy":
         raise KernelInputError(
-            "average_linkage: method='components' runs on the CPU (fastcluster) and needs NumPy "
-            "arrays; use 'reciprocal' for CuPy arrays (no hidden device transfers)"
+            f"average_linkage: method={method!r} runs on the CPU and needs NumPy arrays; use "
+            "'reciprocal' for CuPy arrays (no hidden device transfers)"
         )
+    if method == "chain" and not numba_available():
+        raise KernelInputError("average_linkage: method='chain' needs numba (pip install numba), not installed")
     return method
 
 
@@ -140,8 +161,14 @@ def average_linkage(
         raise KernelInputError("average_linkage: features has no rows (shape (0, C))")
     if n == 1:
         return LinkageResult(xp.zeros(1, dtype=xp.int64), resolved, 0, 1 if resolved == "components" else 0, 1)
-    distances = cosine_distances(features)
     rounds = components = 0
+    if resolved == "chain":
+        from insid3.kernels.linkage_chain import chain_linkage  # numba: CPU only
+
+        root, _ = chain_linkage(gram_upper(features), threshold, from_gram=True)
+        labels = canonical_labels(root)
+        return LinkageResult(labels, resolved, rounds, components, int(labels.max()) + 1)
+    distances = cosine_distances(features)
     if resolved == "reciprocal":
         root, rounds = reciprocal_linkage(distances, threshold, use_cuda_kernels=use_cuda_kernels)
     else:

@@ -1,5 +1,5 @@
-"""Doc §7: average-linkage partitions equal to sklearn's, for both methods, plus the pieces
-(reciprocal merge twins, component search, strict threshold)."""
+"""Doc §7: average-linkage partitions equal to sklearn's, for every method, plus the pieces
+(reciprocal merge twins, component search, threshold edges of the chain, strict threshold)."""
 
 import numpy as np
 import pytest
@@ -9,12 +9,14 @@ from sklearn.cluster import AgglomerativeClustering
 import kernel_oracle as oracle
 from kernel_oracle import host, same_partition, xp  # noqa: F401  (xp is a fixture)
 from insid3.kernels import KernelInputError, average_linkage, average_linkage_clusters
-from insid3.kernels.linkage import gram_matrix
+from insid3.kernels import linkage
+from insid3.kernels.linkage import gram_matrix, gram_upper
+from insid3.kernels.linkage_chain import chain_below, chain_linkage, threshold_edges
 from insid3.kernels.linkage_components import component_linkage, condensed_distances, cut_below, graph_components
 from insid3.kernels.linkage_reciprocal import compact, float32_limit, merge_rows, reciprocal_linkage, rows_argmin
 from insid3.kernels.synthetic import synthetic_patch_features
 
-METHODS_FOR = {"numpy": ("components", "reciprocal"), "cupy": ("reciprocal",)}
+METHODS_FOR = {"numpy": ("chain", "components", "reciprocal"), "cupy": ("reciprocal",)}
 
 
 def _sklearn_on_distances(distances: np.ndarray, threshold: float) -> np.ndarray:
@@ -67,6 +69,8 @@ def test_cores_equal_sklearn_on_random_distance_matrices(xp, n, threshold, seed)
     if xp is np:
         root, _ = component_linkage(distances.copy(), threshold)
         assert same_partition(root, expected)
+        root, _ = chain_linkage(distances, threshold, from_gram=False)
+        assert same_partition(root, expected)
     root, _ = reciprocal_linkage(xp.asarray(distances), threshold)
     assert same_partition(host(root), expected)
 
@@ -82,7 +86,10 @@ def test_threshold_is_strict():
     distances = np.array([[0, 0.5, 1], [0.5, 0, 1], [1, 1, 0]], dtype=np.float32)
     assert len(set(_sklearn_on_distances(distances, 0.5))) == 3
     assert len(set(_sklearn_on_distances(distances, np.nextafter(0.5, 1)))) == 2
-    for core in (component_linkage, reciprocal_linkage):
+    def chain(d, t):
+        return chain_linkage(d, t, from_gram=False)
+
+    for core in (component_linkage, reciprocal_linkage, chain):
         assert len(set(core(distances.copy(), 0.5)[0].tolist())) == 3
         assert len(set(core(distances.copy(), np.nextafter(0.5, 1))[0].tolist())) == 2
 
@@ -127,11 +134,56 @@ def test_result_info():
     features = synthetic_patch_features(16, 16, 32, centres=6, noise=0.5, seed=3)
     rec = average_linkage(features, 0.6, method="reciprocal")
     comp = average_linkage(features, 0.6, method="components")
+    chain = average_linkage(features, 0.6, method="chain")
     auto = average_linkage(features, 0.6)
     assert rec.method == "reciprocal" and rec.rounds >= 1 and rec.components == 0
-    assert comp.method == auto.method == "components" and comp.rounds == 0
+    assert comp.method == "components" and comp.rounds == 0
+    assert chain.method == auto.method == "chain" and chain.rounds == chain.components == 0
     assert 1 <= comp.components <= comp.n_clusters
     assert same_partition(rec.labels, comp.labels)
+    np.testing.assert_array_equal(chain.labels, comp.labels)  # both canonical
+
+
+def test_auto_falls_back_to_components_without_numba(monkeypatch):
+    monkeypatch.setattr(linkage, "numba_available", lambda: False)
+    features = synthetic_patch_features(8, 8, 16, centres=3, noise=0.5, seed=1)
+    assert average_linkage(features, 0.6).method == "components"
+    with pytest.raises(KernelInputError, match="method='chain' needs numba"):
+        average_linkage(features, 0.6, method="chain")
+
+
+def test_threshold_edges_are_the_pairs_below_the_threshold_from_gram_or_distances():
+    features = synthetic_patch_features(12, 12, 24, centres=5, noise=0.6, seed=4)
+    gram = gram_upper(features)
+    distances = 1 - np.clip(features @ features.T, -1, 1)
+    for matrix, from_gram in ((gram, True), (np.triu(distances, 1), False)):
+        first, second = threshold_edges(np.ascontiguousarray(matrix), from_gram, 0.4)
+        assert first.dtype == second.dtype == np.int32 and np.all(first < second)
+        i, j = np.nonzero(np.triu(distances < float32_limit(0.4), 1))
+        # the same pairs as the float32 distances the reference builds (row-major order)
+        np.testing.assert_array_equal(first, i)
+        np.testing.assert_array_equal(second, j)
+
+
+def test_chain_counts_merges_and_sums_each_pair_at_most_once():
+    features = synthetic_patch_features(20, 20, 32, centres=8, noise=0.6, seed=6)
+    gram = gram_upper(features)
+    first, second = threshold_edges(gram, True, 0.4)
+    n = features.shape[0]
+    root, merges, pairs_summed = chain_below(gram, True, 0.4, first, second, np.empty(n * (n - 1) // 2))
+    expected = oracle.cluster(features, 0.6)
+    assert same_partition(root, expected)
+    assert merges == n - (expected.max() + 1)  # one merge per patch joining a cluster
+    assert pairs_summed <= n * (n - 1) // 2 - first.shape[0]  # only non-edge pairs, once each
+    assert np.all(root <= np.arange(n)) and np.all(root[root] == root)  # smallest index of its cluster
+
+
+def test_chain_dense_graph_and_pool_growth():
+    """tau close to 0: nearly every pair is an edge, so merged neighbour lists outgrow the pool."""
+    features = _unit(np.random.default_rng(3), 300, 8)
+    for tau in (0.02, 0.2):
+        expected = oracle.cluster(features, tau)
+        assert same_partition(average_linkage(features, tau, method="chain").labels, expected)
 
 
 def test_graph_components_match_scipy():
