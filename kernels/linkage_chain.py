@@ -24,15 +24,19 @@ for termination), then the smallest cluster index; sklearn may break exact ties 
 
 Memory at N = 4096 (one ViT-L 1024 px image): the float32 Gram matrix (64 MiB, upper triangle
 read only, no mirror and no distance matrix), int32 edge lists (2 x 4 bytes per edge: 3.6 MiB for
-the benchmark scene's 0.23 M edges) and the float64 condensed W, of which only the entries of
-neighbouring clusters are ever written (allocated lazily by the OS). The dense worst case (tau
+the benchmark scene's 0.23 M edges) and the float64 condensed W (64 MiB), of which only the entries
+of neighbouring clusters are ever written; it is kept per thread between calls (`sums_buffer`). The dense worst case (tau
 near 0: every pair an edge) needs 8 bytes per pair for the lists.
 """
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numba import njit
+
+from insid3.kernels.linkage_reciprocal import float32_limit
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -66,35 +70,53 @@ def _find(parent, x):
     return x
 
 
-@njit(cache=True, nogil=True)
-def _count_edges(upper, from_gram, threshold):
-    n = upper.shape[0]
-    count = 0
-    for i in range(n - 1):
+@njit(cache=True, nogil=True, inline="always")
+def _row_distances(upper, i, from_gram, out):
+    """out[j - i - 1] = d(i, j) for j > i, float32 as `_distance` (one tight loop per row)."""
+    row = upper[i]
+    n = row.shape[0]
+    if from_gram:
         for j in range(i + 1, n):
-            if _distance(upper, i, j, from_gram) < threshold:
-                count += 1
-    return count
+            out[j - i - 1] = np.float32(1.0) - min(max(row[j], np.float32(-1.0)), np.float32(1.0))
+    else:
+        for j in range(i + 1, n):
+            out[j - i - 1] = row[j]
 
 
 @njit(cache=True, nogil=True)
-def threshold_edges(upper, from_gram, threshold):
-    """Pairs i < j with d(i, j) < threshold (float64 comparison, as sklearn's): two int32 arrays.
+def threshold_edges(upper, from_gram, limit):
+    """Pairs i < j with d(i, j) < limit: two int32 arrays, row-major order. limit is float32
+    (linkage_reciprocal.float32_limit(t)), so the test equals sklearn's float64 d < t.
 
-    Two passes over the upper triangle (count, then fill): a growing buffer inside the loop
-    stops Numba from compiling it into a tight loop (measured 12x slower)."""
+    One pass over the upper triangle; each row's distances go to a small buffer and are counted
+    there (branch-free loops that LLVM vectorises), and the output grows between rows only: a
+    capacity check inside the inner loop measured 12x slower."""
     n = upper.shape[0]
-    count = _count_edges(upper, from_gram, threshold)
-    first = np.empty(count, dtype=np.int32)
-    second = np.empty(count, dtype=np.int32)
+    row = np.empty(n, dtype=np.float32)
+    first = np.empty(16 * n, dtype=np.int32)
+    second = np.empty(16 * n, dtype=np.int32)
     e = 0
     for i in range(n - 1):
-        for j in range(i + 1, n):
-            if _distance(upper, i, j, from_gram) < threshold:
+        _row_distances(upper, i, from_gram, row)
+        count = 0
+        for j in range(n - i - 1):
+            count += row[j] < limit
+        if count == 0:
+            continue
+        if e + count > first.shape[0]:
+            capacity = max(2 * first.shape[0], e + count)
+            grown = np.empty(capacity, dtype=np.int32)
+            grown[:e] = first[:e]
+            first = grown
+            grown = np.empty(capacity, dtype=np.int32)
+            grown[:e] = second[:e]
+            second = grown
+        for j in range(n - i - 1):
+            if row[j] < limit:
                 first[e] = i
-                second[e] = j
+                second[e] = i + 1 + j
                 e += 1
-    return first, second
+    return first[:e].copy(), second[:e].copy()
 
 
 @njit(cache=True, nogil=True)
@@ -154,7 +176,7 @@ def chain_below(upper, from_gram, threshold, first, second, sums):
     """Every merge of average linkage below `threshold`; returns (root, merges, pairs_summed).
 
     upper: (N, N) float32 whose upper triangle holds the Gram matrix (from_gram) or the distances;
-    first, second: threshold_edges(upper, from_gram, threshold); sums: float64 scratch of
+    first, second: threshold_edges(upper, from_gram, float32_limit(threshold)); sums: float64 scratch of
     N (N - 1) / 2 entries (condensed W; only neighbouring pairs are written).
     root[i] = the smallest patch index of i's cluster (a merged cluster keeps the smaller slot).
     """
@@ -255,6 +277,22 @@ def chain_below(upper, from_gram, threshold, first, second, sums):
     return parent, merges, pairs_summed
 
 
+_scratch = threading.local()
+
+
+def sums_buffer(pairs: int) -> np.ndarray:
+    """A float64 buffer of `pairs` entries for chain_below's sums, kept per thread between calls.
+
+    chain_below writes every entry before reading it, so stale values are harmless; a fresh
+    buffer would cost its page faults on every image instead (~10 ms of ~40 at N = 4096). Held:
+    8 bytes per patch pair of the largest image clustered by the thread (64 MiB at N = 4096).
+    """
+    buffer = getattr(_scratch, "sums", None)
+    if buffer is None or buffer.shape[0] < pairs:
+        buffer = _scratch.sums = np.empty(pairs, dtype=np.float64)
+    return buffer[:pairs]
+
+
 def chain_linkage(upper: np.ndarray, threshold: float, *, from_gram: bool) -> tuple[np.ndarray, int]:
     """Average-linkage clusters cut at distance < threshold from the upper triangle of an (N, N)
     float32 matrix: the Gram matrix F F^T (from_gram=True; distances 1 - clip(g, -1, 1)) or the
@@ -262,7 +300,7 @@ def chain_linkage(upper: np.ndarray, threshold: float, *, from_gram: bool) -> tu
     edges = pairs closer than the threshold."""
     upper = np.ascontiguousarray(upper, dtype=np.float32)
     n = upper.shape[0]
-    first, second = threshold_edges(upper, from_gram, float(threshold))
-    sums = np.empty(n * (n - 1) // 2, dtype=np.float64)  # untouched pages cost nothing
+    first, second = threshold_edges(upper, from_gram, float32_limit(threshold))
+    sums = sums_buffer(n * (n - 1) // 2)
     root, _, _ = chain_below(upper, from_gram, float(threshold), first, second, sums)
     return root, int(first.shape[0])

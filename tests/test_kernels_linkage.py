@@ -157,7 +157,7 @@ def test_threshold_edges_are_the_pairs_below_the_threshold_from_gram_or_distance
     gram = gram_upper(features)
     distances = 1 - np.clip(features @ features.T, -1, 1)
     for matrix, from_gram in ((gram, True), (np.triu(distances, 1), False)):
-        first, second = threshold_edges(np.ascontiguousarray(matrix), from_gram, 0.4)
+        first, second = threshold_edges(np.ascontiguousarray(matrix), from_gram, float32_limit(0.4))
         assert first.dtype == second.dtype == np.int32 and np.all(first < second)
         i, j = np.nonzero(np.triu(distances < float32_limit(0.4), 1))
         # the same pairs as the float32 distances the reference builds (row-major order)
@@ -168,7 +168,7 @@ def test_threshold_edges_are_the_pairs_below_the_threshold_from_gram_or_distance
 def test_chain_counts_merges_and_sums_each_pair_at_most_once():
     features = synthetic_patch_features(20, 20, 32, centres=8, noise=0.6, seed=6)
     gram = gram_upper(features)
-    first, second = threshold_edges(gram, True, 0.4)
+    first, second = threshold_edges(gram, True, float32_limit(0.4))
     n = features.shape[0]
     root, merges, pairs_summed = chain_below(gram, True, 0.4, first, second, np.empty(n * (n - 1) // 2))
     expected = oracle.cluster(features, 0.6)
@@ -358,3 +358,16 @@ def test_bad_inputs(xp):
     if xp.__name__ == "cupy":
         with pytest.raises(KernelInputError, match="needs NumPy arrays"):
             average_linkage(f, 0.6, method="components")
+
+
+def test_chain_reuses_its_sums_buffer_without_reading_stale_values():
+    from insid3.kernels.linkage_chain import sums_buffer
+
+    features = synthetic_patch_features(16, 16, 24, centres=6, noise=0.6, seed=9)
+    expected = average_linkage(features, 0.6, method="chain").labels
+    n = features.shape[0]
+    buffer = sums_buffer(n * (n - 1) // 2)
+    buffer[:] = np.nan  # whatever a previous image left there must never be read
+    assert sums_buffer(n * (n - 1) // 2).base is buffer.base
+    np.testing.assert_array_equal(average_linkage(features, 0.6, method="chain").labels, expected)
+    assert same_partition(expected, oracle.cluster(features, 0.6))
