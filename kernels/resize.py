@@ -139,11 +139,73 @@ def downsample_mask(mask: Array, grid: int | Sequence[int]) -> Array:
     return down
 
 
+def _tap_range(i0: Array, i1: Array, low: int, high: int) -> tuple[int, int]:
+    """[start, stop) of the output positions whose taps (i0, i1) reach a source index in
+    [low, high]; i0 and i1 are nondecreasing, so these positions are one contiguous run."""
+    xp = array_module(i0, i1)
+    start = int(xp.searchsorted(i1, low, side="left"))  # first position with i1 >= low
+    stop = int(xp.searchsorted(i0, high, side="right"))  # past the last position with i0 <= high
+    return start, stop
+
+
+def _box(flags: Array) -> tuple[int, int] | None:
+    """(first, last) index of the True entries of a 1-D bool array, None when there are none."""
+    xp = array_module(flags)
+    where = xp.nonzero(flags)[0]
+    if where.shape[0] == 0:
+        return None
+    return int(where[0]), int(where[-1])
+
+
+def threshold_bilinear(mask: Array, out_hw: Sequence[int]) -> Array:
+    """resize_bilinear(mask, out_hw) > 0.5 for a bool mask, computed only where it can be True.
+
+    Output pixels whose four taps all miss the foreground's bounding box interpolate four zeros:
+    exactly 0, never > 0.5. So only the run of output rows and of output columns whose taps reach
+    the box is interpolated, with the same taps, weights and float32 operations per pixel as
+    `resize_bilinear` (hence the same > 0.5 decisions); the rest of the output is False.
+    Host syncs: the bounding box (two small reads).
+    """
+    require("threshold_bilinear", "mask", mask, ndim=2, dtype="bool")
+    xp = array_module(mask)
+    height, width = _out_size(out_hw, "threshold_bilinear")
+    out = xp.zeros((height, width), dtype=bool)
+    rows, cols = _box(mask.any(axis=1)), _box(mask.any(axis=0))
+    if rows is None or cols is None:
+        return out
+    r0, r1, wr0, wr1 = _linear_taps(xp, mask.shape[0], height)
+    c0, c1, wc0, wc1 = _linear_taps(xp, mask.shape[1], width)
+    y_start, y_stop = _tap_range(r0, r1, *rows)
+    x_start, x_stop = _tap_range(c0, c1, *cols)
+    if y_start >= y_stop or x_start >= x_stop:  # shrinking: no output tap reaches the box
+        return out
+    r0, r1, wr0, wr1 = r0[y_start:y_stop], r1[y_start:y_stop], wr0[y_start:y_stop], wr1[y_start:y_stop]
+    c0, c1, wc0, wc1 = c0[x_start:x_stop], c1[x_start:x_stop], wc0[x_start:x_stop], wc1[x_start:x_stop]
+    # Source rows the kept output rows read (every tap, in or out of the box).
+    first, last = int(r0[0]), int(r1[-1])
+    x = mask[first : last + 1].astype(xp.float32)
+    # resize_bilinear's operations on the sub-block: along x, then along y, in place.
+    columns = xp.take(x, c0, axis=1)
+    columns *= wc0
+    right = xp.take(x, c1, axis=1)
+    right *= wc1
+    columns += right
+    block = xp.take(columns, r0 - first, axis=0)
+    block *= wr0[:, None]
+    below = xp.take(columns, r1 - first, axis=0)
+    below *= wr1[:, None]
+    block += below
+    out[y_start:y_stop, x_start:x_stop] = block > 0.5
+    return out
+
+
 def upsample_mask(patch_mask: Array, resolution: int, original_size: Sequence[int]) -> Array:
-    """Doc §9: patch mask (h, w) bool -> bilinear to R x R, > 0.5 -> bilinear to (H, W), > 0.5."""
+    """Doc §9: patch mask (h, w) bool -> bilinear to R x R, > 0.5 -> bilinear to (H, W), > 0.5.
+
+    Both steps through `threshold_bilinear`: float work only around the foreground."""
     require("upsample_mask", "patch_mask", patch_mask, ndim=2, dtype="bool")
     if int(resolution) < 1:
         raise KernelInputError(f"upsample_mask: resolution must be positive, got {resolution!r}")
     out_hw = _out_size(original_size, "upsample_mask")
-    square = resize_bilinear(patch_mask, (int(resolution), int(resolution))) > 0.5
-    return resize_bilinear(square, out_hw) > 0.5
+    square = threshold_bilinear(patch_mask, (int(resolution), int(resolution)))
+    return threshold_bilinear(square, out_hw)

@@ -8,6 +8,7 @@ import kernel_oracle as oracle
 from kernel_oracle import host, xp  # noqa: F401  (xp is a fixture)
 from insid3.errors import ReferenceMaskError
 from insid3.kernels import KernelInputError, downsample_mask, resize_bilinear, resize_nearest, upsample_mask
+from insid3.kernels.resize import threshold_bilinear
 
 pytest.importorskip("torch", reason="torch is needed for the F.interpolate oracle")
 
@@ -128,3 +129,47 @@ def test_bad_inputs_name_the_array(xp):
         upsample_mask(xp.zeros(16, dtype=bool), 64, (10, 10))
     with pytest.raises(KernelInputError, match="output size must be positive"):
         resize_bilinear(xp.zeros((4, 4), dtype=xp.float32), (0, 3))
+
+
+def _sparse_masks(seed, count):
+    """Small foreground boxes, single pixels and corner blobs at random sizes (both directions)."""
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        ih, iw = (int(v) for v in rng.integers(1, 60, 2))
+        oh, ow = (int(v) for v in rng.integers(1, 200, 2))
+        mask = np.zeros((ih, iw), dtype=bool)
+        kind = i % 4
+        if kind == 0:  # one box
+            y, x = rng.integers(0, ih), rng.integers(0, iw)
+            mask[y : y + rng.integers(1, ih + 1), x : x + rng.integers(1, iw + 1)] = True
+        elif kind == 1:  # one pixel
+            mask[rng.integers(0, ih), rng.integers(0, iw)] = True
+        elif kind == 2:  # a corner pixel
+            mask[-(i % 2), -((i // 2) % 2)] = True
+        else:  # a sparse scatter
+            mask = rng.random((ih, iw)) < 0.05
+        yield mask, (oh, ow)
+
+
+def test_threshold_bilinear_equals_the_full_resize_and_torch(xp):
+    """Only the rows and columns reaching the foreground's box are interpolated: decisions must be
+    those of the full resize (and torch's) everywhere, including shrinking past a lone pixel."""
+    for mask, out_hw in _sparse_masks(5, 300):
+        ours = host(threshold_bilinear(xp.asarray(mask), out_hw))
+        assert ours.dtype == bool and ours.shape == out_hw
+        np.testing.assert_array_equal(ours, host(resize_bilinear(xp.asarray(mask), out_hw)) > 0.5)
+        np.testing.assert_array_equal(ours, oracle.interpolate(mask, out_hw, "bilinear") > 0.5,
+                                      err_msg=f"{mask.shape} -> {out_hw}")
+    assert not host(threshold_bilinear(xp.zeros((5, 7), dtype=bool), (30, 20))).any()
+
+
+@pytest.mark.parametrize("grid, resolution, original", [(48, 768, (480, 640)), (64, 1024, (1080, 1920)), (16, 256, (100, 90))])
+def test_upsample_mask_of_objects_matches_torch(xp, grid, resolution, original):
+    rng = np.random.default_rng(grid)
+    for _ in range(6):
+        patch = np.zeros((grid, grid), dtype=bool)
+        y, x = rng.integers(0, grid, 2)
+        patch[y : y + rng.integers(1, grid // 2), x : x + rng.integers(1, grid // 2)] = True
+        patch[rng.integers(0, grid), rng.integers(0, grid)] = True  # a stray patch elsewhere
+        np.testing.assert_array_equal(host(upsample_mask(xp.asarray(patch), resolution, original)),
+                                      oracle.upsample_mask(patch, resolution, original))
