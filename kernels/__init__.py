@@ -10,6 +10,7 @@ device. The engine times the stages separately and calls these names:
     backward_votes, backward_candidates      §6
     average_linkage_clusters / average_linkage  §7
     cluster_statistics, seed_cluster, merge_clusters, aggregate  §8
+    pruned_aggregate (backward votes + §8, votes only where they can change the mask)  §6 + §8
     upsample_mask (resize_bilinear, resize_nearest)  §9
 """
 
@@ -37,6 +38,7 @@ from insid3.kernels.matching import (
     prototype,
     torch_quantile,
 )
+from insid3.kernels.pruned import PrunedAggregate, pruned_aggregate
 from insid3.kernels.resize import downsample_mask, resize_bilinear, resize_nearest, upsample_mask
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "DebiasFrame",
     "KernelInputError",
     "LinkageResult",
+    "PrunedAggregate",
     "aggregate",
     "array_module",
     "average_linkage",
@@ -62,6 +65,7 @@ __all__ = [
     "l2_normalize",
     "merge_clusters",
     "prototype",
+    "pruned_aggregate",
     "resize_bilinear",
     "resize_nearest",
     "seed_cluster",

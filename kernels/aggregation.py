@@ -4,8 +4,14 @@ clusters).
 Only clusters that hold a candidate patch ("matched", hits > 0) need prototypes: the seed is one
 of them, and every other cluster has area weight 0, so its score cross * intra * 0 is 0
 whatever its prototype (it joins the mask only if merge_threshold < 0, as in the reference).
-Their per-cluster sums are one one-hot GEMM over the matched clusters' patches (<= 64 matched
-clusters, the usual case) or a sort + float64 cumulative sum (any number), never a loop.
+
+Every per-cluster quantity is a function of that cluster's own patches only, in float32
+arithmetic that does not depend on which other clusters are computed alongside it: sums by a
+grouped tree over the cluster's rows (`segment_sums`), row-wise normalisation and row-wise dot
+products (no GEMM/GEMV, whose blocking, and so rounding, depends on the other rows). So the
+prototype, <p, q~_k>, intra_k and score_k of a cluster are bit for bit the same whether they are
+computed for the matched clusters (`aggregate`) or for any other set holding that cluster
+(`insid3.kernels.pruned.pruned_aggregate`, which must reproduce `aggregate` exactly).
 """
 
 from __future__ import annotations
@@ -39,32 +45,112 @@ class ClusterStatistics:
         return int(self.areas.shape[0])
 
 
-# Up to this many segments, per-segment sums are one (M x L) one-hot GEMM (float32, exact
-# counts); beyond, a stable sort + float64 cumulative sum keeps the cost O(L * C) for any M.
-ONE_HOT_MAX_SEGMENTS = 64
+# Rows summed per group and level of `segment_sums`: a segment of n rows takes
+# ceil(log_GROUP(n)) levels, and pads at most GROUP - 1 zero rows per level.
+GROUP = 8
+
+
+def segment_sums(values: Array, rows: Array, counts: Array, max_count: int) -> Array:
+    """Per-segment sums of rows of `values` (L', C): segment j is values[rows[s_j : s_j + counts[j]]]
+    with s_j = counts[:j].sum() (`rows` lists the segments one after the other). (M, C) float32;
+    empty segments give zeros. max_count: counts.max() (a host int, to size the levels).
+
+    Each segment is summed on its own: its rows, in the order given, in groups of GROUP added
+    one after the other (the last group zero-padded: x + 0 = x exactly), then its group sums
+    the same way, until one row is left. The result of a segment depends only on its own rows,
+    not on which or how many other segments are summed in the same call.
+    Host syncs: three sizes per level.
+    """
+    xp = array_module(values, rows, counts)
+    n_segments, channels = int(counts.shape[0]), int(values.shape[1])
+    out = xp.zeros((n_segments, channels), dtype=xp.float32)
+    ids = xp.arange(n_segments)  # the segments still summing
+    counts = counts.astype(xp.int64, copy=False)
+    starts = xp.cumsum(counts) - counts
+    level, source = values, rows  # segment ids[i]'s rows: level[source[starts[i] : starts[i] + counts[i]]]
+    while True:
+        single = xp.nonzero(counts == 1)[0]
+        if single.shape[0]:  # one row left: that row is the sum
+            picked = starts[single] if source is None else source[starts[single]]
+            out[ids[single]] = level[picked]
+        if max_count <= 1:
+            return out
+        several = xp.nonzero(counts > 1)[0]
+        if several.shape[0] == 0:
+            return out
+        ids, counts, starts = ids[several], counts[several], starts[several]
+        groups = (counts + GROUP - 1) // GROUP
+        group_end = xp.cumsum(groups)
+        n_groups = int(group_end[-1])
+        slot = xp.arange(n_groups * GROUP, dtype=xp.int64)
+        group = slot // GROUP
+        segment = xp.searchsorted(group_end, group, side="right")
+        position = (group - (group_end - groups)[segment]) * GROUP + slot % GROUP  # within its segment
+        valid = position < counts[segment]
+        picked = xp.where(valid, starts[segment] + position, 0)
+        gathered = level[picked if source is None else source[picked]]
+        gathered[xp.nonzero(~valid)[0]] = 0
+        gathered = gathered.reshape(n_groups, GROUP, channels)
+        level = gathered[:, 0].copy()
+        for j in range(1, GROUP):  # one after the other: the same order for every segment
+            level += gathered[:, j]
+        source, counts, starts = None, groups, group_end - groups
+        max_count = (max_count + GROUP - 1) // GROUP
 
 
 def segment_means(values: Array, segments: Array, n_segments: int) -> Array:
     """Mean of the rows of `values` (L, C) per segment id in [0, n_segments): (n_segments, C)
-    float32; empty segments give zeros. Portable NumPy/CuPy (no ufunc.at / reduceat)."""
+    float32; empty segments give zeros. Each mean depends only on its own segment's rows
+    (`segment_sums`). Portable NumPy/CuPy (no ufunc.at / reduceat)."""
     xp = array_module(values, segments)
     counts = xp.bincount(segments, minlength=n_segments)
-    if n_segments <= ONE_HOT_MAX_SEGMENTS:
-        one_hot = (segments[None, :] == xp.arange(n_segments)[:, None]).astype(xp.float32)
-        sums = one_hot @ values.astype(xp.float32, copy=False)
-    else:
-        order = xp.argsort(segments, kind="stable")
-        running = xp.cumsum(values[order].astype(xp.float64), axis=0)
-        running = xp.concatenate([xp.zeros((1, values.shape[1]), dtype=xp.float64), running], axis=0)
-        bounds = xp.concatenate([xp.zeros(1, dtype=counts.dtype), xp.cumsum(counts)])
-        sums = running[bounds[1:]] - running[bounds[:-1]]
+    rows = xp.argsort(segments, kind="stable")
+    max_count = int(counts.max()) if n_segments else 0
+    sums = segment_sums(values.astype(xp.float32, copy=False), rows, counts, max_count)
     return (sums / xp.maximum(counts, 1)[:, None]).astype(xp.float32)
 
 
-def _normalize_rows(x: Array) -> Array:
+def normalize_rows(x: Array) -> Array:
+    """Row-wise x / max(||x||, eps), each row on its own (row-wise sum, not a GEMV)."""
     xp = array_module(x)
-    norm = xp.sqrt(xp.einsum("mc,mc->m", x, x))[:, None]
+    norm = xp.sqrt((x * x).sum(axis=1))[:, None]
     return x / xp.maximum(norm, xp.float32(NORMALIZE_EPS))
+
+
+def row_dots(rows: Array, vector: Array) -> Array:
+    """<rows[m], vector> for every row, each on its own (row-wise sum, not a GEMV): float32 (M,)."""
+    return (rows * vector[None, :]).sum(axis=1)
+
+
+def cluster_prototypes(values: Array, labels: Array, clusters: Array, n_clusters: int) -> Array:
+    """normalise(mean of values over cluster c) for c in `clusters` ((M,) distinct ids): (M, C)
+    float32. Each row depends only on its cluster's patches (`segment_sums`)."""
+    xp = array_module(values, labels, clusters)
+    slot = xp.full(n_clusters, -1, dtype=xp.int64)
+    slot[clusters] = xp.arange(clusters.shape[0])
+    key = slot[labels]
+    members = xp.nonzero(key >= 0)[0]
+    member_key = key[members]
+    rows = members[xp.argsort(member_key, kind="stable")]  # by cluster, in patch order inside
+    counts = xp.bincount(member_key, minlength=int(clusters.shape[0]))
+    max_count = int(counts.max()) if clusters.shape[0] else 0
+    sums = segment_sums(values, rows, counts, max_count)
+    return normalize_rows((sums / xp.maximum(counts, 1)[:, None]).astype(xp.float32))
+
+
+def mean_forward_similarity(labels: Array, sim_fwd: Array, areas: Array) -> Array:
+    """cross_k = mean of sim_fwd over cluster k, (K,) float32 (float64 sums per cluster, in patch
+    order)."""
+    xp = array_module(labels, sim_fwd, areas)
+    sums = xp.bincount(labels, weights=sim_fwd.astype(xp.float64), minlength=int(areas.shape[0]))
+    return (sums / xp.maximum(areas, 1)).astype(xp.float32)
+
+
+def area_weights(hits: Array, areas: Array) -> Array:
+    """a_k = hits_k / area_k: float32 division of exact integer counts, as the reference's
+    per_cluster / all_areas. Nondecreasing in hits (float rounding is monotone)."""
+    xp = array_module(hits, areas)
+    return hits.astype(xp.float32) / areas.astype(xp.float32)
 
 
 def cluster_statistics(
@@ -90,29 +176,22 @@ def cluster_statistics(
     labels = labels.astype(xp.int64, copy=False)
     k = int(labels.max()) + 1
     areas = xp.bincount(labels, minlength=k)
-    hits = xp.bincount(labels, weights=candidate.astype(xp.float64), minlength=k).astype(xp.int64)
-    cross = xp.bincount(labels, weights=sim_fwd.astype(xp.float64), minlength=k)
-    cross = (cross / xp.maximum(areas, 1)).astype(xp.float32)
-    matched = xp.nonzero(hits > 0)[0]
-    slot = xp.full(k, -1, dtype=xp.int64)
-    slot[matched] = xp.arange(matched.shape[0])
-    members = xp.nonzero(slot[labels] >= 0)[0]  # patches of matched clusters
-    segments = slot[labels[members]]
-    n_matched = int(matched.shape[0])
+    hits = xp.bincount(labels[xp.nonzero(candidate)[0]], minlength=k).astype(xp.int64)
+    matched = xp.nonzero(hits > 0)[0].astype(xp.int64)
     return ClusterStatistics(
         areas=areas.astype(xp.int64),
         hits=hits,
-        mean_forward_similarity=cross,
-        matched=matched.astype(xp.int64),
-        debiased_prototypes=_normalize_rows(segment_means(debiased[members], segments, n_matched)),
-        original_prototypes=_normalize_rows(segment_means(features[members], segments, n_matched)),
+        mean_forward_similarity=mean_forward_similarity(labels, sim_fwd, areas),
+        matched=matched,
+        debiased_prototypes=cluster_prototypes(debiased, labels, matched, k),
+        original_prototypes=cluster_prototypes(features, labels, matched, k),
     )
 
 
 def _seed_slot(stats: ClusterStatistics, prototype: Array) -> Array:
     """Position in stats.matched of the seed: the largest <p, q~_k> (first on ties, as argmax)."""
     xp = array_module(prototype)
-    return xp.argmax(stats.debiased_prototypes @ prototype)
+    return xp.argmax(row_dots(stats.debiased_prototypes, prototype))
 
 
 def seed_cluster(stats: ClusterStatistics, prototype: Array) -> int | None:
@@ -134,10 +213,9 @@ def merge_clusters(labels: Array, stats: ClusterStatistics, prototype: Array, me
     if stats.matched.shape[0] == 0:
         return xp.zeros(labels.shape[0], dtype=bool)
     seed = _seed_slot(stats, prototype)
-    intra = stats.original_prototypes @ stats.original_prototypes[seed]
+    intra = row_dots(stats.original_prototypes, stats.original_prototypes[seed])
     matched = stats.matched
-    # float32 division of exact integer counts, as the reference's per_cluster / all_areas
-    area_weight = stats.hits[matched].astype(xp.float32) / stats.areas[matched].astype(xp.float32)
+    area_weight = area_weights(stats.hits[matched], stats.areas[matched])
     area_weight[seed] = 1
     # As the reference: (cross * intra) * area weight, float32; unmatched clusters score 0.
     score = xp.zeros(stats.n_clusters, dtype=xp.float32)

@@ -74,6 +74,10 @@ def forward_candidates(sim: Array) -> Array:
     return xp.where(positive.any(), positive, fallback)
 
 
+# Target rows per similarity block in backward_votes: bounds the (Nr x rows) matrix alive at once.
+VOTE_BLOCK = 256
+
+
 def backward_votes(
     target_debiased: Array,
     reference_debiased: Array,
@@ -89,6 +93,11 @@ def backward_votes(
     reference_masks: (S, Nr) bool. only: optional (N,) bool; votes are computed for those
     patches and are 0 elsewhere. Pass the forward candidates: candidate = forward AND backward,
     so the other rows cannot matter, and the (N x Nr x C) GEMM per shot shrinks accordingly.
+
+    A row's vote does not depend on which other rows are voted with it: the similarities are
+    GEMMs F~r (F~t rows)^T, each entry one dot product over C whatever the number of rows, in
+    blocks of VOTE_BLOCK rows; a one-row block is doubled so that it never becomes a GEMV (a
+    different kernel). pruned_aggregate relies on this to vote a few rows at a time.
     """
     fn = "backward_votes"
     require(fn, "target_debiased", target_debiased, ndim=2, dtype="float32")
@@ -101,10 +110,16 @@ def backward_votes(
     xp = array_module(target_debiased, reference_debiased, reference_masks, only)
     rows = None if only is None else xp.nonzero(only)[0]
     queries = target_debiased if rows is None else target_debiased[rows]
-    votes = xp.zeros(queries.shape[0], dtype=xp.int32)
-    for shot in range(shots):  # S <= a handful; one (Nq x Nr) similarity matrix alive at a time
-        nearest = xp.argmax(queries @ reference_debiased[shot].T, axis=1)
-        votes += reference_masks[shot][nearest]
+    count = int(queries.shape[0])
+    votes = xp.zeros(count, dtype=xp.int32)
+    for start in range(0, count, VOTE_BLOCK):
+        block = queries[start : start + VOTE_BLOCK]
+        size = int(block.shape[0])
+        if size == 1:
+            block = xp.concatenate([block, block])
+        for shot in range(shots):  # S <= a handful; one (Nr x block) similarity matrix alive at a time
+            nearest = xp.argmax(reference_debiased[shot] @ block.T, axis=0)[:size]
+            votes[start : start + size] += reference_masks[shot][nearest]
     if rows is None:
         return votes
     full = xp.zeros(patches, dtype=xp.int32)

@@ -157,55 +157,81 @@ def _box(flags: Array) -> tuple[int, int] | None:
     return int(where[0]), int(where[-1])
 
 
-def threshold_bilinear(mask: Array, out_hw: Sequence[int]) -> Array:
-    """resize_bilinear(mask, out_hw) > 0.5 for a bool mask, computed only where it can be True.
+def _threshold_block(block: Array, offset: tuple[int, int], in_hw: tuple[int, int], out_hw: tuple[int, int]):
+    """resize_bilinear(mask, out_hw) > 0.5 for the in_hw bool mask that is `block` at `offset`
+    (y, x) and False elsewhere, returned the same way: (out_block, out_offset), or None when no
+    output pixel can be True.
 
     Output pixels whose four taps all miss the foreground's bounding box interpolate four zeros:
     exactly 0, never > 0.5. So only the run of output rows and of output columns whose taps reach
     the box is interpolated, with the same taps, weights and float32 operations per pixel as
-    `resize_bilinear` (hence the same > 0.5 decisions); the rest of the output is False.
-    Host syncs: the bounding box (two small reads).
+    `resize_bilinear` (hence the same > 0.5 decisions). Host syncs: the box and the tap ends.
     """
-    require("threshold_bilinear", "mask", mask, ndim=2, dtype="bool")
-    xp = array_module(mask)
-    height, width = _out_size(out_hw, "threshold_bilinear")
-    out = xp.zeros((height, width), dtype=bool)
-    rows, cols = _box(mask.any(axis=1)), _box(mask.any(axis=0))
+    xp = array_module(block)
+    rows, cols = _box(block.any(axis=1)), _box(block.any(axis=0))
     if rows is None or cols is None:
-        return out
-    r0, r1, wr0, wr1 = _linear_taps(xp, mask.shape[0], height)
-    c0, c1, wc0, wc1 = _linear_taps(xp, mask.shape[1], width)
-    y_start, y_stop = _tap_range(r0, r1, *rows)
-    x_start, x_stop = _tap_range(c0, c1, *cols)
+        return None
+    oy, ox = offset
+    r0, r1, wr0, wr1 = _linear_taps(xp, in_hw[0], out_hw[0])
+    c0, c1, wc0, wc1 = _linear_taps(xp, in_hw[1], out_hw[1])
+    y_start, y_stop = _tap_range(r0, r1, rows[0] + oy, rows[1] + oy)
+    x_start, x_stop = _tap_range(c0, c1, cols[0] + ox, cols[1] + ox)
     if y_start >= y_stop or x_start >= x_stop:  # shrinking: no output tap reaches the box
-        return out
+        return None
     r0, r1, wr0, wr1 = r0[y_start:y_stop], r1[y_start:y_stop], wr0[y_start:y_stop], wr1[y_start:y_stop]
     c0, c1, wc0, wc1 = c0[x_start:x_stop], c1[x_start:x_stop], wc0[x_start:x_stop], wc1[x_start:x_stop]
-    # Source rows the kept output rows read (every tap, in or out of the box).
-    first, last = int(r0[0]), int(r1[-1])
-    x = mask[first : last + 1].astype(xp.float32)
-    # resize_bilinear's operations on the sub-block: along x, then along y, in place.
-    columns = xp.take(x, c0, axis=1)
+    # The source window every kept tap reads (in or out of the box), zeros outside `block`.
+    ya, yb, xa, xb = int(r0[0]), int(r1[-1]) + 1, int(c0[0]), int(c1[-1]) + 1
+    x = xp.zeros((yb - ya, xb - xa), dtype=xp.float32)
+    top, bottom = max(ya, oy), min(yb, oy + block.shape[0])
+    left, right = max(xa, ox), min(xb, ox + block.shape[1])
+    if top < bottom and left < right:
+        x[top - ya : bottom - ya, left - xa : right - xa] = block[top - oy : bottom - oy, left - ox : right - ox]
+    # resize_bilinear's operations on the window: along x, then along y, in place.
+    columns = xp.take(x, c0 - xa, axis=1)
     columns *= wc0
-    right = xp.take(x, c1, axis=1)
-    right *= wc1
-    columns += right
-    block = xp.take(columns, r0 - first, axis=0)
-    block *= wr0[:, None]
-    below = xp.take(columns, r1 - first, axis=0)
+    right_tap = xp.take(x, c1 - xa, axis=1)
+    right_tap *= wc1
+    columns += right_tap
+    out = xp.take(columns, r0 - ya, axis=0)
+    out *= wr0[:, None]
+    below = xp.take(columns, r1 - ya, axis=0)
     below *= wr1[:, None]
-    block += below
-    out[y_start:y_stop, x_start:x_stop] = block > 0.5
+    out += below
+    return out > 0.5, (y_start, x_start)
+
+
+def _place(found, out_hw: tuple[int, int], xp) -> Array:
+    out = xp.zeros(out_hw, dtype=bool)
+    if found is not None:
+        block, (y, x) = found
+        out[y : y + block.shape[0], x : x + block.shape[1]] = block
     return out
+
+
+def threshold_bilinear(mask: Array, out_hw: Sequence[int]) -> Array:
+    """resize_bilinear(mask, out_hw) > 0.5 for a bool mask, computed only where it can be True:
+    the output rows and columns whose taps reach the foreground's bounding box (elsewhere the
+    four taps are zeros). Same taps, weights and float32 operations per pixel as
+    `resize_bilinear`, hence the same decisions."""
+    require("threshold_bilinear", "mask", mask, ndim=2, dtype="bool")
+    xp = array_module(mask)
+    out_hw = _out_size(out_hw, "threshold_bilinear")
+    return _place(_threshold_block(mask, (0, 0), tuple(mask.shape), out_hw), out_hw, xp)
 
 
 def upsample_mask(patch_mask: Array, resolution: int, original_size: Sequence[int]) -> Array:
     """Doc §9: patch mask (h, w) bool -> bilinear to R x R, > 0.5 -> bilinear to (H, W), > 0.5.
 
-    Both steps through `threshold_bilinear`: float work only around the foreground."""
+    Both steps as `threshold_bilinear`, the second reading only the block the first produced
+    (the R x R mask is False outside it): float work only around the foreground."""
     require("upsample_mask", "patch_mask", patch_mask, ndim=2, dtype="bool")
     if int(resolution) < 1:
         raise KernelInputError(f"upsample_mask: resolution must be positive, got {resolution!r}")
+    xp = array_module(patch_mask)
     out_hw = _out_size(original_size, "upsample_mask")
-    square = threshold_bilinear(patch_mask, (int(resolution), int(resolution)))
-    return threshold_bilinear(square, out_hw)
+    square = (int(resolution), int(resolution))
+    found = _threshold_block(patch_mask, (0, 0), tuple(patch_mask.shape), square)
+    if found is not None:
+        found = _threshold_block(found[0], found[1], square, out_hw)
+    return _place(found, out_hw, xp)

@@ -25,7 +25,7 @@ from insid3.kernels import (
     seed_cluster,
     upsample_mask,
 )
-from insid3.kernels.aggregation import ONE_HOT_MAX_SEGMENTS, segment_means
+from insid3.kernels.aggregation import GROUP, segment_means, segment_sums
 from insid3.kernels.synthetic import synthetic_basis, synthetic_patch_features
 
 
@@ -102,7 +102,7 @@ def test_all_one_cluster_and_every_patch_own_cluster(xp):
             np.testing.assert_array_equal(ours, oracle.aggregate(labels, candidate, features, debiased, sim, proto, threshold))
 
 
-@pytest.mark.parametrize("n_segments", [1, 51, ONE_HOT_MAX_SEGMENTS + 1, 300])  # one-hot GEMM and sort + cumsum
+@pytest.mark.parametrize("n_segments", [1, 51, 65, 300, 600])  # up to 3 levels of groups; 600: most segments of 0-1 rows
 def test_segment_means(xp, n_segments):
     rng = np.random.default_rng(n_segments)
     values = rng.standard_normal((500, 7)).astype(np.float32)
@@ -168,3 +168,26 @@ def test_steps_4_to_9_equal_the_oracle(xp, shots, noise, threshold, s, frame):
     expected = oracle.segment(*args)
     assert ours.shape == original and ours.dtype == bool
     np.testing.assert_array_equal(ours, expected)
+
+
+def test_segment_sums_of_a_segment_ignore_the_other_segments(xp):
+    """A segment's sum is bit for bit the same whatever other segments are summed with it (the
+    property `pruned_aggregate` relies on to reproduce `aggregate`), for every size up to a few
+    levels of GROUP, and equals the float64 sum to float32 rounding."""
+    rng = np.random.default_rng(9)
+    values = rng.standard_normal((GROUP**3 + 40, 5)).astype(np.float32)
+    sizes = [0, 1, 2, GROUP - 1, GROUP, GROUP + 1, GROUP**2, GROUP**2 + 3, GROUP**3 + 1]
+    rows_of = {}
+    for size in sizes:
+        rows_of[size] = np.sort(rng.choice(values.shape[0], size, replace=False))
+    def sums(selection):
+        rows = np.concatenate([rows_of[size] for size in selection]).astype(np.int64)
+        counts = np.array([len(rows_of[size]) for size in selection], dtype=np.int64)
+        out = segment_sums(xp.asarray(values), xp.asarray(rows), xp.asarray(counts), int(counts.max()))
+        return host(out)
+    together = sums(sizes)
+    for i, size in enumerate(sizes):
+        alone = sums([size])
+        np.testing.assert_array_equal(alone[0], together[i])
+        np.testing.assert_array_equal(sums([sizes[-1], size, 1])[1], together[i])
+        np.testing.assert_allclose(together[i], values[rows_of[size]].astype(np.float64).sum(axis=0), rtol=1e-5, atol=1e-5)
