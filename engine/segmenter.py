@@ -5,7 +5,9 @@
     mask = seg.segment(target)          # bool (H, W) at the target's own size
 
 Per target: preprocess -> backbone -> debias -> matching -> clustering -> aggregation ->
-upsample (algorithm doc §1-§9), each stage timed in `last_timings` (ms).
+upsample (algorithm doc §1-§9), each stage timed in `last_timings` (ms). "matching" is the
+forward step; the backward votes run in "aggregation", after the clustering, and only for the
+patches whose votes can change the mask (kernels.pruned_aggregate).
 """
 
 from __future__ import annotations
@@ -164,22 +166,20 @@ class Segmenter:
         with clock.stage("matching"):
             similarity = kernels.forward_similarity(debiased, reference.prototype)
             forward = kernels.forward_candidates(similarity)
-            # candidate = forward AND backward: backward votes are needed on forward rows only.
-            votes = kernels.backward_votes(
-                debiased, reference.debiased, reference.patch_masks, only=forward
-            )
-            candidate = forward & kernels.backward_candidates(votes, reference.shots)
-            any_candidate = bool(candidate.any())
+            any_forward = bool(forward.any())
         with clock.stage("clustering"):
-            # No candidate means an empty mask whatever the clusters are (doc §6): skip the work.
-            labels = kernels.average_linkage_clusters(features, hp.tau) if any_candidate else None
-        with clock.stage("aggregation"):
-            if any_candidate:
-                patch_mask = kernels.aggregate(
-                    labels, candidate, features, debiased, similarity, reference.prototype, hp.merge_threshold
-                )
+            # Backward votes come after the clustering: with the labels known, only the forward
+            # patches whose votes can change the mask are voted (kernels.pruned_aggregate).
+            # No forward patch means no candidate, so an empty mask whatever the clusters are.
+            labels = kernels.average_linkage_clusters(features, hp.tau) if any_forward else None
+        with clock.stage("aggregation"):  # backward votes (pruned) + seed and merge, doc §6 + §8
+            if any_forward:
+                patch_mask = kernels.pruned_aggregate(
+                    labels, forward, features, debiased, similarity, reference.prototype,
+                    reference.debiased, reference.patch_masks, hp.merge_threshold,
+                ).patch_mask
             else:
-                patch_mask = candidate
+                patch_mask = forward
         with clock.stage("upsample"):
             mask = kernels.upsample_mask(patch_mask.reshape(meta.patch_grid), meta.resolution, original_size)
             mask = as_numpy(mask)
