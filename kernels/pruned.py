@@ -31,6 +31,12 @@ number of forward patches of cluster k, since candidate implies forward. So:
      are then never computed.
   3. Only the clusters left undecided get their remaining forward rows voted (one call), and
      are scored exactly.
+Each call reads every reference patch, so calls are few: step 2 is first planned for the
+likeliest seed, the first cluster of the walk (with no votes yet, hits_k in [0, fwd_k]), and
+the rows its undecided clusters need are voted in the same call as the walk's first chunk.
+When that cluster is the seed (the usual case) the narrower bounds after the walk decide a
+subset of the same clusters with the same intra values and nothing is left to vote: one call
+in all. Otherwise the plan is redone for the actual seed; the extra votes only narrow bounds.
 """
 
 from __future__ import annotations
@@ -61,6 +67,18 @@ class PrunedAggregate:
     patch_mask: Array
     voted_rows: int
     seed: int | None
+
+
+@dataclass(frozen=True, eq=False)
+class _Plan:
+    """Step 2 for one seed: decisions (K,) bool (final except for `undecided`), the clusters
+    whose intra was needed (`tight`, ascending) with their cross * intra, the seed's score."""
+
+    foreground: Array
+    tight: Array
+    combined: Array
+    seed_score: Array
+    undecided: Array
 
 
 def intra_bound(channels: int) -> np.float32:
@@ -137,51 +155,78 @@ def pruned_aggregate(
     rank[walk] = xp.arange(walk.shape[0])
     rows_in_walk = forward_rows[xp.argsort(rank[labels[forward_rows]], kind="stable")]
     total = int(rows_in_walk.shape[0])
-    voted, chunk, seed = 0, int(first_chunk), None
-    flags = []
-    while voted < total:
-        rows = rows_in_walk[voted : voted + chunk]
-        flags.append(_votes(debiased, rows, reference_debiased, reference_masks))
-        voted += int(rows.shape[0])
-        if bool(flags[-1].any()):
-            seed = int(labels[rows[xp.argmax(flags[-1])]])
+    is_voted = xp.zeros(n, dtype=bool)  # patches voted so far
+    is_hit = xp.zeros(n, dtype=bool)  # ... that are candidates
+    voted = 0
+
+    def vote(rows: Array) -> None:
+        nonlocal voted
+        if rows.shape[0]:
+            is_voted[rows] = True
+            is_hit[rows] = _votes(debiased, rows, reference_debiased, reference_masks)
+            voted += int(rows.shape[0])
+
+    def plan(seed: int, hits_low: Array, hits_high: Array, reuse: _Plan | None = None) -> _Plan:
+        """Decisions for seed `seed` with hits in [hits_low, hits_high] (step 2 of the module
+        docstring); reuse: a plan for the same seed with wider bounds (its intra values)."""
+        others = reachable[reachable != seed]
+        low_weight, high_weight = area_weights(hits_low, areas), area_weights(hits_high, areas)
+        # Without intra: |score| <= fl(fl(|cross| * B) * a(hi)) (monotone float32 rounding).
+        reach = (xp.abs(cross[others]) * bound) * high_weight[others]
+        tight = others[xp.nonzero(~((reach <= threshold) | (-reach > threshold)))[0]]
+        if reuse is None:
+            ids = xp.concatenate([xp.asarray([seed], dtype=xp.int64), tight])
+            prototypes = cluster_prototypes(features, labels, ids, k)
+            combined = cross[ids] * row_dots(prototypes, prototypes[0])
+            seed_score, combined = combined[0], combined[1:]  # a_seed = 1: (cross * intra) * 1
+        else:  # narrower bounds: tight is a subset of reuse.tight (ascending both)
+            seed_score, combined = reuse.seed_score, reuse.combined[xp.searchsorted(reuse.tight, tight)]
+        above_low = combined * low_weight[tight] > threshold
+        undecided = tight[xp.nonzero(above_low != (combined * high_weight[tight] > threshold))[0]]
+        foreground = xp.full(k, bool(np.float32(0) > threshold), dtype=bool)  # no hits: score 0
+        foreground[others] = -reach > threshold  # true only when -reach > threshold: decided
+        foreground[tight] = above_low
+        return _Plan(foreground, tight, combined, seed_score, undecided)
+
+    def hit_bounds() -> tuple[Array, Array]:
+        low = xp.bincount(labels[xp.nonzero(is_hit)[0]], minlength=k)
+        return low, low + forward_counts - xp.bincount(labels[xp.nonzero(is_voted)[0]], minlength=k)
+
+    def undecided_rows(undecided: Array, start: int = 0) -> Array:
+        """The forward patches of `undecided` clusters not voted yet, from walk position `start`."""
+        marked = xp.zeros(k, dtype=bool)
+        marked[undecided] = True
+        rest = rows_in_walk[start:]
+        return rest[xp.nonzero(marked[labels[rest]] & ~is_voted[rest])[0]]
+
+    # Guess: the seed is the first cluster of the walk (the usual case). Its undecided clusters'
+    # rows are voted in the same call as the first chunk, so that a right guess needs one call.
+    bound = intra_bound(features.shape[1])
+    guess = int(walk[0])
+    guessed = plan(guess, xp.zeros(k, dtype=xp.int64), forward_counts)
+    vote(xp.concatenate([rows_in_walk[:first_chunk], undecided_rows(guessed.undecided, int(first_chunk))]))
+    position, chunk, seed = 0, int(first_chunk), None
+    while position < total:
+        rows = rows_in_walk[position : position + chunk]
+        vote(rows[xp.nonzero(~is_voted[rows])[0]])
+        flags = is_hit[rows]
+        position += int(rows.shape[0])
+        if bool(flags.any()):
+            seed = int(labels[rows[xp.argmax(flags)]])
             break
         chunk *= 2
     if seed is None:  # no candidate patch: the empty mask (doc §6), whatever the threshold
         return PrunedAggregate(xp.zeros(n, dtype=bool), voted, None)
 
-    # 2. Bounds on hits from the rows voted so far.
-    done = rows_in_walk[:voted]
-    flagged = xp.concatenate(flags)
-    hits_low = xp.bincount(labels[done[xp.nonzero(flagged)[0]]], minlength=k)
-    hits_high = hits_low + forward_counts - xp.bincount(labels[done], minlength=k)
-    others = reachable[reachable != seed]
-    low_weight, high_weight = area_weights(hits_low, areas), area_weights(hits_high, areas)
-    # Without intra: |score| <= fl(fl(|cross| * B) * a(hi)) (monotone float32 rounding).
-    reach = (xp.abs(cross[others]) * intra_bound(features.shape[1])) * high_weight[others]
-    free = (reach <= threshold) | (-reach > threshold)
-    tight = others[xp.nonzero(~free)[0]]
-    prototypes = cluster_prototypes(features, labels, xp.concatenate([xp.asarray([seed], dtype=xp.int64), tight]), k)
-    combined = cross[xp.concatenate([xp.asarray([seed], dtype=xp.int64), tight])] * row_dots(prototypes, prototypes[0])
-    seed_score, combined = combined[0], combined[1:]  # a_seed = 1: (cross * intra) * 1
-    above_low = combined * low_weight[tight] > threshold
-    above_high = combined * high_weight[tight] > threshold
-    undecided = tight[xp.nonzero(above_low != above_high)[0]]
-
-    foreground = xp.full(k, bool(np.float32(0) > threshold), dtype=bool)  # no hits: score 0
-    foreground[others] = -reach > threshold  # only true when -reach > threshold: decided
-    foreground[tight] = above_low
-    # 3. Exact scores where the bounds disagree: vote their remaining forward rows.
-    if undecided.shape[0]:
-        is_undecided = xp.zeros(k, dtype=bool)
-        is_undecided[undecided] = True
-        rest = rows_in_walk[voted:]
-        rows = rest[xp.nonzero(is_undecided[labels[rest]])[0]]
-        hits = hits_low + xp.bincount(
-            labels[rows[xp.nonzero(_votes(debiased, rows, reference_debiased, reference_masks))[0]]], minlength=k
-        )
-        voted += int(rows.shape[0])
-        position = xp.searchsorted(tight, undecided)  # tight is ascending
-        foreground[undecided] = combined[position] * area_weights(hits[undecided], areas[undecided]) > threshold
-    foreground[seed] = seed_score > threshold
+    # 2. Bounds on hits from the rows voted so far; 3. exact scores where they disagree.
+    hits_low, hits_high = hit_bounds()
+    final = plan(seed, hits_low, hits_high, guessed if seed == guess else None)
+    undecided = final.undecided
+    foreground = final.foreground
+    if undecided.shape[0]:  # none when the guess was right: their rows were voted with it
+        vote(undecided_rows(undecided))
+        hits, _ = hit_bounds()
+        position = xp.searchsorted(final.tight, undecided)  # tight is ascending
+        foreground[undecided] = final.combined[position] * area_weights(hits[undecided], areas[undecided]) > threshold
+    foreground[seed] = final.seed_score > threshold
     return PrunedAggregate(foreground[labels], voted, seed)

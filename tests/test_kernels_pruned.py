@@ -154,18 +154,7 @@ def test_the_walk_passes_over_clusters_without_a_hit(xp):
 
 def test_votes_are_pruned_on_realistic_features(xp):
     """Clustered synthetic features (as the benchmark): most forward patches need no vote."""
-    from insid3.kernels import average_linkage_clusters
-
-    grid, channels = 24, 64
-    target = synthetic_patch_features(grid, grid, channels, centres=12, noise=0.6, seed=0)
-    refs = np.stack([synthetic_patch_features(grid, grid, channels, centres=12, noise=0.6, seed=0, noise_seed=7 + s)
-                     for s in range(2)])
-    masks = np.zeros((2, grid, grid), dtype=bool)
-    masks[:, 8:16, 8:16] = True
-    masks = masks.reshape(2, -1)
-    proto = refs[:, masks[0]].mean(axis=(0, 1))
-    proto = (proto / np.linalg.norm(proto)).astype(np.float32)
-    labels = host(average_linkage_clusters(xp.asarray(target), 0.6))
+    labels, target, proto, refs, masks = _scene(xp, 2)
     pruned, full, forward, _ = _both(xp, labels, target, target, proto, refs, masks, 0.2)
     assert full.any() and pruned.voted_rows < forward.sum() / 2
 
@@ -204,3 +193,39 @@ def test_bad_inputs(xp):
     with pytest.raises(KernelInputError, match="first_chunk must be >= 1"):
         pruned_aggregate(labels, forward, features, debiased, sim, proto, refs, masks, 0.2, first_chunk=0)
     assert math.isfinite(float(intra_bound(4)))
+
+
+def _scene(xp, shots, grid=24, channels=64, seed=0):
+    """Clustered synthetic features as the benchmark's (a target and `shots` noisy views of it,
+    the same square masked in each): labels, features, proto, references, masks."""
+    from insid3.kernels import average_linkage_clusters
+
+    target = synthetic_patch_features(grid, grid, channels, centres=12, noise=0.6, seed=seed)
+    refs = np.stack([synthetic_patch_features(grid, grid, channels, centres=12, noise=0.6, seed=seed, noise_seed=7 + s)
+                     for s in range(shots)])
+    masks = np.zeros((shots, grid, grid), dtype=bool)
+    masks[:, grid // 3 : 2 * grid // 3, grid // 3 : 2 * grid // 3] = True
+    masks = masks.reshape(shots, -1)
+    proto = refs[:, masks[0]].mean(axis=(0, 1))
+    proto = (proto / np.linalg.norm(proto)).astype(np.float32)
+    labels = host(average_linkage_clusters(xp.asarray(target), 0.6))
+    return labels, target, proto, refs, masks
+
+
+def test_one_vote_call_when_the_first_cluster_is_the_seed(xp, monkeypatch):
+    """The undecided clusters of the likeliest seed are voted with the walk's first chunk: when
+    that cluster is the seed, one backward-vote call (one pass over the references) in all."""
+    import insid3.kernels.pruned as pruned
+
+    calls = []
+    real = pruned._votes
+    monkeypatch.setattr(pruned, "_votes", lambda *args: calls.append(int(args[1].shape[0])) or real(*args))
+    more_than_the_chunk = 0
+    for seed, shots, threshold in ((0, 1, 0.2), (1, 2, 0.2), (2, 3, 0.1), (3, 1, 0.3)):
+        labels, target, proto, refs, masks = _scene(xp, shots, seed=seed)
+        calls.clear()
+        result, full, _, _ = _both(xp, labels, target, target, proto, refs, masks, threshold)
+        assert full.any() and result.seed is not None
+        assert calls == [result.voted_rows]  # one call, and the walk's first cluster was the seed
+        more_than_the_chunk += result.voted_rows > pruned.FIRST_CHUNK
+    assert more_than_the_chunk  # some undecided clusters' rows rode along with the first chunk
