@@ -157,18 +157,21 @@ def test_threshold_edges_are_the_pairs_below_the_threshold_from_gram_or_distance
     gram = gram_upper(features)
     distances = 1 - np.clip(features @ features.T, -1, 1)
     for matrix, from_gram in ((gram, True), (np.triu(distances, 1), False)):
-        first, second = threshold_edges(np.ascontiguousarray(matrix), from_gram, float32_limit(0.4))
-        assert first.dtype == second.dtype == np.int32 and np.all(first < second)
+        first, second, complete = threshold_edges(np.ascontiguousarray(matrix), from_gram, float32_limit(0.4), 10**6)
+        assert complete and first.dtype == second.dtype == np.int32 and np.all(first < second)
         i, j = np.nonzero(np.triu(distances < float32_limit(0.4), 1))
         # the same pairs as the float32 distances the reference builds (row-major order)
         np.testing.assert_array_equal(first, i)
         np.testing.assert_array_equal(second, j)
+        # more pairs than allowed: stop and say so (the dense chain takes over)
+        first, second, complete = threshold_edges(np.ascontiguousarray(matrix), from_gram, float32_limit(0.4), i.size - 1)
+        assert not complete and first.size == second.size == 0
 
 
 def test_chain_counts_merges_and_sums_each_pair_at_most_once():
     features = synthetic_patch_features(20, 20, 32, centres=8, noise=0.6, seed=6)
     gram = gram_upper(features)
-    first, second = threshold_edges(gram, True, float32_limit(0.4))
+    first, second, _ = threshold_edges(gram, True, float32_limit(0.4), 10**6)
     n = features.shape[0]
     root, merges, pairs_summed = chain_below(gram, True, 0.4, first, second, np.empty(n * (n - 1) // 2))
     expected = oracle.cluster(features, 0.6)
@@ -179,11 +182,45 @@ def test_chain_counts_merges_and_sums_each_pair_at_most_once():
 
 
 def test_chain_dense_graph_and_pool_growth():
-    """tau close to 0: nearly every pair is an edge, so merged neighbour lists outgrow the pool."""
+    """tau close to 0: nearly every pair is an edge. chain_linkage hands that to the dense chain;
+    the sparse chain still gives the same partition, its merged lists outgrowing the pool."""
     features = _unit(np.random.default_rng(3), 300, 8)
+    gram = gram_upper(features)
+    n = features.shape[0]
     for tau in (0.02, 0.2):
         expected = oracle.cluster(features, tau)
-        assert same_partition(average_linkage(features, tau, method="chain").labels, expected)
+        root, edges = chain_linkage(gram, 1 - tau, from_gram=True)
+        assert edges == -1 and same_partition(root, expected)  # -1: the dense chain ran
+        first, second, complete = threshold_edges(gram, True, float32_limit(1 - tau), n * n)
+        assert complete and first.size > 0.3 * n * (n - 1) / 2
+        sparse, _, _ = chain_below(gram, True, 1 - tau, first, second, np.empty(n * (n - 1) // 2))
+        np.testing.assert_array_equal(sparse, root)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sparse_and_dense_chains_agree_across_densities(seed):
+    from insid3.kernels.linkage_dense_chain import condensed_distances, dense_chain_below
+
+    rng = np.random.default_rng(seed)
+    features = synthetic_patch_features(14, 14, 16, centres=int(rng.integers(2, 12)), noise=float(rng.uniform(0.2, 1.2)), seed=seed)
+    gram = gram_upper(features)
+    n = features.shape[0]
+    for tau in (0.2, 0.5, 0.6, 0.8, 0.95):
+        threshold = 1 - tau
+        first, second, _ = threshold_edges(gram, True, float32_limit(threshold), n * n)
+        sparse, _, _ = chain_below(gram, True, threshold, first, second, np.empty(n * (n - 1) // 2))
+        condensed = np.empty(n * (n - 1) // 2)
+        condensed_distances(gram, True, condensed)
+        np.testing.assert_array_equal(condensed, squareform_upper(features))
+        dense = dense_chain_below(condensed, n, threshold)
+        np.testing.assert_array_equal(sparse, dense)
+        assert same_partition(dense, oracle.cluster(features, tau))
+
+
+def squareform_upper(features):
+    """The float32 distances the reference builds, in scipy's condensed order, as float64."""
+    distances = 1 - np.clip(features @ features.T, -1, 1)
+    return distances[np.triu_indices(features.shape[0], 1)].astype(np.float64)
 
 
 def test_graph_components_match_scipy():
