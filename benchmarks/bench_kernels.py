@@ -6,8 +6,10 @@ Features are synthetic (insid3.kernels.synthetic: seeded spatial blobs around a 
 centres, L2-normalised) at the two deployment shapes: ViT-L at 1024 px (N = 4096, C = 1024) and
 ViT-S at 768 px (N = 2304, C = 384); --quick runs only the ViT-S shape.
 
-1. Clustering (doc §7): sklearn AgglomerativeClustering on 1 - clip(F F^T) (the reference)
-   against average_linkage(method="auto") (= "chain" on NumPy), "components" and "reciprocal";
+1. Clustering (doc §7), on the scene's features and on a "dense" variant whose patches share a
+   direction (every pair closer than 1 - tau, like random-init ViT features): sklearn
+   AgglomerativeClustering on 1 - clip(F F^T) (the reference) against
+   average_linkage(method="auto") (= "chain" on NumPy), "components" and "reciprocal";
    the partitions are asserted identical. "from F" includes the float32 Gram matrix every
    method needs; "from D" times the clustering alone on the same precomputed matrix.
 2. Peak memory of each clustering method: resident-set growth over the loaded features, each
@@ -96,6 +98,19 @@ def features_for(shape: Shape, view: int = 0) -> np.ndarray:
                                      noise_seed=None if view == 0 else 1000 + view)
 
 
+# Weight of a direction shared by every patch in the "dense" clustering case: every pair is then
+# closer than 1 - tau, as for random-init ViT features (81% of the pairs at ViT-S 768 px), and
+# the clustering takes linkage_dense_chain's path instead of the sparse chain.
+DENSE_SHARED_WEIGHT = 1.5
+
+
+def dense_features_for(shape: Shape) -> np.ndarray:
+    features = features_for(shape).astype(np.float64)
+    shared = np.random.default_rng(7).standard_normal(shape.channels)
+    features += DENSE_SHARED_WEIGHT * shared / np.linalg.norm(shared)
+    return (features / np.linalg.norm(features, axis=1, keepdims=True)).astype(np.float32)
+
+
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     pairs = np.unique(np.stack([a, b], axis=1), axis=0)
     return len(pairs) == len(np.unique(a)) == len(np.unique(b))
@@ -120,8 +135,8 @@ def sklearn_from_features(features: np.ndarray) -> np.ndarray:
     return sklearn_from_distances(1.0 - np.clip(features @ features.T, -1, 1))
 
 
-def bench_clustering(shape: Shape, repeats: int) -> tuple[list[str], dict]:
-    features = features_for(shape)
+def bench_clustering(shape: Shape, repeats: int, *, dense: bool = False) -> tuple[list[str], dict]:
+    features = dense_features_for(shape) if dense else features_for(shape)
     distances = cosine_distances(features)
     threshold = 1.0 - TAU
     # Compile / load the Numba kernels and warm every path once, untimed.
@@ -154,7 +169,7 @@ def bench_clustering(shape: Shape, repeats: int) -> tuple[list[str], dict]:
     med = {k: statistics.median(v) for k, v in runs.items()}
     n, c = shape.patches, shape.channels
     pairs = n * (n - 1) // 2
-    title = (f"### Clustering, {shape.name}: N = {n}, C = {c}, tau = {TAU} "
+    title = (f"### Clustering, {shape.name}{', dense graph' if dense else ''}: N = {n}, C = {c}, tau = {TAU} "
              f"({info['clusters']} clusters; {info['edges']} of {pairs} pairs closer than 1 - tau, "
              f"{info['components']} graph components; reciprocal: {info['rounds']} rounds); "
              "partitions identical to sklearn: yes")
@@ -393,9 +408,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeats must be >= 5 (medians of at least five runs)")
     shapes = [VIT_S_768] if args.quick else [VIT_L_1024, VIT_S_768]
     print(f"# insid3 kernels benchmark ({'quick' if args.quick else 'full'}, median of {args.repeats})\n")
-    for shape in shapes:
-        rows, _ = bench_clustering(shape, args.repeats)
-        print("\n".join(rows), flush=True)
+    for dense in (False, True):
+        for shape in shapes:
+            rows, _ = bench_clustering(shape, args.repeats, dense=dense)
+            print("\n".join(rows), flush=True)
     for shape in shapes:
         print("\n".join(bench_memory(shape)), flush=True)
     for shape in shapes:
