@@ -11,7 +11,8 @@ measured by benchmarks/bench_kernels.py; it includes the 64 MiB float32 distance
 - "chain" (NumPy, needs Numba): a nearest-neighbour chain that only visits clusters joined by
   an edge of the "d < 1 - tau" graph and keeps float64 sums of distances for those (see
   linkage_chain.py); exact, reads the Gram matrix's upper triangle directly (no mirrored
-  matrix, no distance matrix). 140 MiB: the Gram matrix + the float64 sums (kept per thread).
+  matrix, no distance matrix). Graphs with more than 5% of the pairs as edges go to the classic
+  dense chain instead (linkage_dense_chain.py), also exact. 140 MiB: the Gram matrix + the float64 sums (kept per thread).
 - "components" (NumPy): connected components of the "d < 1 - tau" graph, fastcluster average
   linkage (float64, like scipy) inside each; exact. 153 MiB: distances + 16 MiB adjacency + the
   float64 condensed matrix of the largest component (67 MiB when it holds every patch).
