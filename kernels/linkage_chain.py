@@ -24,9 +24,10 @@ for termination), then the smallest cluster index; sklearn may break exact ties 
 
 Memory at N = 4096 (one ViT-L 1024 px image): the float32 Gram matrix (64 MiB, upper triangle
 read only, no mirror and no distance matrix), int32 edge lists (2 x 4 bytes per edge: 3.6 MiB for
-the benchmark scene's 0.23 M edges) and the float64 condensed W (64 MiB), of which only the entries
-of neighbouring clusters are ever written; it is kept per thread between calls (`sums_buffer`). The dense worst case (tau
-near 0: every pair an edge) needs 8 bytes per pair for the lists.
+the benchmark scene's 0.23 M edges) and the float64 condensed W (64 MiB), of which only the
+entries of neighbouring clusters are ever written; it is kept per thread between calls
+(`sums_buffer`). Lists are capped at 5% of the pairs (DENSE_EDGE_FRACTION): a denser graph goes
+to linkage_dense_chain.py, which uses the same buffer as its condensed distance matrix.
 """
 
 from __future__ import annotations
@@ -285,9 +286,9 @@ _scratch = threading.local()
 
 
 def sums_buffer(pairs: int) -> np.ndarray:
-    """A float64 buffer of `pairs` entries for chain_below's sums, kept per thread between calls.
+    """A float64 buffer of `pairs` entries for the chains' sums or distances, kept per thread.
 
-    chain_below writes every entry before reading it, so stale values are harmless; a fresh
+    Both chains write every entry before reading it, so stale values are harmless; a fresh
     buffer would cost its page faults on every image instead (~10 ms of ~40 at N = 4096). Held:
     8 bytes per patch pair of the largest image clustered by the thread (64 MiB at N = 4096).
     """
