@@ -12,7 +12,8 @@ measured by benchmarks/bench_kernels.py; it includes the 64 MiB float32 distance
   an edge of the "d < 1 - tau" graph and keeps float64 sums of distances for those (see
   linkage_chain.py); exact, reads the Gram matrix's upper triangle directly (no mirrored
   matrix, no distance matrix). Graphs with more than 5% of the pairs as edges go to the classic
-  dense chain instead (linkage_dense_chain.py), also exact. 140 MiB: the Gram matrix + the float64 sums (kept per thread).
+  dense chain instead (linkage_dense_chain.py), also exact. 140 MiB: the Gram matrix + the
+  float64 sums (kept per thread).
 - "components" (NumPy): connected components of the "d < 1 - tau" graph, fastcluster average
   linkage (float64, like scipy) inside each; exact. 153 MiB: distances + 16 MiB adjacency + the
   float64 condensed matrix of the largest component (67 MiB when it holds every patch).
@@ -94,8 +95,8 @@ def gram_upper(features: Array) -> np.ndarray:
 def gram_matrix(features: Array) -> Array:
     """F F^T (N, N) float32, full and exactly symmetric.
 
-    NumPy: `gram_upper` (one BLAS ssyrk), then mirrored strip by strip. NumPy's own F @ F.T also calls syrk but mirrors element by element:
-    573 ms against 312 + 42 ms here (N = 4096, C = 1024, one thread), with identical values
+    NumPy: `gram_upper` (one BLAS ssyrk), then mirrored strip by strip. NumPy's own F @ F.T
+    also calls syrk but mirrors element by element: 573 ms against 312 + 42 ms here (N = 4096, C = 1024, one thread), with identical values
     (OpenBLAS gives the same sums for syrk and gemm). CuPy: the plain matmul (cuBLAS).
     """
     xp = array_module(features)
