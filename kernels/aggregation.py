@@ -100,11 +100,14 @@ def segment_sums(values: Array, rows: Array, counts: Array, max_count: int) -> A
 
 def segment_means(values: Array, segments: Array, n_segments: int) -> Array:
     """Mean of the rows of `values` (L, C) per segment id in [0, n_segments): (n_segments, C)
-    float32; empty segments give zeros. Each mean depends only on its own segment's rows
-    (`segment_sums`). Portable NumPy/CuPy (no ufunc.at / reduceat)."""
+    float32; rows with a negative id are left out, empty segments give zeros. Each mean depends
+    only on its own segment's rows, summed in row order (`segment_sums`). Portable NumPy/CuPy
+    (no ufunc.at / reduceat)."""
     xp = array_module(values, segments)
-    counts = xp.bincount(segments, minlength=n_segments)
-    rows = xp.argsort(segments, kind="stable")
+    members = xp.nonzero(segments >= 0)[0]
+    member_segments = segments[members]
+    rows = members[xp.argsort(member_segments, kind="stable")]  # by segment, in row order inside
+    counts = xp.bincount(member_segments, minlength=n_segments)
     max_count = int(counts.max()) if n_segments else 0
     sums = segment_sums(values.astype(xp.float32, copy=False), rows, counts, max_count)
     return (sums / xp.maximum(counts, 1)[:, None]).astype(xp.float32)
@@ -126,16 +129,9 @@ def cluster_prototypes(values: Array, labels: Array, clusters: Array, n_clusters
     """normalise(mean of values over cluster c) for c in `clusters` ((M,) distinct ids): (M, C)
     float32. Each row depends only on its cluster's patches (`segment_sums`)."""
     xp = array_module(values, labels, clusters)
-    slot = xp.full(n_clusters, -1, dtype=xp.int64)
+    slot = xp.full(n_clusters, -1, dtype=xp.int64)  # -1: a cluster not asked for
     slot[clusters] = xp.arange(clusters.shape[0])
-    key = slot[labels]
-    members = xp.nonzero(key >= 0)[0]
-    member_key = key[members]
-    rows = members[xp.argsort(member_key, kind="stable")]  # by cluster, in patch order inside
-    counts = xp.bincount(member_key, minlength=int(clusters.shape[0]))
-    max_count = int(counts.max()) if clusters.shape[0] else 0
-    sums = segment_sums(values, rows, counts, max_count)
-    return normalize_rows((sums / xp.maximum(counts, 1)[:, None]).astype(xp.float32))
+    return normalize_rows(segment_means(values, slot[labels], int(clusters.shape[0])))
 
 
 def mean_forward_similarity(labels: Array, sim_fwd: Array, areas: Array) -> Array:
