@@ -24,10 +24,10 @@ import numpy as np
 from insid3 import kernels
 from insid3.engine.backends import load_backend
 from insid3.engine.backends.base import Backend, BackendOptions
-from insid3.engine.bundle import Bundle, load_bundle
+from insid3.format.bundle import Bundle, load_bundle
 from insid3.engine.images import ImageLike, PreparedImage, prepare_image, prepare_reference_mask
 from insid3.engine.reference import Reference, ReferenceShot
-from insid3.engine.settings import Hyperparameters
+from insid3.format.settings import Hyperparameters
 from insid3.engine.timing import STAGES, StageClock
 from insid3.errors import NoReferenceError, SettingsError
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from insid3.engine.bundle import WeightsSource
+from insid3.format.bundle import WeightsSource
 from insid3.errors import CheckpointError
 from insid3.export.checkpoint import load_checkpoint, weights_sha256
 from insid3.export.config import VitConfig, config_for

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from insid3.engine.bundle import WeightsSource, sha256_of
+from insid3.format.bundle import WeightsSource, sha256_of
 from insid3.errors import CheckpointError
 from insid3.export.checkpoint_names import (
     META_BLOCK, META_EXTRAS, block_indices, expected_shapes, hf_to_meta,

@@ -58,7 +58,7 @@ def _human_bytes(count: int) -> str:
 
 
 def summary_lines(folder: Path, seconds: float) -> list[str]:
-    from insid3.engine.bundle import load_bundle
+    from insid3.format.bundle import load_bundle
 
     meta = load_bundle(folder).metadata
     lines = [

@@ -20,10 +20,9 @@ import onnx
 import torch
 
 from insid3.errors import ExportError, SettingsError
+from insid3.format.tensors import INPUT_NAME, OUTPUT_NAME
 from insid3.export.parity import Parity, compare_features
 
-INPUT_NAME = "pixel_values"
-OUTPUT_NAME = "features"
 DEFAULT_OPSET = 18
 OPSETS = range(18, 23)
 PARITY_BATCH = 2
@@ -63,7 +62,7 @@ def export_onnx(model: torch.nn.Module, path: Path, *, resolution: int, opset: i
             torch.onnx.export(
                 model, (example,), str(path), dynamo=True, opset_version=opset,
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                dynamic_shapes={"pixel_values": {0: batch}}, external_data=False, optimize=True,
+                dynamic_shapes={INPUT_NAME: {0: batch}}, external_data=False, optimize=True,
             )
     except Exception as exc:  # the exporter raises many kinds; the user needs the first line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -10,7 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
-from insid3.engine.bundle import METADATA_FILE
+from insid3.format.bundle import METADATA_FILE
 from insid3.errors import ExportError
 
 

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 
 import insid3
-from insid3.engine.bundle import (
+from insid3.format.bundle import (
     BASIS_FILE, ONNX_FILE, Artifact, BundleMetadata, WeightsSource, describe_file, write_metadata,
 )
-from insid3.engine.settings import Hyperparameters
+from insid3.format.settings import Hyperparameters
+from insid3.format.tensors import INPUT_NAME, OUTPUT_NAME
 from insid3.errors import SettingsError
 from insid3.export.config import SIZES, VitConfig, default_svd_components, validate_resolution
 from insid3.export.onnx_export import DEFAULT_OPSET, ONNX_TOLERANCE, validate_opset
@@ -173,7 +174,7 @@ def _onnx_and_basis(
             staging, ONNX_FILE, kind="onnx", precision="fp32",
             parity={**parity.to_json(), "tolerance_max_abs": s.onnx_tolerance},
             details={"opset": s.opset, "export_seconds": round(export_seconds, 1),
-                     "exporter": "torch.onnx dynamo", "input": "pixel_values", "output": "features"},
+                     "exporter": "torch.onnx dynamo", "input": INPUT_NAME, "output": OUTPUT_NAME},
         ),
         describe_file(
             staging, BASIS_FILE, kind="positional_basis", precision="fp32",

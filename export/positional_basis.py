@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from insid3.engine.bundle import IMAGENET_MEAN, IMAGENET_STD
+from insid3.format.bundle import IMAGENET_MEAN, IMAGENET_STD
 
 
 def black_image(resolution: int) -> torch.Tensor:

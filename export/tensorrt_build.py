@@ -21,8 +21,8 @@ import onnx
 
 from insid3.errors import BackendUnavailableError, ExportError, SettingsError
 from insid3.export.mixed_precision import PRECISIONS, apply_precision_plan, plan_precision
-from insid3.export.onnx_export import INPUT_NAME, OUTPUT_NAME
 from insid3.export.parity import Parity, compare_features
+from insid3.format.tensors import INPUT_NAME, OUTPUT_NAME
 
 MIN_TENSORRT = (10, 13)
 MAX_BATCH_LIMIT = 256

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 
 from insid3.engine.backends.base import Backend, BackendOptions
-from insid3.engine.bundle import Bundle
+from insid3.format.bundle import Bundle
 from insid3.errors import BackendUnavailableError
 
 log = logging.getLogger("insid3.engine")

@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from insid3.engine.bundle import Bundle
+from insid3.format.bundle import Bundle
 from insid3.errors import InputImageError
 
 

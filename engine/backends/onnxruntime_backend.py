@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from insid3.engine.backends.base import BackendOptions, check_features, check_pixel_batch
-from insid3.engine.bundle import Bundle
+from insid3.format.tensors import INPUT_NAME, OUTPUT_NAME
+from insid3.format.bundle import Bundle
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
@@ -69,7 +70,7 @@ class OnnxRuntimeBackend:
     def features(self, pixel_values: np.ndarray) -> Any:
         check_pixel_batch(pixel_values, self._bundle.metadata.resolution)
         if self.xp is np:
-            (out,) = self._session.run(["features"], {"pixel_values": pixel_values})
+            (out,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: pixel_values})
         else:
             out = self._run_on_device(pixel_values)
         check_features(out, self._bundle, pixel_values.shape[0], self.name)
@@ -79,9 +80,9 @@ class OnnxRuntimeBackend:
         meta = self._bundle.metadata
         out = self.xp.empty((pixel_values.shape[0], meta.num_patches, meta.embed_dim), self.xp.float32)
         binding = self._session.io_binding()
-        binding.bind_cpu_input("pixel_values", pixel_values)
+        binding.bind_cpu_input(INPUT_NAME, pixel_values)
         binding.bind_output(
-            "features", "cuda", self._device_id, np.float32, tuple(out.shape), out.data.ptr
+            OUTPUT_NAME, "cuda", self._device_id, np.float32, tuple(out.shape), out.data.ptr
         )
         self._session.run_with_iobinding(binding)
         binding.synchronize_outputs()  # ORT's CUDA stream is not CuPy's: wait before kernels read `out`

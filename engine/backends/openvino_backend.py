@@ -11,7 +11,8 @@ import importlib.util
 import numpy as np
 
 from insid3.engine.backends.base import BackendOptions, check_features, check_pixel_batch
-from insid3.engine.bundle import Bundle
+from insid3.format.tensors import INPUT_NAME, OUTPUT_NAME
+from insid3.format.bundle import Bundle
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
 
@@ -52,11 +53,11 @@ class OpenVinoBackend:
         core = ov.Core()
         self._compiled = core.compile_model(core.read_model(str(bundle.onnx_path)), "CPU", config)
         self._request = self._compiled.create_infer_request()
-        self._output = self._compiled.output("features")
+        self._output = self._compiled.output(OUTPUT_NAME)
 
     def features(self, pixel_values: np.ndarray) -> np.ndarray:
         check_pixel_batch(pixel_values, self._bundle.metadata.resolution)
-        result = self._request.infer({"pixel_values": pixel_values})
+        result = self._request.infer({INPUT_NAME: pixel_values})
         # The request reuses its output buffer on the next call: copy it out.
         out = np.array(result[self._output], dtype=np.float32, copy=True)
         check_features(out, self._bundle, pixel_values.shape[0], self.name)

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from insid3.engine.backends.base import BackendOptions, check_features, check_pixel_batch
-from insid3.engine.bundle import Artifact, Bundle
+from insid3.format.tensors import INPUT_NAME, OUTPUT_NAME
+from insid3.format.bundle import Artifact, Bundle
 from insid3.errors import BackendUnavailableError
 
 MIN_TENSORRT = (10, 13)
@@ -88,7 +89,7 @@ class TensorRtBackend:
         if self._engine is None:
             raise BackendUnavailableError(f"TensorRT could not deserialise {artifact.file}")
         self._context = self._engine.create_execution_context()
-        _, _, max_shape = self._engine.get_tensor_profile_shape("pixel_values", 0)
+        _, _, max_shape = self._engine.get_tensor_profile_shape(INPUT_NAME, 0)
         self.max_batch = int(max_shape[0])
         self._stream = cupy.cuda.Stream(non_blocking=True)
 
@@ -101,9 +102,9 @@ class TensorRtBackend:
         with self._stream:
             device_in = self.xp.asarray(pixel_values)
             out = self.xp.empty((batch, meta.num_patches, meta.embed_dim), self.xp.float32)
-        self._context.set_input_shape("pixel_values", tuple(pixel_values.shape))
-        self._context.set_tensor_address("pixel_values", device_in.data.ptr)
-        self._context.set_tensor_address("features", out.data.ptr)
+        self._context.set_input_shape(INPUT_NAME, tuple(pixel_values.shape))
+        self._context.set_tensor_address(INPUT_NAME, device_in.data.ptr)
+        self._context.set_tensor_address(OUTPUT_NAME, out.data.ptr)
         if not self._context.execute_async_v3(self._stream.ptr):
             raise RuntimeError("TensorRT execute_async_v3 failed")
         self._stream.synchronize()  # kernels run on the default stream next

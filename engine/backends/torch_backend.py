@@ -11,7 +11,7 @@ import importlib.util
 import numpy as np
 
 from insid3.engine.backends.base import BackendOptions, check_features, check_pixel_batch
-from insid3.engine.bundle import Bundle
+from insid3.format.bundle import Bundle
 
 
 def unavailable_reason(bundle: Bundle, options: BackendOptions) -> str | None:

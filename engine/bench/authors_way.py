@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from insid3.engine.bundle import load_bundle
+from insid3.format.bundle import load_bundle
 from insid3.engine.images import ImageLike, PreparedImage, prepare_image, prepare_reference_mask
-from insid3.engine.settings import Hyperparameters
+from insid3.format.settings import Hyperparameters
 from insid3.engine.timing import StageClock, no_sync
 
 

@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from insid3.engine.bundle import Bundle, load_bundle
+from insid3.format.bundle import Bundle, load_bundle
 from insid3.errors import Insid3Error, SettingsError
 
 PROG = "insid3-bench"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from insid3.engine.settings import Hyperparameters
+from insid3.format.settings import Hyperparameters
 from insid3.errors import BundleError
 
 FORMAT_VERSION = 1
