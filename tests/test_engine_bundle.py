@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from insid3.engine.bundle import (
+from insid3.format.bundle import (
     BASIS_FILE,
     FORMAT_VERSION,
     METADATA_FILE,
@@ -16,7 +16,7 @@ from insid3.engine.bundle import (
     load_bundle,
     write_metadata,
 )
-from insid3.engine.settings import Hyperparameters
+from insid3.format.settings import Hyperparameters
 from insid3.errors import BundleError, SettingsError
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from insid3.engine.bundle import IMAGENET_MEAN, IMAGENET_STD
+from insid3.format.bundle import IMAGENET_MEAN, IMAGENET_STD
 from insid3.engine.images import load_mask, prepare_image, prepare_reference_mask, resize_mask
 from insid3.errors import InputImageError, ReferenceMaskError
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from export_fixtures import TINY, write_meta_checkpoint
-from insid3.engine.bundle import WeightsSource
+from insid3.format.bundle import WeightsSource
 from insid3.errors import CheckpointError, SettingsError
 from insid3.export import SIZES, VitConfig, build_backbone
 from insid3.export.checkpoint_names import expected_shapes

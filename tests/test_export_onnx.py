@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from export_fixtures import TINY, make_tiny_bundle, meta_state_dict, transformers_features, transformers_model, write_meta_checkpoint
-from insid3.engine.bundle import load_bundle, sha256_of
+from insid3.format.bundle import load_bundle, sha256_of
 from insid3.errors import ExportError, SettingsError
 from insid3.export import ExportSettings, build_backbone, export_bundle
 from insid3.export.onnx_export import run_onnxruntime

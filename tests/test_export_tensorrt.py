@@ -93,7 +93,7 @@ def test_export_with_trt_fails_before_any_work(no_tensorrt, tmp_path):
                     reason=f"TensorRT build: {trt_build.tensorrt_unavailable_reason()}")
 @pytest.mark.parametrize("precision", ["fp16", "fp32"])
 def test_engine_build_and_parity_on_a_gpu(tmp_path, precision):
-    from insid3.engine.bundle import load_bundle
+    from insid3.format.bundle import load_bundle
 
     settings = ExportSettings(model=TINY, resolution=224, out_dir=tmp_path / "b", random_init=True,
                               trt=True, precision=precision, max_batch=4)
