@@ -26,7 +26,7 @@ from insid3.engine.backends import load_backend
 from insid3.engine.backends.base import Backend, BackendOptions
 from insid3.format.bundle import Bundle, load_bundle
 from insid3.engine.images import ImageLike, PreparedImage, prepare_image, prepare_reference_mask
-from insid3.engine.reference import Reference, ReferenceShot
+from insid3.engine.reference import EncodingFingerprint, Reference, ReferenceShot
 from insid3.format.settings import Hyperparameters
 from insid3.engine.timing import STAGES, StageClock
 from insid3.errors import NoReferenceError, SettingsError
@@ -57,6 +57,8 @@ class Segmenter:
         # built once here on the backend's device.
         positional = self.xp.asarray(np.ascontiguousarray(basis[:, : self.hyperparameters.svd_components]))
         self._frame = kernels.debias_frame(positional, self.hyperparameters.svd_components)
+        # What every Reference this Segmenter encodes depends on, checked wherever one is used.
+        self.fingerprint = EncodingFingerprint.of(bundle, self.hyperparameters.svd_components)
         self._shots: list[ReferenceShot] = []
         self._reference: Reference | None = None
         self.last_timings: dict[str, float] = {}
@@ -109,18 +111,18 @@ class Segmenter:
 
     def encode_reference(self, shots: Sequence[tuple[ImageLike, ImageLike]]) -> Reference:
         """A standalone Reference (used by the server); does not touch this Segmenter's own."""
-        return Reference.from_shots(self.encode_shots(shots))
+        return Reference.from_shots(self.encode_shots(shots), self.fingerprint)
 
     def set_reference(self, image: ImageLike, mask: ImageLike) -> None:
         """Replace the references with this one shot."""
         shots = self.encode_shots([(image, mask)])
         self._shots = list(shots)
-        self._reference = Reference.from_shots(tuple(self._shots))
+        self._reference = Reference.from_shots(tuple(self._shots), self.fingerprint)
 
     def add_reference(self, image: ImageLike, mask: ImageLike) -> None:
         """One more shot: backward matching becomes a majority vote over the shots (doc §6)."""
         self._shots.extend(self.encode_shots([(image, mask)]))
-        self._reference = Reference.from_shots(tuple(self._shots))
+        self._reference = Reference.from_shots(tuple(self._shots), self.fingerprint)
 
     def clear_references(self) -> None:
         self._shots, self._reference = [], None
@@ -133,6 +135,7 @@ class Segmenter:
         reference = reference if reference is not None else self._reference
         if reference is None:
             raise NoReferenceError("segment() needs a reference first: call set_reference(image, mask)")
+        reference.fingerprint.require_same(self.fingerprint)
         return reference
 
     # ------------------------------------------------------------------ targets

@@ -169,3 +169,40 @@ def test_openvino_bf16_runs_where_the_cpu_supports_it(tiny_bundle, pair):
     assert seg.backend.precision == "bf16"
     seg.set_reference(pair[0].image, pair[0].mask)
     assert seg.segment(pair[1].image).shape == pair[1].mask.shape
+
+
+def test_a_reference_from_another_debias_frame_is_refused(tiny_bundle, segmenter, pair):
+    """Same bundle, another svd_components: the widths differ, the fingerprint names both."""
+    reference, target = pair
+    other = Segmenter.from_bundle(tiny_bundle, backend="onnxruntime", svd_components=1)
+    foreign = other.encode_reference([(reference.image, reference.mask)])
+    assert foreign.fingerprint.svd_components == 1
+    with pytest.raises(SettingsError, match=r"svd_components=1\).*svd_components=\d+\)"):
+        segmenter.segment(target.image, reference=foreign)
+    with pytest.raises(SettingsError, match="another bundle or debias frame"):
+        segmenter.segment_batch([target.image], reference=foreign)
+
+
+def test_a_reference_from_another_bundle_of_the_same_width_is_refused(tmp_path, segmenter, pair):
+    """Another model's features fit the kernels' shapes exactly, and would give wrong masks."""
+    from export_fixtures import make_tiny_bundle
+
+    reference, target = pair
+    other = Segmenter.from_bundle(make_tiny_bundle(tmp_path, resolution=224, seed=1), backend="onnxruntime")
+    assert other.hyperparameters == segmenter.hyperparameters
+    foreign = other.encode_reference([(reference.image, reference.mask)])
+    assert foreign.debiased.shape == segmenter.encode_reference([(reference.image, reference.mask)]).debiased.shape
+    with pytest.raises(SettingsError, match="another bundle or debias frame"):
+        segmenter.segment(target.image, reference=foreign)
+
+
+def test_a_reference_from_an_identical_export_is_accepted(tmp_path, tiny_bundle, segmenter, pair):
+    """A copy of the bundle (same model and basis files) encodes interchangeable references."""
+    import shutil
+
+    reference, target = pair
+    copy = Segmenter.from_bundle(shutil.copytree(tiny_bundle, tmp_path / "copy"), backend="onnxruntime")
+    foreign = copy.encode_reference([(reference.image, reference.mask)])
+    own = segmenter.encode_reference([(reference.image, reference.mask)])
+    np.testing.assert_array_equal(segmenter.segment(target.image, reference=foreign),
+                                  segmenter.segment(target.image, reference=own))

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from insid3.engine.images import PreparedImage
-from insid3.engine.reference import Reference
+from insid3.engine.reference import EncodingFingerprint, Reference
 from insid3.engine.serve.batching import DynamicBatcher
 from insid3.engine.serve.errors import BadRequestError, PayloadTooLargeError, QueueFullError
 from insid3.engine.serve.references import ReferenceStore
@@ -24,6 +24,7 @@ def make_reference(shots: int = 1, patches: int = 16, width: int = 8) -> Referen
         debiased=np.zeros((shots, patches, width), np.float32),
         patch_masks=np.zeros((shots, patches), bool),
         prototype=np.zeros(width, np.float32),
+        fingerprint=EncodingFingerprint("model", "basis", resolution=64, svd_components=2),
     )
 
 
