@@ -1,5 +1,6 @@
 """Tensor names and shapes of the two checkpoint formats, and the renaming between them (torch-free
-apart from the tensors themselves). Tables: /work/shared/docs/checkpoint-formats.md.
+apart from the tensors themselves). The tables below were read off Meta's dinov3 code and
+transformers' DINOv3ViTModel by listing the state dicts of randomly initialised models.
 
 Our model uses the Meta hub names, so "canonical" below means Meta naming.
 """
