@@ -13,6 +13,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from insid3.engine.rendering import mask_foreground, render_rgb
 from insid3.errors import InputImageError, ReferenceMaskError
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
@@ -42,30 +43,34 @@ def _open(source: ImageLike, what: str) -> Image.Image:
             with Image.open(path) as img:
                 img.load()
                 return img.copy()
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise InputImageError(f"cannot read {what} {path}: {exc}") from exc
+        except UnidentifiedImageError:
+            raise InputImageError(f"cannot read {what} {path}: not an image format PIL reads") from None
+        except Image.DecompressionBombError as exc:
+            raise InputImageError(f"cannot read {what} {path}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - PIL's decoders raise many types on corrupt data
+            raise InputImageError(f"cannot read {what} {path}: corrupt or truncated ({exc.__class__.__name__}: {exc})") from None
     raise InputImageError(
         f"{what} must be a path, a PIL image or a numpy array, got {type(source).__name__}"
     )
 
 
 def load_rgb(source: ImageLike) -> Image.Image:
-    """Decode to an RGB PIL image (PIL's convert('RGB'), doc §1)."""
+    """Decode to the 8-bit RGB a person sees (doc §1; engine/rendering.py says where this differs
+    from the authors' convert('RGB'))."""
     if isinstance(source, np.ndarray):
         if source.ndim != 3 or source.shape[2] != 3 or source.dtype != np.uint8:
             raise InputImageError(
                 f"an image array must be H x W x 3 uint8, got {source.dtype} {source.shape}"
             )
         return Image.fromarray(source, mode="RGB")
-    return _open(source, "image").convert("RGB")
+    return render_rgb(_open(source, "image"))
 
 
 def load_mask(source: ImageLike) -> np.ndarray:
-    """A bool (H, W) mask: every pixel > 0 (in any channel) is foreground."""
-    if isinstance(source, np.ndarray):
-        array = source
-    else:
-        array = np.asarray(_open(source, "mask"))
+    """A bool (H, W) mask: every pixel > 0 (in any colour channel) is foreground."""
+    if not isinstance(source, np.ndarray):
+        return mask_foreground(_open(source, "mask"))
+    array = source
     if array.ndim == 3:
         array = array.any(axis=2) if array.dtype == bool else (array > 0).any(axis=2)
     if array.ndim != 2:
