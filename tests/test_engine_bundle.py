@@ -101,3 +101,64 @@ def test_basis_of_the_wrong_shape(tmp_path):
 def test_hyperparameters_are_validated(settings, message):
     with pytest.raises(SettingsError, match=message):
         settings.validated(embed_dim=8)
+
+
+def _recorded(folder):
+    write_metadata(folder, _metadata(folder))
+    return folder
+
+
+def test_a_truncated_artifact_is_named_with_both_sizes(tmp_path):
+    _recorded(tmp_path)
+    (tmp_path / ONNX_FILE).write_bytes(b"onn")
+    with pytest.raises(BundleError, match=rf"{ONNX_FILE} is 3 bytes but insid3.json records 4"):
+        load_bundle(tmp_path)
+
+
+def test_a_damaged_artifact_of_the_right_size_fails_its_sha256(tmp_path):
+    _recorded(tmp_path)
+    (tmp_path / ONNX_FILE).write_bytes(b"onnX")
+    with pytest.raises(BundleError, match=rf"{ONNX_FILE} does not match the sha256 recorded"):
+        load_bundle(tmp_path)
+
+
+def test_a_verified_file_is_hashed_once_until_it_changes(tmp_path, monkeypatch):
+    import os
+
+    from insid3.format import verify
+
+    _recorded(tmp_path)
+    hashed = []
+    real = verify.sha256_of
+    monkeypatch.setattr(verify, "sha256_of", lambda path: hashed.append(path.name) or real(path))
+    load_bundle(tmp_path)
+    load_bundle(tmp_path)
+    assert hashed == [ONNX_FILE] and (tmp_path / verify.VERIFIED_FILE).is_file()
+    stat = (tmp_path / ONNX_FILE).stat()
+    os.utime(tmp_path / ONNX_FILE, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    load_bundle(tmp_path)  # same bytes, newer mtime: hashed again, still valid
+    assert hashed == [ONNX_FILE, ONNX_FILE]
+    (tmp_path / ONNX_FILE).write_bytes(b"XXXX")  # replaced in place: never trusted from the cache
+    with pytest.raises(BundleError, match="does not match the sha256"):
+        load_bundle(tmp_path)
+
+
+def test_a_bundle_that_cannot_be_written_is_verified_without_failing(tmp_path, monkeypatch):
+    """A read-only bundle (a shared mount): the digest cache cannot be saved, loading still works."""
+    from insid3.format import verify
+
+    def refuse(*_):
+        raise PermissionError("read-only file system")
+
+    _recorded(tmp_path)
+    monkeypatch.setattr(verify.os, "replace", refuse)
+    assert load_bundle(tmp_path).metadata.artifact("onnx") is not None
+    assert not (tmp_path / verify.VERIFIED_FILE).exists()
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_damaged_basis_file_is_a_bundle_error(tmp_path):
+    _recorded(tmp_path)
+    (tmp_path / BASIS_FILE).write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(BundleError, match=f"{BASIS_FILE} cannot be read"):
+        load_bundle(tmp_path).positional_basis()

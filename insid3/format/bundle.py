@@ -14,7 +14,6 @@ it, so the two can never disagree on the format.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 from insid3.format.settings import Hyperparameters
 from insid3.errors import BundleError
+from insid3.format.verify import sha256_of, verify_artifacts
 
 FORMAT_VERSION = 1
 METADATA_FILE = "insid3.json"
@@ -121,14 +121,6 @@ class BundleMetadata:
             raise BundleError(f"{METADATA_FILE} is malformed: {exc!r}") from exc
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def describe_file(folder: Path, file: str, **fields) -> Artifact:
     """An Artifact for a file already written into the bundle folder."""
     path = folder / file
@@ -161,7 +153,13 @@ class Bundle:
 
     def positional_basis(self) -> np.ndarray:
         """(C, K) float32, K = min(C, N): columns are the left singular vectors in order."""
-        basis = np.load(self.basis_path)
+        try:
+            basis = np.load(self.basis_path)
+        except Exception as exc:  # noqa: BLE001 - numpy raises several types on a damaged .npy
+            raise BundleError(
+                f"{self.basis_path} cannot be read ({exc.__class__.__name__}: {exc}): the file is "
+                "damaged; re-export the bundle"
+            ) from None
         c, k = self.metadata.embed_dim, min(self.metadata.embed_dim, self.metadata.num_patches)
         if basis.dtype != np.float32 or basis.shape != (c, k):
             raise BundleError(
@@ -170,7 +168,8 @@ class Bundle:
         return basis
 
 
-def load_bundle(folder: str | Path) -> Bundle:
+def load_bundle(folder: str | Path, *, verify: bool = True) -> Bundle:
+    """The bundle at `folder`, every recorded artifact checked by size and sha256 (verify.py)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise BundleError(f"bundle folder {folder} does not exist")
@@ -186,4 +185,6 @@ def load_bundle(folder: str | Path) -> Bundle:
     missing += [a.file for a in metadata.artifacts if not (folder / a.file).is_file()]
     if missing:
         raise BundleError(f"bundle {folder} is incomplete: missing {', '.join(sorted(set(missing)))}")
+    if verify:
+        verify_artifacts(folder, metadata.artifacts)
     return Bundle(folder=folder, metadata=metadata)
