@@ -1,8 +1,8 @@
 """insid3-segment on folders, globs, a corrupt file, resuming, COCO RLE, and bad input."""
 
-import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +10,6 @@ from PIL import Image
 
 from insid3.engine import Segmenter
 from insid3.engine.cli_segment import COCO_FILE, main
-from insid3.engine.rle import decode_rle
 from insid3.engine.scenes import draw_scene
 
 
@@ -66,23 +65,32 @@ def test_existing_outputs_are_skipped_unless_overwrite(tiny_bundle, workspace, t
     assert "1 segmented, 0 already done" in capsys.readouterr().err
 
 
-def test_coco_rle_output_and_glob(tiny_bundle, workspace, tmp_path, capsys):
+def test_coco_output_loads_in_pycocotools_and_resumes(tiny_bundle, workspace, tmp_path, capsys):
+    from pycocotools import mask as coco_mask
+    from pycocotools.coco import COCO
+
     png_out, rle_out = tmp_path / "png", tmp_path / "rle"
     pattern = str(workspace / "targets" / "t*.jpg")
     assert main(_args(tiny_bundle, workspace, png_out, pattern)) == 0
-    assert main(_args(tiny_bundle, workspace, rle_out, "--format", "coco-rle", pattern)) == 0
-    annotations = json.loads((rle_out / COCO_FILE).read_text())["annotations"]
-    assert len(annotations) == 3
-    for entry in annotations:
-        stem = entry["file_name"].rsplit("/", 1)[-1].rsplit(".", 1)[0]
-        png = np.asarray(Image.open(png_out / f"{stem}.png")) > 0
-        np.testing.assert_array_equal(decode_rle(entry["segmentation"]), png)
-        assert entry["area"] == int(png.sum()) and [entry["height"], entry["width"]] == list(png.shape)
-    # Resuming a COCO job keeps the earlier annotations.
+    coco_args = _args(tiny_bundle, workspace, rle_out, "--format", "coco-rle", "--category", "cat", pattern)
+    assert main(coco_args) == 0
+    coco = COCO(str(rle_out / COCO_FILE))
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["cat"]
+    assert len(coco.getImgIds()) == 3
+    for image in coco.loadImgs(coco.getImgIds()):
+        png = np.asarray(Image.open(png_out / f"{Path(image['file_name']).stem}.png")) > 0
+        assert (image["height"], image["width"]) == png.shape
+        annotations = coco.loadAnns(coco.getAnnIds(imgIds=image["id"]))
+        assert len(annotations) == (1 if png.any() else 0)
+        for annotation in annotations:
+            np.testing.assert_array_equal(coco.annToMask(annotation) > 0, png)
+            assert annotation["area"] == int(png.sum()) == int(coco_mask.area(annotation["segmentation"]))
+            np.testing.assert_allclose(annotation["bbox"], coco_mask.toBbox(annotation["segmentation"]))
+            assert annotation["iscrowd"] == 0 and annotation["category_id"] == 1
     capsys.readouterr()
-    assert main(_args(tiny_bundle, workspace, rle_out, "--format", "coco-rle", pattern)) == 0
+    assert main(coco_args) == 0
     assert "0 segmented, 3 already done" in capsys.readouterr().err
-    assert len(json.loads((rle_out / COCO_FILE).read_text())["annotations"]) == 3
+    assert len(COCO(str(rle_out / COCO_FILE)).getImgIds()) == 3
 
 
 def _one_line_error(capsys, argv) -> str:

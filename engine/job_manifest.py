@@ -1,0 +1,94 @@
+"""What made an output folder's contents, so a re-run resumes only when that is unchanged.
+
+`insid3-segment` writes `insid3-job.json` into its output folder before the first mask: the
+bundle's fingerprint (model and basis sha256, resolution, svd_components), the sha256 of every
+reference image and mask, the hyperparameters, the output format and the precision. A re-run
+into the same folder compares those and resumes when they are equal; otherwise it stops with
+one line naming what changed. The tool version is recorded for the reader, not compared: a new
+insid3 release computes the same masks from the same inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import insid3
+from insid3.errors import Insid3Error
+from insid3.format.verify import sha256_of
+
+MANIFEST_FILE = "insid3-job.json"
+
+
+class JobMismatchError(Insid3Error):
+    """An output folder holds results of other inputs than this run's."""
+
+
+@dataclass(frozen=True)
+class JobManifest:
+    bundle: dict  # EncodingFingerprint fields
+    references: tuple[tuple[str, str], ...]  # (image sha256, mask sha256) per shot, in order
+    hyperparameters: dict
+    format: str
+    precision: str
+    tool_version: str = insid3.__version__
+
+    @classmethod
+    def describe_run(
+        cls, bundle: dict, shots: list[tuple[str, str]], hyperparameters: dict, fmt: str, precision: str
+    ) -> "JobManifest":
+        references = tuple((sha256_of(Path(image)), sha256_of(Path(mask))) for image, mask in shots)
+        return cls(bundle=bundle, references=references, hyperparameters=hyperparameters, format=fmt,
+                   precision=precision)
+
+    def differences(self, other: "JobManifest") -> list[str]:
+        """What differs, in words; the tool version does not count."""
+        names = {"bundle": "the bundle", "references": "the reference images or masks",
+                 "hyperparameters": "the hyperparameters", "format": "the output format",
+                 "precision": "the precision"}
+        return [words for field, words in names.items() if getattr(self, field) != getattr(other, field)]
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["references"] = [list(pair) for pair in self.references]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "JobManifest":
+        return cls(
+            bundle=data["bundle"], references=tuple(tuple(pair) for pair in data["references"]),
+            hyperparameters=data["hyperparameters"], format=data["format"], precision=data["precision"],
+            tool_version=data.get("tool_version", "unknown"),
+        )
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename: a crash leaves the old file or none."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+def claim_folder(folder: Path, manifest: JobManifest, *, overwrite: bool, has_outputs: bool) -> None:
+    """Record `manifest` in `folder`; JobMismatchError when the folder holds another job's outputs
+    (or outputs no manifest vouches for)."""
+    path = folder / MANIFEST_FILE
+    if not path.is_file() and has_outputs and not overwrite:
+        raise JobMismatchError(
+            f"{folder} holds masks but no {MANIFEST_FILE} saying what made them: "
+            "use --overwrite to redo them, or another --out"
+        )
+    if path.is_file() and not overwrite:
+        try:
+            recorded = JobManifest.from_json(json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise JobMismatchError(f"{path} is unreadable ({exc}): use --overwrite to start this folder anew") from None
+        changed = manifest.differences(recorded)
+        if changed:
+            raise JobMismatchError(
+                f"{folder} holds the results of another job ({', '.join(changed)} changed): "
+                "use --overwrite to redo them, or another --out"
+            )
+    write_atomically(path, (json.dumps(manifest.to_json(), indent=2) + "\n").encode())
