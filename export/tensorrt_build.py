@@ -1,17 +1,16 @@
 """ONNX -> serialized TensorRT engine (strongly typed, precision in the graph), and its parity check.
 
-Thin and import-guarded: tensorrt (and torch.cuda or cupy for buffers) are imported only when a
-build is asked for. Written from TensorRT's Python API docs (Builder, OnnxParser, IBuilderConfig,
-ITimingCache, IExecutionContext.execute_async_v3). What can run without a GPU (argument checks,
-file naming, the precision plan in export/mixed_precision.py) is unit-tested.
+Thin and import-guarded: tensorrt is imported only when a build is asked for. Written from
+TensorRT's Python API docs (Builder, OnnxParser, IBuilderConfig, ITimingCache). What can run
+without a GPU (argument checks, the precision plan in export/mixed_precision.py) is unit-tested.
 
-TensorRT >= 10.13: earlier 10.x releases miscompile DINOv3 ViTs (NVIDIA/TensorRT issues 4558,
-4723, 4742).
+The version check, the GPU's name and the engine-naming rule are insid3.tensorrt's, shared with
+the runtime; the parity check runs the engine through insid3.tensorrt's runner (CuPy buffers and
+stream: a TensorRT build needs cupy, not torch.cuda).
 """
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,14 +21,14 @@ import onnx
 from insid3.errors import BackendUnavailableError, ExportError, SettingsError
 from insid3.export.mixed_precision import PRECISIONS, apply_precision_plan, plan_precision
 from insid3.export.parity import Parity, compare_features
-from insid3.format.tensors import INPUT_NAME, OUTPUT_NAME
+from insid3.format.tensors import INPUT_NAME
+from insid3.tensorrt.engine_files import engine_file_name, timing_cache_file_name
+from insid3.tensorrt.versions import MIN_TENSORRT, gpu_name, tensorrt_unavailable_reason
 
-MIN_TENSORRT = (10, 13)
 MAX_BATCH_LIMIT = 256
 # Below these per-patch cosines (engine vs ONNX Runtime) the engine is broken, not merely
 # rounded: fp32 disables TF32; fp16 keeps ~11 mantissa bits, bf16 8, with fp32 softmax/LayerNorm.
 MIN_COSINE = {"fp32": 0.9999, "fp16": 0.99, "bf16": 0.98}
-_MEMORY_TOKENS = re.compile(r"^(\d+gb|hbm\w*|gddr\w*)$")
 
 
 def validate_precision(precision: str) -> str:
@@ -44,71 +43,11 @@ def validate_max_batch(max_batch: int) -> int:
     return max_batch
 
 
-def parse_version(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
-
-
-def cuda_device_name() -> str | None:
-    """The first CUDA device's name, via torch.cuda or cupy (whichever is present), else None."""
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
-    try:
-        import cupy
-
-        if cupy.cuda.runtime.getDeviceCount() > 0:
-            name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
-            return name.decode() if isinstance(name, bytes) else str(name)
-    except Exception:  # cupy missing, or present without a driver/device
-        pass
-    return None
-
-
-def tensorrt_unavailable_reason() -> str | None:
-    """None when an engine can be built here, else the reason in a few words."""
-    try:
-        import tensorrt as trt
-    except ImportError:
-        return "tensorrt is not installed"
-    if parse_version(trt.__version__) < MIN_TENSORRT:
-        return (
-            f"tensorrt {trt.__version__} is installed (10.x before 10.13 miscompile DINOv3 ViTs: "
-            "NVIDIA/TensorRT issues 4558, 4723, 4742)"
-        )
-    if cuda_device_name() is None:
-        return "no CUDA device is visible (torch.cuda / cupy)"
-    return None
-
-
 def require_tensorrt() -> None:
     reason = tensorrt_unavailable_reason()
     if reason:
-        raise BackendUnavailableError(f"--trt needs TensorRT >= 10.13 and a CUDA device: {reason}")
-
-
-def gpu_slug(name: str) -> str:
-    """'NVIDIA H100 80GB HBM3' -> 'nvidia-h100': the part, without its memory size and type."""
-    tokens = [t for t in re.split(r"[^a-z0-9]+", name.lower()) if t and not _MEMORY_TOKENS.match(t)]
-    return "-".join(tokens) or "gpu"
-
-
-def _version_tag(trt_version: str) -> str:
-    return "trt" + ".".join(str(p) for p in parse_version(trt_version))
-
-
-def engine_file_name(precision: str, gpu_name: str, trt_version: str) -> str:
-    """e.g. model.fp16.nvidia-h100.trt10.13.0.engine: an engine runs only on that GPU and TensorRT."""
-    validate_precision(precision)
-    return f"model.{precision}.{gpu_slug(gpu_name)}.{_version_tag(trt_version)}.engine"
-
-
-def timing_cache_file_name(gpu_name: str, trt_version: str) -> str:
-    """Kernel timings of one GPU and TensorRT version: reusable across precisions and rebuilds."""
-    return f"{gpu_slug(gpu_name)}.{_version_tag(trt_version)}.timing.cache"
+        minimum = ".".join(map(str, MIN_TENSORRT))
+        raise BackendUnavailableError(f"--trt needs TensorRT >= {minimum} and a CUDA device: {reason}")
 
 
 @dataclass(frozen=True)
@@ -138,11 +77,12 @@ def build_engine(
 
     previous_folder: a bundle being replaced; its timing cache (same GPU and TensorRT) is reused.
     """
+    validate_precision(precision)
     require_tensorrt()
     import tensorrt as trt
 
     started = time.perf_counter()
-    gpu = cuda_device_name() or "gpu"
+    gpu = gpu_name(0)
     model = onnx.load(str(onnx_path))
     plan = plan_precision(model, precision)
     typed = apply_precision_plan(model, plan)
@@ -177,65 +117,23 @@ def build_engine(
     return EngineBuild(engine_file, cache_file, seconds, details)
 
 
-def _execute(context, handle: int, input_ptr: int, output_ptr: int, name: str) -> None:
-    context.set_tensor_address(INPUT_NAME, input_ptr)
-    context.set_tensor_address(OUTPUT_NAME, output_ptr)
-    if not context.execute_async_v3(handle):
-        raise ExportError(f"TensorRT failed to run {name}")
-
-
-def _run_with_torch(context, pixel_values: np.ndarray, out_shape: tuple, name: str) -> np.ndarray:
-    import torch
-
-    stream = torch.cuda.Stream()
-    with torch.cuda.stream(stream):  # copies and the engine on one stream: no race between them
-        x = torch.from_numpy(pixel_values).cuda()
-        out = torch.empty(out_shape, dtype=torch.float32, device="cuda")
-        _execute(context, stream.cuda_stream, x.data_ptr(), out.data_ptr(), name)
-        result = out.cpu().numpy()
-    stream.synchronize()
-    return result
-
-
-def _run_with_cupy(context, pixel_values: np.ndarray, out_shape: tuple, name: str) -> np.ndarray:
+def engine_features(engine_path: Path, pixel_values: np.ndarray) -> np.ndarray:
+    """Runs a serialized engine once (insid3.tensorrt's runner) and copies its features to the host."""
     import cupy
 
-    stream = cupy.cuda.Stream(non_blocking=True)
-    with stream:
-        x = cupy.asarray(pixel_values)
-        out = cupy.empty(out_shape, dtype=cupy.float32)
-        _execute(context, stream.ptr, x.data.ptr, out.data.ptr, name)
-        stream.synchronize()
-        return cupy.asnumpy(out)
+    from insid3.tensorrt.runner import TensorRtRunner
 
-
-def _torch_cuda_available() -> bool:
+    runner = TensorRtRunner.from_file(engine_path)
     try:
-        import torch
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
-
-
-def run_engine(engine_path: Path, pixel_values: np.ndarray) -> np.ndarray:
-    """Runs a serialized engine once with torch.cuda or cupy buffers (whichever is present)."""
-    import tensorrt as trt
-
-    logger = trt.Logger(trt.Logger.WARNING)
-    engine = trt.Runtime(logger).deserialize_cuda_engine(engine_path.read_bytes())
-    if engine is None:
-        raise ExportError(f"TensorRT cannot deserialize {engine_path.name}")
-    context = engine.create_execution_context()
-    pixel_values = np.ascontiguousarray(pixel_values, dtype=np.float32)
-    context.set_input_shape(INPUT_NAME, tuple(pixel_values.shape))
-    out_shape = tuple(context.get_tensor_shape(OUTPUT_NAME))
-    run = _run_with_torch if _torch_cuda_available() else _run_with_cupy
-    return run(context, pixel_values, out_shape, engine_path.name)
+        features = runner.infer(np.ascontiguousarray(pixel_values, dtype=np.float32))
+    except RuntimeError as exc:  # TensorRT refused the shape or failed to run: the export failed
+        raise ExportError(str(exc)) from exc
+    return cupy.asnumpy(features)
 
 
 def engine_parity(engine_path: Path, pixel_values: np.ndarray, reference: np.ndarray, *, precision: str) -> Parity:
     """Engine vs ONNX Runtime on the ONNX parity input; ExportError when the engine is broken."""
-    parity = compare_features(run_engine(engine_path, pixel_values), reference, against="onnxruntime")
+    parity = compare_features(engine_features(engine_path, pixel_values), reference, against="onnxruntime")
     if not parity.min_cosine >= MIN_COSINE[precision]:
         raise ExportError(
             f"{engine_path.name} does not reproduce the ONNX model: {parity.describe()} "

@@ -1,4 +1,7 @@
-"""The TensorRT path: what runs without a GPU (validation, naming, availability), and a GPU build."""
+"""The export's TensorRT path: what runs without a GPU (validation, availability), and a GPU build.
+
+Versions, names and the runner are insid3.tensorrt's: tests/test_tensorrt_*.py.
+"""
 
 from __future__ import annotations
 
@@ -15,36 +18,16 @@ from insid3.export import tensorrt_build as trt_build
 from insid3.export.pipeline import _resolve_trt
 
 
-@pytest.mark.parametrize(("name", "slug"), [
-    ("NVIDIA H100 80GB HBM3", "nvidia-h100"),
-    ("NVIDIA H200", "nvidia-h200"),
-    ("NVIDIA H100 PCIe", "nvidia-h100-pcie"),
-    ("NVIDIA GeForce RTX 4090", "nvidia-geforce-rtx-4090"),
-    ("NVIDIA A100-SXM4-40GB", "nvidia-a100-sxm4"),
-    ("Tesla T4", "tesla-t4"),
-])
-def test_gpu_slug(name, slug):
-    assert trt_build.gpu_slug(name) == slug
-
-
-def test_engine_and_cache_names_carry_precision_gpu_and_version():
-    assert trt_build.engine_file_name("fp16", "NVIDIA H100 80GB HBM3", "10.13.0.35") == \
-        "model.fp16.nvidia-h100.trt10.13.0.engine"
-    assert trt_build.engine_file_name("bf16", "NVIDIA H200", "10.14.1") == "model.bf16.nvidia-h200.trt10.14.1.engine"
-    assert trt_build.timing_cache_file_name("NVIDIA H200", "10.13.3.9") == "nvidia-h200.trt10.13.3.timing.cache"
-    with pytest.raises(SettingsError):
-        trt_build.engine_file_name("int8", "NVIDIA H200", "10.13.0")
+def test_precision_validation():
+    assert trt_build.validate_precision("bf16") == "bf16"
+    with pytest.raises(SettingsError, match="precision 'int8' is not one of"):
+        trt_build.validate_precision("int8")
 
 
 @pytest.mark.parametrize("value", [0, -1, 257, True, 2.0])
 def test_max_batch_validation(value):
     with pytest.raises(SettingsError, match="max batch"):
         trt_build.validate_max_batch(value)
-
-
-def test_version_parsing():
-    assert trt_build.parse_version("10.13.0.35") == (10, 13, 0)
-    assert trt_build.parse_version("10.8.0") < trt_build.MIN_TENSORRT <= trt_build.parse_version("11.0.0")
 
 
 @pytest.fixture
@@ -64,14 +47,13 @@ def test_trt_without_tensorrt_is_one_clear_line(no_tensorrt):
 
 def test_old_tensorrt_is_refused_with_the_reason(monkeypatch):
     _fake_tensorrt(monkeypatch, "10.8.0.43")
-    reason = trt_build.tensorrt_unavailable_reason()
-    assert "tensorrt 10.8.0.43 is installed" in reason and re.search(r"4558, 4723, 4742", reason)
+    with pytest.raises(BackendUnavailableError, match=r"tensorrt 10\.8\.0\.43 is installed.*4558, 4723, 4742"):
+        trt_build.require_tensorrt()
 
 
-def test_tensorrt_without_a_cuda_device(monkeypatch):
-    _fake_tensorrt(monkeypatch, "10.13.0.35")
-    monkeypatch.setattr(trt_build, "cuda_device_name", lambda: None)
-    assert trt_build.tensorrt_unavailable_reason() == "no CUDA device is visible (torch.cuda / cupy)"
+def test_build_refuses_an_unknown_precision_before_looking_for_tensorrt(no_tensorrt, tmp_path):
+    with pytest.raises(SettingsError, match="precision 'int8' is not one of"):
+        trt_build.build_engine(tmp_path / "model.onnx", tmp_path, precision="int8", max_batch=1, resolution=224)
 
 
 def test_default_skips_the_engine_and_says_why(no_tensorrt):
