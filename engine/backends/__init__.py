@@ -1,8 +1,9 @@
 """Backends by name, imported lazily: a backend's heavy library loads only when it is chosen.
 
-`auto` picks the TensorRT engine on a GPU, else ONNX Runtime on CUDA, else the fastest CPU
-backend installed (OpenVINO, then ONNX Runtime). `torch` runs the eager export model and is
-never picked automatically: it is for development and comparisons.
+`auto` takes, among the backends that can run here, those that run on a GPU first, each group
+in the entries' `auto_rank` order: TensorRT on a GPU, then ONNX Runtime on CUDA, then OpenVINO,
+then ONNX Runtime on the CPU. `torch` runs the eager export model and is never picked
+automatically: it is for development and comparisons.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import logging
 from dataclasses import dataclass
 
 from insid3.engine.backends.base import Backend, BackendOptions
-from insid3.format.bundle import Bundle
 from insid3.errors import BackendUnavailableError
+from insid3.format.bundle import Bundle
 
 log = logging.getLogger("insid3.engine")
 
@@ -21,13 +22,18 @@ log = logging.getLogger("insid3.engine")
 @dataclass(frozen=True)
 class BackendEntry:
     name: str
-    module: str  # module under insid3.engine.backends holding `unavailable_reason` and `load`
+    module: str  # under insid3.engine.backends, holding unavailable_reason, runs_on_gpu_here, load
+    auto_rank: int | None  # auto's order within the GPU and then the CPU group; None: never auto
 
     def _module(self):
         return importlib.import_module(f"insid3.engine.backends.{self.module}")
 
     def unavailable_reason(self, bundle: Bundle, options: BackendOptions) -> str | None:
         return self._module().unavailable_reason(bundle, options)
+
+    def runs_on_gpu_here(self, options: BackendOptions) -> bool:
+        """Whether it would run on a GPU here (asked only of entries that can run here)."""
+        return self._module().runs_on_gpu_here(options)
 
     def load(self, bundle: Bundle, options: BackendOptions) -> Backend:
         return self._module().load(bundle, options)
@@ -36,19 +42,28 @@ class BackendEntry:
 BACKENDS: dict[str, BackendEntry] = {
     entry.name: entry
     for entry in (
-        BackendEntry("tensorrt", "tensorrt_backend"),
-        BackendEntry("onnxruntime", "onnxruntime_backend"),
-        BackendEntry("openvino", "openvino_backend"),
-        BackendEntry("torch", "torch_backend"),
+        BackendEntry("tensorrt", "tensorrt_backend", auto_rank=0),
+        BackendEntry("onnxruntime", "onnxruntime_backend", auto_rank=2),
+        BackendEntry("openvino", "openvino_backend", auto_rank=1),
+        BackendEntry("torch", "torch_backend", auto_rank=None),
     )
 }
-# auto's order of preference; each entry's own check decides whether it can run here.
-AUTO_ORDER = ("tensorrt", "onnxruntime-cuda", "openvino", "onnxruntime")
 
 
 def availability(bundle: Bundle, options: BackendOptions = BackendOptions()) -> dict[str, str | None]:
     """name -> None when it can run here, else the reason it cannot."""
     return {name: entry.unavailable_reason(bundle, options) for name, entry in BACKENDS.items()}
+
+
+def auto_order(reasons: dict[str, str | None], options: BackendOptions) -> list[str]:
+    """The backends auto would try, best first: those that can run here and take part in auto,
+    GPU ones before CPU ones, each group by `auto_rank`."""
+    candidates = [
+        entry for name, entry in BACKENDS.items()
+        if reasons[name] is None and entry.auto_rank is not None
+    ]
+    candidates.sort(key=lambda entry: (not entry.runs_on_gpu_here(options), entry.auto_rank))
+    return [entry.name for entry in candidates]
 
 
 def _summary(reasons: dict[str, str | None]) -> str:
@@ -58,15 +73,11 @@ def _summary(reasons: dict[str, str | None]) -> str:
 
 def _auto(bundle: Bundle, options: BackendOptions) -> Backend:
     reasons = availability(bundle, options)
-    for choice in AUTO_ORDER:
-        if choice == "onnxruntime-cuda":
-            ort = importlib.import_module("insid3.engine.backends.onnxruntime_backend")
-            if reasons["onnxruntime"] is None and ort.cuda_available():
-                return BACKENDS["onnxruntime"].load(bundle, options)
-        elif reasons[choice] is None:
-            return BACKENDS[choice].load(bundle, options)
-    details = "; ".join(f"{name}: {why}" for name, why in reasons.items())
-    raise BackendUnavailableError(f"no backend can run this bundle here ({details})")
+    order = auto_order(reasons, options)
+    if not order:
+        details = "; ".join(f"{name}: {why}" for name, why in reasons.items())
+        raise BackendUnavailableError(f"no backend can run this bundle here ({details})")
+    return BACKENDS[order[0]].load(bundle, options)
 
 
 def load_backend(bundle: Bundle, name: str = "auto", options: BackendOptions = BackendOptions()) -> Backend:

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from insid3.engine.backends.base import BackendOptions, check_features, check_pixel_batch
-from insid3.format.tensors import INPUT_NAME, OUTPUT_NAME
+from insid3.engine.backends.base import Backend, BackendOptions
 from insid3.format.bundle import Bundle
+from insid3.format.tensors import INPUT_NAME, OUTPUT_NAME
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
@@ -26,7 +26,8 @@ def unavailable_reason(bundle: Bundle, options: BackendOptions) -> str | None:
     return None
 
 
-def cuda_available() -> bool:
+def runs_on_gpu_here(options: BackendOptions) -> bool:
+    """True when this install has the CUDA provider and CuPy sees a device to hand us arrays on."""
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -39,20 +40,18 @@ def cuda_available() -> bool:
         return False
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, bundle: Bundle, options: BackendOptions) -> None:
         import onnxruntime as ort
 
-        self._bundle = bundle
-        self.max_batch = None
-        self.precision = "fp32"
+        super().__init__(bundle)
         session_options = ort.SessionOptions()
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if options.num_threads:
             session_options.intra_op_num_threads = options.num_threads
-        on_gpu = cuda_available()
+        on_gpu = runs_on_gpu_here(options)
         providers = [p for p in GPU_PROVIDERS if on_gpu and p in ort.get_available_providers()]
         providers.append("CPUExecutionProvider")
         self._session = ort.InferenceSession(
@@ -64,20 +63,15 @@ class OnnxRuntimeBackend:
             import cupy
 
             self.xp, self.device = cupy, f"cuda:{options.device_id}"
-        else:
-            self.xp, self.device = np, "cpu"
 
-    def features(self, pixel_values: np.ndarray) -> Any:
-        check_pixel_batch(pixel_values, self._bundle.metadata.resolution)
+    def _infer(self, pixel_values: np.ndarray) -> Any:
         if self.xp is np:
             (out,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: pixel_values})
-        else:
-            out = self._run_on_device(pixel_values)
-        check_features(out, self._bundle, pixel_values.shape[0], self.name)
-        return out
+            return out
+        return self._run_on_device(pixel_values)
 
     def _run_on_device(self, pixel_values: np.ndarray) -> Any:
-        meta = self._bundle.metadata
+        meta = self.bundle.metadata
         out = self.xp.empty((pixel_values.shape[0], meta.num_patches, meta.embed_dim), self.xp.float32)
         binding = self._session.io_binding()
         binding.bind_cpu_input(INPUT_NAME, pixel_values)

@@ -10,9 +10,9 @@ import importlib.util
 
 import numpy as np
 
-from insid3.engine.backends.base import BackendOptions, check_features, check_pixel_batch
-from insid3.format.tensors import INPUT_NAME, OUTPUT_NAME
+from insid3.engine.backends.base import Backend, BackendOptions
 from insid3.format.bundle import Bundle
+from insid3.format.tensors import INPUT_NAME, OUTPUT_NAME
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
 
@@ -27,22 +27,23 @@ def unavailable_reason(bundle: Bundle, options: BackendOptions) -> str | None:
     return None
 
 
+def runs_on_gpu_here(options: BackendOptions) -> bool:
+    return False  # the CPU plugin only
+
+
 def cpu_capabilities() -> tuple[str, ...]:
     import openvino as ov
 
     return tuple(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
 
 
-class OpenVinoBackend:
+class OpenVinoBackend(Backend):
     name = "openvino"
-    device = "cpu"
-    xp = np
-    max_batch = None
 
     def __init__(self, bundle: Bundle, options: BackendOptions) -> None:
         import openvino as ov
 
-        self._bundle = bundle
+        super().__init__(bundle)
         self.precision = options.precision
         config = {
             "INFERENCE_PRECISION_HINT": PRECISION_HINTS[options.precision],
@@ -55,16 +56,10 @@ class OpenVinoBackend:
         self._request = self._compiled.create_infer_request()
         self._output = self._compiled.output(OUTPUT_NAME)
 
-    def features(self, pixel_values: np.ndarray) -> np.ndarray:
-        check_pixel_batch(pixel_values, self._bundle.metadata.resolution)
+    def _infer(self, pixel_values: np.ndarray) -> np.ndarray:
         result = self._request.infer({INPUT_NAME: pixel_values})
         # The request reuses its output buffer on the next call: copy it out.
-        out = np.array(result[self._output], dtype=np.float32, copy=True)
-        check_features(out, self._bundle, pixel_values.shape[0], self.name)
-        return out
-
-    def synchronize(self) -> None:
-        """Inference is synchronous here."""
+        return np.array(result[self._output], dtype=np.float32, copy=True)
 
 
 def load(bundle: Bundle, options: BackendOptions) -> OpenVinoBackend:

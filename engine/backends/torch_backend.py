@@ -10,7 +10,7 @@ import importlib.util
 
 import numpy as np
 
-from insid3.engine.backends.base import BackendOptions, check_features, check_pixel_batch
+from insid3.engine.backends.base import Backend, BackendOptions
 from insid3.format.bundle import Bundle
 
 
@@ -22,34 +22,28 @@ def unavailable_reason(bundle: Bundle, options: BackendOptions) -> str | None:
     return None
 
 
-class TorchBackend:
+def runs_on_gpu_here(options: BackendOptions) -> bool:
+    return False  # eager CPU execution
+
+
+class TorchBackend(Backend):
     name = "torch"
-    device = "cpu"
-    precision = "fp32"
-    xp = np
-    max_batch = None
 
     def __init__(self, bundle: Bundle, options: BackendOptions) -> None:
         import torch
 
         from insid3.export import build_backbone
 
+        super().__init__(bundle)
         meta = bundle.metadata
-        self._bundle = bundle
         self._torch = torch
         if options.num_threads:
             torch.set_num_threads(options.num_threads)
         self._model = build_backbone(meta.arch, meta.weights, resolution=meta.resolution)
 
-    def features(self, pixel_values: np.ndarray) -> np.ndarray:
-        check_pixel_batch(pixel_values, self._bundle.metadata.resolution)
+    def _infer(self, pixel_values: np.ndarray) -> np.ndarray:
         with self._torch.inference_mode():
-            out = self._model(self._torch.from_numpy(pixel_values)).numpy()
-        check_features(out, self._bundle, pixel_values.shape[0], self.name)
-        return out
-
-    def synchronize(self) -> None:
-        """Eager CPU execution is synchronous."""
+            return self._model(self._torch.from_numpy(pixel_values)).numpy()
 
 
 def load(bundle: Bundle, options: BackendOptions) -> TorchBackend:
