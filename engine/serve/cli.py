@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 import threading
 
@@ -24,21 +25,25 @@ log = logging.getLogger("insid3.serve")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     d = ServeSettings()
-    parser = argparse.ArgumentParser(prog="insid3-serve", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="insid3-serve", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--bundle", required=True, help="engine bundle folder (insid3-export)")
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (loopback only by default)")
+    parser.add_argument("--port", type=port_number, default=8000, help="TCP port, 1-65535")
     parser.add_argument("--backend", default=d.backend, help="auto, tensorrt, onnxruntime, openvino, torch")
     parser.add_argument("--max-batch", type=int, default=d.max_batch, help="targets per backbone call (1: off)")
     parser.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms, help="longest wait for a batch to fill")
     parser.add_argument("--max-queue", type=int, default=d.max_queue, help="waiting targets before 503")
     parser.add_argument("--reference-ttl", type=float, default=d.reference_ttl_s, help="seconds a reference lives")
-    parser.add_argument("--max-references", type=int, default=d.max_references)
+    parser.add_argument("--max-references", type=int, default=d.max_references, help="cached references at most")
     parser.add_argument("--max-reference-mb", type=float, default=d.max_reference_bytes / 2**20,
                         help="device memory for cached references")
-    parser.add_argument("--max-upload-mb", type=float, default=d.max_upload_bytes / 2**20)
-    parser.add_argument("--max-image-pixels", type=int, default=d.max_image_pixels)
-    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--max-upload-mb", type=float, default=d.max_upload_bytes / 2**20, help="largest request body")
+    parser.add_argument("--max-image-pixels", type=int, default=d.max_image_pixels,
+                        help="largest image (width x height) decoded")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="log verbosity")
     ray = parser.add_argument_group("Ray Serve")
     ray.add_argument("--ray", action="store_true", help="run as a Ray Serve deployment")
     ray.add_argument("--ray-address", default=None, help="join this Ray cluster (default: start a local one)")
@@ -47,6 +52,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ray.add_argument("--max-replicas", type=int, default=None, help="autoscaling upper bound")
     ray.add_argument("--replica-cpus", type=float, default=1.0, help="CPUs per replica when there is no GPU")
     return parser.parse_args(argv)
+
+
+def port_number(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port: use 1-65535")
+    return port
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before any model loads: a port in use fails in one line."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as exc:
+        raise Insid3Error(f"--host {host} cannot be resolved: {exc.strerror}") from None
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        raise Insid3Error(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return listener
 
 
 def settings_from(args: argparse.Namespace) -> ServeSettings:
@@ -69,10 +100,12 @@ def serve_local(args: argparse.Namespace, settings: ServeSettings) -> None:
     from insid3.engine.segmenter import Segmenter
     from insid3.engine.serve.local import create_local_app
 
+    listener = bind_listener(args.host, args.port)
     segmenter = Segmenter.from_bundle(args.bundle, backend=settings.backend)
     log.info("engine: %s", segmenter.describe())
     app = create_local_app(segmenter, settings)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    uvicorn.Server(config).run(sockets=[listener])
 
 
 def serve_ray(args: argparse.Namespace, settings: ServeSettings) -> None:
@@ -85,6 +118,7 @@ def serve_ray(args: argparse.Namespace, settings: ServeSettings) -> None:
     from insid3.engine.serve.ray_app import NAMESPACE, REGISTRY_NAME, RayOptions, build_application
 
     bundle = load_bundle(args.bundle)  # fail here, in one line, not in every replica
+    bind_listener(args.host, args.port).close()  # Ray binds it itself; fail early when it is taken
     options = RayOptions(args.num_replicas, args.min_replicas, args.max_replicas, args.replica_cpus)
     ray.init(address=args.ray_address, include_dashboard=False, logging_level=logging.WARNING)
     stop = threading.Event()
