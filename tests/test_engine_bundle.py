@@ -162,3 +162,21 @@ def test_a_damaged_basis_file_is_a_bundle_error(tmp_path):
     (tmp_path / BASIS_FILE).write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(BundleError, match=f"{BASIS_FILE} cannot be read"):
         load_bundle(tmp_path).positional_basis()
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_a_model_its_backend_cannot_read_is_a_bundle_error(tiny_bundle, tmp_path, backend):
+    """Recorded digests match (the file was exported that way), but the library refuses it."""
+    import shutil
+
+    from insid3.engine import Segmenter
+
+    bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")
+    (bundle / ONNX_FILE).write_bytes(b"\x08\x07 not a protobuf model")
+    meta = load_bundle(bundle, verify=False).metadata
+    artifacts = tuple(describe_file(bundle, ONNX_FILE, kind="onnx", precision="fp32") if a.kind == "onnx" else a
+                      for a in meta.artifacts)
+    write_metadata(bundle, meta.with_artifacts(artifacts))
+    with pytest.raises(BundleError, match=rf"the {backend} backend cannot load its model .*re-export") as error:
+        Segmenter.from_bundle(bundle, backend=backend)
+    assert "\n" not in str(error.value)

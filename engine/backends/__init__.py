@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from insid3.engine.backends.base import Backend, BackendOptions
-from insid3.errors import BackendUnavailableError
+from insid3.errors import BackendUnavailableError, BundleError, Insid3Error
 from insid3.format.bundle import Bundle
 
 log = logging.getLogger("insid3.engine")
@@ -77,7 +77,21 @@ def _auto(bundle: Bundle, options: BackendOptions) -> Backend:
     if not order:
         details = "; ".join(f"{name}: {why}" for name, why in reasons.items())
         raise BackendUnavailableError(f"no backend can run this bundle here ({details})")
-    return BACKENDS[order[0]].load(bundle, options)
+    return _load(BACKENDS[order[0]], bundle, options)
+
+
+def _load(entry: BackendEntry, bundle: Bundle, options: BackendOptions) -> Backend:
+    """The entry's backend; a library that cannot read the bundle's model is a BundleError."""
+    try:
+        return entry.load(bundle, options)
+    except Insid3Error:
+        raise
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime, OpenVINO and TensorRT raise their own types
+        first_line = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        raise BundleError(
+            f"bundle {bundle.folder}: the {entry.name} backend cannot load its model "
+            f"({exc.__class__.__name__}: {first_line[:300]}): re-export the bundle with this insid3"
+        ) from exc
 
 
 def load_backend(bundle: Bundle, name: str = "auto", options: BackendOptions = BackendOptions()) -> Backend:
@@ -93,6 +107,6 @@ def load_backend(bundle: Bundle, name: str = "auto", options: BackendOptions = B
         if reason is not None:
             reasons = availability(bundle, options)
             raise BackendUnavailableError(f"backend {name!r} cannot run here: {reason} ({_summary(reasons)})")
-        backend = entry.load(bundle, options)
+        backend = _load(entry, bundle, options)
     log.info("backend %s on %s (%s)", backend.name, backend.device, backend.precision)
     return backend
