@@ -7,35 +7,37 @@
 + 1, i.e. it keeps exactly the merges whose average distance is < 1 - tau, strictly.
 
 Methods (peak memory at N = 4096: resident-set growth while clustering one ViT-L 1024 px image,
-measured by benchmarks/bench_kernels.py; it includes the 64 MiB float32 distance or Gram matrix):
-- "chain" (NumPy, needs Numba): a nearest-neighbour chain that only visits clusters joined by
-  an edge of the "d < 1 - tau" graph and keeps float64 sums of distances for those (see
+measured by the kernel benchmark; it includes the 64 MiB float32 distance or Gram matrix):
+- "chain" (NumPy, Numba): a nearest-neighbour chain that only visits clusters joined by an edge
+  of the "d < 1 - tau" graph and keeps float64 sums of distances for those (see
   linkage_chain.py); exact, reads the Gram matrix's upper triangle directly (no mirrored
   matrix, no distance matrix). Graphs with more than 5% of the pairs as edges go to the classic
   dense chain instead (linkage_dense_chain.py), also exact. 140 MiB: the Gram matrix + the
   float64 sums (kept per thread).
-- "components" (NumPy): connected components of the "d < 1 - tau" graph, fastcluster average
-  linkage (float64, like scipy) inside each; exact. 153 MiB: distances + 16 MiB adjacency + the
-  float64 condensed matrix of the largest component (67 MiB when it holds every patch).
 - "reciprocal" (NumPy or CuPy): parallel reciprocal-nearest-neighbour merging in float32 (see
   linkage_reciprocal.py); equal to sklearn except for cluster pairs whose average distance is
   within float32 rounding (~1e-6) of 1 - tau. 225 MiB: distances + the merged rows and the
   compacted matrix of the first round (both shrink with the rounds). No float64 N x N copy.
+  It is the GPU path, and runs on NumPy too, which is how its CPU tests cover it.
 - "auto": "reciprocal" for CuPy arrays (cuML has no average linkage; this keeps the matrix on
-  the GPU); "chain" for NumPy, or "components" where Numba cannot be imported.
+  the GPU); "chain" for NumPy.
 sklearn itself: 369 MiB (int64 triangle indices, float32 and float64 condensed copies).
+
+Numba is required, not optional: the CPU default, "chain", is Numba code, exact and the fastest
+CPU method measured. A fallback for installs without Numba (fastcluster inside each connected
+component of the graph, say) would be a second exact CPU path to keep equal to sklearn and
+tested, for a case the package's dependencies already rule out; there is none.
 
 Labels are canonical: clusters are numbered by their first (smallest-index) patch, so cluster 0
 holds patch 0. Ties between exactly equal distances may be broken differently from sklearn
 (scipy's nearest-neighbour chain visits candidates in its own order): "reciprocal" takes the
 smallest patch index, as numpy/torch argmin; "chain" prefers its chain predecessor, then the
-smallest index; "components" follows fastcluster's order. A tie
-only changes the partition when the tied merges lead to different clusters below 1 - tau.
+smallest index. A tie only changes the partition when the tied merges lead to different
+clusters below 1 - tau.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -43,28 +45,15 @@ import numpy as np
 from insid3.kernels.arrays import Array, KernelInputError, array_module, require
 from insid3.kernels.linkage_reciprocal import reciprocal_linkage
 
-Method = Literal["auto", "chain", "reciprocal", "components"]
-METHODS = ("auto", "chain", "reciprocal", "components")
-
-
-@dataclass(frozen=True, eq=False)
-class LinkageResult:
-    """labels: (N,) int64 canonical cluster ids; method: the method that ran; rounds: merge rounds
-    of "reciprocal" (else 0); components: connected components of the "< 1 - tau"
-    graph ("components" only, else 0); n_clusters: K."""
-
-    labels: Array
-    method: str
-    rounds: int
-    components: int
-    n_clusters: int
+Method = Literal["auto", "chain", "reciprocal"]
+METHODS = ("auto", "chain", "reciprocal")
 
 
 def distance_threshold(tau: float) -> float:
     """1 - tau as the reference hands it to sklearn (float64)."""
     tau = float(tau)
     if not 0.0 < tau <= 1.0:
-        raise KernelInputError(f"average_linkage: tau={tau} must be in (0, 1]")
+        raise KernelInputError(f"average_linkage_clusters: tau={tau} must be in (0, 1]")
     return float(1.0 - tau)
 
 
@@ -86,7 +75,7 @@ def gram_upper(features: Array) -> np.ndarray:
     """F F^T (N, N) float32 of NumPy features with only the upper triangle (and the diagonal)
     valid: one BLAS ssyrk, a symmetric rank-k update with half the flops of a GEMM, writing the
     lower triangle in column-major order, i.e. the upper triangle of the row-major transpose."""
-    from scipy.linalg.blas import ssyrk  # scipy is a runtime dependency (fastcluster's path too)
+    from scipy.linalg.blas import ssyrk  # scipy is a runtime dependency
 
     # features.T of a C-contiguous (N, C) array is a Fortran (C, N) array: no copy for BLAS.
     return ssyrk(1.0, np.ascontiguousarray(features).T, trans=1, lower=1).T
@@ -121,66 +110,44 @@ def canonical_labels(root: Array) -> Array:
     return rank[root].astype(xp.int64)
 
 
-def numba_available() -> bool:
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _resolve(method: str, xp) -> str:
+def resolve_method(method: str, xp) -> str:
+    """The method that runs for `method` on arrays of module `xp`: "auto" is "reciprocal" on
+    CuPy and "chain" on NumPy; "chain" on CuPy arrays is an error (no hidden transfers)."""
     if method not in METHODS:
-        raise KernelInputError(f"average_linkage: method must be one of {METHODS}, got {method!r}")
+        raise KernelInputError(f"average_linkage_clusters: method must be one of {METHODS}, got {method!r}")
     if method == "auto":
-        if xp.__name__ == "cupy":
-            return "reciprocal"
-        return "chain" if numba_available() else "components"
-    if method in ("chain", "components") and xp.__name__ != "numpy":
+        return "reciprocal" if xp.__name__ == "cupy" else "chain"
+    if method == "chain" and xp.__name__ != "numpy":
         raise KernelInputError(
-            f"average_linkage: method={method!r} runs on the CPU and needs NumPy arrays; use "
+            "average_linkage_clusters: method='chain' runs on the CPU and needs NumPy arrays; use "
             "'reciprocal' for CuPy arrays (no hidden device transfers)"
         )
-    if method == "chain" and not numba_available():
-        raise KernelInputError("average_linkage: method='chain' needs numba (pip install numba), not installed")
     return method
 
 
-def average_linkage(
+def average_linkage_clusters(
     features: Array, tau: float, *, method: Method = "auto", use_cuda_kernels: bool = True
-) -> LinkageResult:
-    """Cluster (N, C) float32 L2-normalised features; see the module docstring.
+) -> Array:
+    """Cluster labels (N,) int64 of (N, C) float32 L2-normalised features, canonical (see the
+    module docstring), on the features' device.
 
     use_cuda_kernels: for "reciprocal" on CuPy arrays, run the CUDA kernels of
     linkage_reciprocal.cu (same values as the composed calls); ignored for NumPy.
     """
-    require("average_linkage", "features", features, ndim=2, dtype="float32")
+    require("average_linkage_clusters", "features", features, ndim=2, dtype="float32")
     xp = array_module(features)
-    resolved = _resolve(method, xp)
+    resolved = resolve_method(method, xp)
     threshold = distance_threshold(tau)
     n = features.shape[0]
     if n == 0:
-        raise KernelInputError("average_linkage: features has no rows (shape (0, C))")
+        raise KernelInputError("average_linkage_clusters: features has no rows (shape (0, C))")
     if n == 1:
-        return LinkageResult(xp.zeros(1, dtype=xp.int64), resolved, 0, 1 if resolved == "components" else 0, 1)
-    rounds = components = 0
+        return xp.zeros(1, dtype=xp.int64)
     if resolved == "chain":
-        from insid3.kernels.linkage_chain import chain_linkage  # numba: CPU only
+        # Imported here: Numba's import (and its compiled-kernel cache) is paid by the CPU path only.
+        from insid3.kernels.linkage_chain import chain_linkage
 
-        root, _ = chain_linkage(gram_upper(features), threshold, from_gram=True)
-        labels = canonical_labels(root)
-        return LinkageResult(labels, resolved, rounds, components, int(labels.max()) + 1)
-    distances = cosine_distances(features)
-    if resolved == "reciprocal":
-        root, rounds = reciprocal_linkage(distances, threshold, use_cuda_kernels=use_cuda_kernels)
+        root, _ = chain_linkage(gram_upper(features), threshold)
     else:
-        from insid3.kernels.linkage_components import component_linkage  # fastcluster: CPU only
-
-        root, components = component_linkage(distances, threshold)
-    labels = canonical_labels(root)
-    return LinkageResult(labels, resolved, rounds, components, int(labels.max()) + 1)
-
-
-def average_linkage_clusters(features: Array, tau: float, *, method: Method = "auto") -> Array:
-    """Cluster labels (N,) int64 of average_linkage(features, tau, method=method)."""
-    return average_linkage(features, tau, method=method).labels
+        root, _ = reciprocal_linkage(cosine_distances(features), threshold, use_cuda_kernels=use_cuda_kernels)
+    return canonical_labels(root)

@@ -32,27 +32,12 @@ to linkage_dense_chain.py, which uses the same buffer as its condensed distance 
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from numba import njit
 
+from insid3.kernels._chain_common import find_root, gram_distance, gram_row_distances, sums_buffer
+from insid3.kernels.linkage_dense_chain import condensed_gram_distances, dense_chain_below
 from insid3.kernels.linkage_reciprocal import float32_limit
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _distance(upper, i, j, from_gram):
-    """d(i, j) as float64 from the upper triangle of a Gram (1 - clip, in float32) or distance matrix."""
-    if i > j:
-        i, j = j, i
-    value = upper[i, j]
-    if from_gram:
-        if value > np.float32(1.0):
-            value = np.float32(1.0)
-        if value < np.float32(-1.0):
-            value = np.float32(-1.0)
-        value = np.float32(1.0) - value
-    return np.float64(value)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -63,29 +48,8 @@ def _pair(i, j, n):
     return i * (2 * n - i - 1) // 2 + j - i - 1
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _find(parent, x):
-    while parent[x] != x:  # path halving
-        parent[x] = parent[parent[x]]
-        x = parent[x]
-    return x
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _row_distances(upper, i, from_gram, out):
-    """out[j - i - 1] = d(i, j) for j > i, float32 as `_distance` (one tight loop per row)."""
-    row = upper[i]
-    n = row.shape[0]
-    if from_gram:
-        for j in range(i + 1, n):
-            out[j - i - 1] = np.float32(1.0) - min(max(row[j], np.float32(-1.0)), np.float32(1.0))
-    else:
-        for j in range(i + 1, n):
-            out[j - i - 1] = row[j]
-
-
 @njit(cache=True, nogil=True)
-def threshold_edges(upper, from_gram, limit, max_edges):
+def threshold_edges(upper, limit, max_edges):
     """Pairs i < j with d(i, j) < limit: (first, second, complete), two int32 arrays in row-major
     order. limit is float32 (linkage_reciprocal.float32_limit(t)), so the test equals sklearn's
     float64 d < t. Stops early with complete=False (and no pairs) once there are more than
@@ -100,7 +64,7 @@ def threshold_edges(upper, from_gram, limit, max_edges):
     second = np.empty(16 * n, dtype=np.int32)
     e = 0
     for i in range(n - 1):
-        _row_distances(upper, i, from_gram, row)
+        gram_row_distances(upper, i, row)
         count = 0
         for j in range(n - i - 1):
             count += row[j] < limit
@@ -125,14 +89,14 @@ def threshold_edges(upper, from_gram, limit, max_edges):
 
 
 @njit(cache=True, nogil=True)
-def _block_sum(upper, from_gram, next_member, a, k):
+def _block_sum(upper, next_member, a, k):
     """W(a, k): the sum of patch distances between the members of clusters a and k."""
     total = 0.0
     x = a
     while x != -1:
         y = k
         while y != -1:
-            total += _distance(upper, x, y, from_gram)
+            total += gram_distance(upper, x, y)
             y = next_member[y]
         x = next_member[x]
     return total
@@ -177,11 +141,11 @@ def _compact(pool, offset, length, alive, extra):
 
 
 @njit(cache=True, nogil=True)
-def chain_below(upper, from_gram, threshold, first, second, sums):
+def chain_below(upper, threshold, first, second, sums):
     """Every merge of average linkage below `threshold`; returns (root, merges, pairs_summed).
 
-    upper: (N, N) float32 whose upper triangle holds the Gram matrix (from_gram) or the distances;
-    first, second: the pairs of threshold_edges(upper, from_gram, float32_limit(threshold), ...);
+    upper: (N, N) float32 whose upper triangle holds the Gram matrix;
+    first, second: the pairs of threshold_edges(upper, float32_limit(threshold), ...);
     sums: float64 scratch of N (N - 1) / 2 entries (condensed W; only neighbouring pairs are written).
     root[i] = the smallest patch index of i's cluster (a merged cluster keeps the smaller slot).
     """
@@ -195,7 +159,7 @@ def chain_below(upper, from_gram, threshold, first, second, sums):
     used = pool.shape[0] - n
     for e in range(first.shape[0]):
         i, j = first[e], second[e]
-        sums[_pair(i, j, n)] = _distance(upper, i, j, from_gram)
+        sums[_pair(i, j, n)] = gram_distance(upper, i, j)
     # stamps instead of cleared flags: "k is a neighbour of A / of B / already listed" this merge
     near_a = np.full(n, -1, dtype=np.int64)
     near_b = np.full(n, -1, dtype=np.int64)
@@ -221,7 +185,7 @@ def chain_below(upper, from_gram, threshold, first, second, sums):
         if previous >= 0:
             best = sums[_pair(a, previous, n)] / (np.float64(size[a]) * np.float64(size[previous]))
         for q in range(offset[a], offset[a] + length[a]):
-            k = _find(parent, pool[q])
+            k = find_root(parent, pool[q])
             if k == a or not alive[k]:
                 continue
             d = sums[_pair(a, k, n)] / (np.float64(size[a]) * np.float64(size[k]))
@@ -244,7 +208,7 @@ def chain_below(upper, from_gram, threshold, first, second, sums):
             x = a if side == 0 else b
             stamp = near_a if side == 0 else near_b
             for q in range(offset[x], offset[x] + length[x]):
-                k = _find(parent, pool[q])
+                k = find_root(parent, pool[q])
                 if k == a or k == b or not alive[k]:
                     continue
                 stamp[k] = merges
@@ -259,12 +223,12 @@ def chain_below(upper, from_gram, threshold, first, second, sums):
             if near_a[k] == merges:
                 w_a = sums[_pair(a, k, n)]
             else:
-                w_a = _block_sum(upper, from_gram, next_member, a, k)
+                w_a = _block_sum(upper, next_member, a, k)
                 pairs_summed += size[a] * size[k]
             if near_b[k] == merges:
                 w_b = sums[_pair(b, k, n)]
             else:
-                w_b = _block_sum(upper, from_gram, next_member, b, k)
+                w_b = _block_sum(upper, next_member, b, k)
                 pairs_summed += size[b] * size[k]
             sums[_pair(low, k, n)] = w_a + w_b
             pool[used + c] = k
@@ -278,24 +242,8 @@ def chain_below(upper, from_gram, threshold, first, second, sums):
         last_member[low] = last_member[high]
         merges += 1
     for i in range(n):
-        parent[i] = _find(parent, i)
+        parent[i] = find_root(parent, i)
     return parent, merges, pairs_summed
-
-
-_scratch = threading.local()
-
-
-def sums_buffer(pairs: int) -> np.ndarray:
-    """A float64 buffer of `pairs` entries for the chains' sums or distances, kept per thread.
-
-    Both chains write every entry before reading it, so stale values are harmless; a fresh
-    buffer would cost its page faults on every image instead (~10 ms of ~40 at N = 4096). Held:
-    8 bytes per patch pair of the largest image clustered by the thread (64 MiB at N = 4096).
-    """
-    buffer = getattr(_scratch, "sums", None)
-    if buffer is None or buffer.shape[0] < pairs:
-        buffer = _scratch.sums = np.empty(pairs, dtype=np.float64)
-    return buffer[:pairs]
 
 
 # Above this fraction of pairs closer than the threshold, the dense chain is faster (measured at
@@ -303,22 +251,19 @@ def sums_buffer(pairs: int) -> np.ndarray:
 DENSE_EDGE_FRACTION = 0.05
 
 
-def chain_linkage(upper: np.ndarray, threshold: float, *, from_gram: bool) -> tuple[np.ndarray, int]:
-    """Average-linkage clusters cut at distance < threshold from the upper triangle of an (N, N)
-    float32 matrix: the Gram matrix F F^T (from_gram=True; distances 1 - clip(g, -1, 1)) or the
-    distance matrix. Returns (root, edges): root[i] = smallest patch index of i's cluster;
-    edges = pairs closer than the threshold, or -1 when there were too many to list and the
-    dense chain (linkage_dense_chain.py) ran instead."""
-    from insid3.kernels.linkage_dense_chain import condensed_distances, dense_chain_below
-
+def chain_linkage(upper: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
+    """Average-linkage clusters cut at distance < threshold from the upper triangle of the (N, N)
+    float32 Gram matrix F F^T (distances 1 - clip(g, -1, 1)). Returns (root, edges): root[i] =
+    smallest patch index of i's cluster; edges = pairs closer than the threshold, or -1 when
+    there were too many to list and the dense chain (linkage_dense_chain.py) ran instead."""
     upper = np.ascontiguousarray(upper, dtype=np.float32)
     n = upper.shape[0]
     pairs = n * (n - 1) // 2
     sums = sums_buffer(pairs)
     limit = float32_limit(threshold)
-    first, second, complete = threshold_edges(upper, from_gram, limit, int(DENSE_EDGE_FRACTION * pairs))
+    first, second, complete = threshold_edges(upper, limit, int(DENSE_EDGE_FRACTION * pairs))
     if not complete:
-        condensed_distances(upper, from_gram, sums)
+        condensed_gram_distances(upper, sums)
         return dense_chain_below(sums, n, float(threshold)), -1
-    root, _, _ = chain_below(upper, from_gram, float(threshold), first, second, sums)
+    root, _, _ = chain_below(upper, float(threshold), first, second, sums)
     return root, int(first.shape[0])

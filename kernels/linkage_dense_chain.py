@@ -17,18 +17,18 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from insid3.kernels.linkage_chain import _find, _row_distances
+from insid3.kernels._chain_common import find_root, gram_row_distances
 
 
 @njit(cache=True, nogil=True)
-def condensed_distances(upper, from_gram, out):
+def condensed_gram_distances(upper, out):
     """scipy's condensed float64 distances (pairs i < j, row by row) into `out`, from the upper
-    triangle of a Gram (1 - clip, float32) or distance matrix."""
+    triangle of the Gram matrix (1 - clip, float32, as `_chain_common.gram_distance`)."""
     n = upper.shape[0]
     row = np.empty(n, dtype=np.float32)
     position = 0
     for i in range(n - 1):
-        _row_distances(upper, i, from_gram, row)
+        gram_row_distances(upper, i, row)
         for j in range(n - i - 1):
             out[position + j] = np.float64(row[j])
         position += n - i - 1
@@ -96,5 +96,5 @@ def dense_chain_below(d, n, threshold):
         parent[high] = low
         n_active = _remove(active, n_active, high)
     for i in range(n):
-        parent[i] = _find(parent, i)
+        parent[i] = find_root(parent, i)
     return parent
