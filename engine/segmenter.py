@@ -34,11 +34,6 @@ from insid3.errors import NoReferenceError, SettingsError
 log = logging.getLogger("insid3.engine")
 
 
-def as_numpy(array: Any) -> np.ndarray:
-    """Host copy of a numpy or cupy array (the one place results leave the device)."""
-    return array.get() if hasattr(array, "get") else np.asarray(array)
-
-
 class Segmenter:
     def __init__(self, bundle: Bundle, backend: Backend, hyperparameters: Hyperparameters) -> None:
         meta = bundle.metadata
@@ -178,14 +173,21 @@ class Segmenter:
         with clock.stage("aggregation"):  # backward votes (pruned) + seed and merge, doc §6 + §8
             if any_forward:
                 patch_mask = kernels.pruned_aggregate(
-                    labels, forward, features, debiased, similarity, reference.prototype,
-                    reference.debiased, reference.patch_masks, hp.merge_threshold,
+                    labels=labels,
+                    forward=forward,
+                    features=features,
+                    debiased=debiased,
+                    sim_fwd=similarity,
+                    reference=kernels.ReferenceSide(
+                        debiased=reference.debiased, patch_masks=reference.patch_masks, prototype=reference.prototype
+                    ),
+                    merge_threshold=hp.merge_threshold,
                 ).patch_mask
             else:
                 patch_mask = forward
         with clock.stage("upsample"):
             mask = kernels.upsample_mask(patch_mask.reshape(meta.patch_grid), meta.resolution, original_size)
-            mask = as_numpy(mask)
+            mask = kernels.to_numpy(mask)  # the one place results leave the device
         return mask
 
     def segment(self, target: ImageLike, reference: Reference | None = None) -> np.ndarray:

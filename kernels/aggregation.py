@@ -1,49 +1,20 @@
-"""Doc §8: cluster statistics, seed selection and merging as segment reductions (no loop over
-clusters).
-
-Only clusters that hold a candidate patch ("matched", hits > 0) need prototypes: the seed is one
-of them, and every other cluster has area weight 0, so its score cross * intra * 0 is 0
-whatever its prototype (it joins the mask only if merge_threshold < 0, as in the reference).
+"""Doc §8's per-cluster quantities as segment reductions (no loop over clusters), for
+`insid3.kernels.pruned.pruned_aggregate`.
 
 Every per-cluster quantity is a function of that cluster's own patches only, in float32
 arithmetic that does not depend on which other clusters are computed alongside it: sums by a
 grouped tree over the cluster's rows (`segment_sums`), row-wise normalisation and row-wise dot
 products (no GEMM/GEMV, whose blocking, and so rounding, depends on the other rows). So the
 prototype, <p, q~_k>, intra_k and score_k of a cluster are bit for bit the same whether they are
-computed for the matched clusters (`aggregate`) or for any other set holding that cluster
-(`insid3.kernels.pruned.pruned_aggregate`, which must reproduce `aggregate` exactly).
+computed for every cluster or for any subset holding it: pruned_aggregate computes them only for
+the clusters its decisions need, and still equals doc §8 evaluated on every cluster.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import numpy as np
 
-from insid3.kernels.arrays import NORMALIZE_EPS, Array, KernelInputError, array_module, require
-
-
-@dataclass(frozen=True, eq=False)
-class ClusterStatistics:
-    """Per-cluster quantities of doc §8 (K clusters, M matched clusters, C channels).
-
-    areas: (K,) int64 patches per cluster.
-    hits: (K,) int64 candidate patches per cluster.
-    mean_forward_similarity: (K,) float32, cross_k = mean of sim_fwd over the cluster.
-    matched: (M,) int64 ids of the clusters with hits > 0, ascending.
-    debiased_prototypes: (M, D) float32 (the debiased features' coordinates), q~_k = normalise(mean of F~t over cluster matched[m]).
-    original_prototypes: (M, C) float32, q_k = normalise(mean of F over cluster matched[m]).
-    """
-
-    areas: Array
-    hits: Array
-    mean_forward_similarity: Array
-    matched: Array
-    debiased_prototypes: Array
-    original_prototypes: Array
-
-    @property
-    def n_clusters(self) -> int:
-        return int(self.areas.shape[0])
-
+from insid3.kernels.arrays import NORMALIZE_EPS, Array, array_module
 
 # Rows summed per group and level of `segment_sums`: a segment of n rows takes
 # ceil(log_GROUP(n)) levels, and pads at most GROUP - 1 zero rows per level.
@@ -125,6 +96,15 @@ def row_dots(rows: Array, vector: Array) -> Array:
     return (rows * vector[None, :]).sum(axis=1)
 
 
+def intra_bound(channels: int) -> np.float32:
+    """A float32 B >= |intra_k| for intra_k = <q_seed, q_k> computed as `row_dots` of two rows of
+    `normalize_rows` (C = channels): with u = 2^-24 and g = C u / (1 - C u), a float32 dot product
+    is within (1 + g) of the sum of |products|, and a float32-normalised row has norm at most
+    (1 + u) / ((1 - u) sqrt(1 - g)), so |intra| <= (1 + g)(1 + u)^3 / ((1 - g)(1 - u)^2)
+    <= 1 + 2g + 6u < 1 + (4 C + 8) u (while C u < 1/8)."""
+    return np.float32(1.0 + (4 * int(channels) + 8) * 2.0**-24)
+
+
 def cluster_prototypes(values: Array, labels: Array, clusters: Array, n_clusters: int) -> Array:
     """normalise(mean of values over cluster c) for c in `clusters` ((M,) distinct ids): (M, C)
     float32. Each row depends only on its cluster's patches (`segment_sums`)."""
@@ -147,87 +127,3 @@ def area_weights(hits: Array, areas: Array) -> Array:
     per_cluster / all_areas. Nondecreasing in hits (float rounding is monotone)."""
     xp = array_module(hits, areas)
     return hits.astype(xp.float32) / areas.astype(xp.float32)
-
-
-def cluster_statistics(
-    labels: Array, candidate: Array, features: Array, debiased: Array, sim_fwd: Array
-) -> ClusterStatistics:
-    """Doc §8 statistics for labels (N,) int in [0, K) (K = labels.max() + 1), candidate (N,)
-    bool, features (N, C) and debiased (N, D) float32 (original target features, and debiased
-    ones in any orthonormal coordinates: C, or D of a DebiasFrame) and
-    sim_fwd (N,) float32. Host syncs: K and M (array sizes)."""
-    fn = "cluster_statistics"
-    require(fn, "labels", labels, ndim=1, dtype="integer")
-    n = labels.shape[0]
-    require(fn, "candidate", candidate, shape=(n,), dtype="bool")
-    require(fn, "features", features, shape=(n, None), dtype="float32")
-    # debiased may be in DebiasFrame coordinates (D wide), so only its rows must match
-    require(fn, "debiased", debiased, shape=(n, None), dtype="float32")
-    require(fn, "sim_fwd", sim_fwd, shape=(n,), dtype="float32")
-    xp = array_module(labels, candidate, features, debiased, sim_fwd)
-    if n == 0:
-        raise KernelInputError(f"{fn}: labels is empty")
-    if int(labels.min()) < 0:
-        raise KernelInputError(f"{fn}: labels must be >= 0, got a minimum of {int(labels.min())}")
-    labels = labels.astype(xp.int64, copy=False)
-    k = int(labels.max()) + 1
-    areas = xp.bincount(labels, minlength=k)
-    hits = xp.bincount(labels[xp.nonzero(candidate)[0]], minlength=k).astype(xp.int64)
-    matched = xp.nonzero(hits > 0)[0].astype(xp.int64)
-    return ClusterStatistics(
-        areas=areas.astype(xp.int64),
-        hits=hits,
-        mean_forward_similarity=mean_forward_similarity(labels, sim_fwd, areas),
-        matched=matched,
-        debiased_prototypes=cluster_prototypes(debiased, labels, matched, k),
-        original_prototypes=cluster_prototypes(features, labels, matched, k),
-    )
-
-
-def _seed_slot(stats: ClusterStatistics, prototype: Array) -> Array:
-    """Position in stats.matched of the seed: the largest <p, q~_k> (first on ties, as argmax)."""
-    xp = array_module(prototype)
-    return xp.argmax(row_dots(stats.debiased_prototypes, prototype))
-
-
-def seed_cluster(stats: ClusterStatistics, prototype: Array) -> int | None:
-    """Id of the seed cluster (among clusters with hits > 0, the largest <p, q~_k>); None when no
-    cluster holds a candidate patch."""
-    require("seed_cluster", "prototype", prototype, ndim=1, dtype="float32")
-    if stats.matched.shape[0] == 0:
-        return None
-    return int(stats.matched[_seed_slot(stats, prototype)])
-
-
-def merge_clusters(labels: Array, stats: ClusterStatistics, prototype: Array, merge_threshold: float) -> Array:
-    """Patch mask (N,) bool: patch i is foreground when its cluster's score
-    cross_k * intra_k * a_k > merge_threshold, with intra_k = <q_seed, q_k>, a_k = hits/area and
-    a_seed = 1. No matched cluster (empty candidate) gives the empty mask."""
-    require("merge_clusters", "labels", labels, ndim=1, dtype="integer")
-    require("merge_clusters", "prototype", prototype, ndim=1, dtype="float32")
-    xp = array_module(labels, prototype)
-    if stats.matched.shape[0] == 0:
-        return xp.zeros(labels.shape[0], dtype=bool)
-    seed = _seed_slot(stats, prototype)
-    intra = row_dots(stats.original_prototypes, stats.original_prototypes[seed])
-    matched = stats.matched
-    area_weight = area_weights(stats.hits[matched], stats.areas[matched])
-    area_weight[seed] = 1
-    # As the reference: (cross * intra) * area weight, float32; unmatched clusters score 0.
-    score = xp.zeros(stats.n_clusters, dtype=xp.float32)
-    score[matched] = stats.mean_forward_similarity[matched] * intra * area_weight
-    return score[labels] > xp.float32(merge_threshold)
-
-
-def aggregate(
-    labels: Array,
-    candidate: Array,
-    features: Array,
-    debiased: Array,
-    sim_fwd: Array,
-    prototype: Array,
-    merge_threshold: float,
-) -> Array:
-    """Doc §8 end to end: cluster_statistics then merge_clusters. Returns the (N,) bool patch mask."""
-    stats = cluster_statistics(labels, candidate, features, debiased, sim_fwd)
-    return merge_clusters(labels, stats, prototype, merge_threshold)

@@ -112,5 +112,6 @@ def l2_normalize(x: Array) -> Array:
 
 
 def to_numpy(x: Array) -> np.ndarray:
-    """Explicit device-to-host copy for callers (tests, benchmarks) that want NumPy results."""
+    """The explicit device-to-host copy: a NumPy array of a NumPy or CuPy array (the engine's
+    masks, tests' and benchmarks' comparisons); the kernels themselves never call it."""
     return x.get() if hasattr(x, "get") and not isinstance(x, np.ndarray) else np.asarray(x)

@@ -1,13 +1,26 @@
-"""Doc §5 (prototype) and §6 (forward and backward candidates)."""
+"""Doc §5 (prototype) and §6 (forward and backward candidates), and the reference side they
+match against (`ReferenceSide`)."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from insid3.errors import ReferenceMaskError
 from insid3.kernels.arrays import Array, KernelInputError, array_module, l2_normalize, require
+
+
+@dataclass(frozen=True, eq=False)
+class ReferenceSide:
+    """What doc §6 needs of the references, in the target's debiased coordinates: the shots'
+    debiased features (S, Nr, D) float32, their downsampled masks (S, Nr) bool, and their
+    `prototype` (D,) float32. Built once per reference; checked where it is used."""
+
+    debiased: Array
+    patch_masks: Array
+    prototype: Array
 
 
 def prototype(debiased_shots: Array, shot_masks: Array) -> Array:
@@ -78,21 +91,14 @@ def forward_candidates(sim: Array) -> Array:
 VOTE_BLOCK = 256
 
 
-def backward_votes(
-    target_debiased: Array,
-    reference_debiased: Array,
-    reference_masks: Array,
-    *,
-    only: Array | None = None,
-) -> Array:
+def backward_votes(target_debiased: Array, reference_debiased: Array, reference_masks: Array) -> Array:
     """votes[i] = number of shots whose nearest reference patch to target patch i lies in that
     shot's mask; nearest = argmax_j <F~t_i, F~r_j> over all of the shot's patches (ties: first
     index, as torch.argmax). int32 (N,).
 
     target_debiased: (N, C) float32; reference_debiased: (S, Nr, C) float32;
-    reference_masks: (S, Nr) bool. only: optional (N,) bool; votes are computed for those
-    patches and are 0 elsewhere. Pass the forward candidates: candidate = forward AND backward,
-    so the other rows cannot matter, and the (N x Nr x C) GEMM per shot shrinks accordingly.
+    reference_masks: (S, Nr) bool. Only candidate = forward AND backward patches matter, so
+    callers pass the forward rows they need voted (pruned_aggregate: a few at a time).
 
     A row's vote does not depend on which other rows are voted with it: the similarities are
     GEMMs F~r (F~t rows)^T, each entry one dot product over C whatever the number of rows, in
@@ -101,30 +107,22 @@ def backward_votes(
     """
     fn = "backward_votes"
     require(fn, "target_debiased", target_debiased, ndim=2, dtype="float32")
-    patches, channels = target_debiased.shape
+    channels = target_debiased.shape[1]
     require(fn, "reference_debiased", reference_debiased, shape=(None, None, channels), dtype="float32")
     shots, ref_patches, _ = reference_debiased.shape
     require(fn, "reference_masks", reference_masks, shape=(shots, ref_patches), dtype="bool")
-    if only is not None:
-        require(fn, "only", only, shape=(patches,), dtype="bool")
-    xp = array_module(target_debiased, reference_debiased, reference_masks, only)
-    rows = None if only is None else xp.nonzero(only)[0]
-    queries = target_debiased if rows is None else target_debiased[rows]
-    count = int(queries.shape[0])
+    xp = array_module(target_debiased, reference_debiased, reference_masks)
+    count = int(target_debiased.shape[0])
     votes = xp.zeros(count, dtype=xp.int32)
     for start in range(0, count, VOTE_BLOCK):
-        block = queries[start : start + VOTE_BLOCK]
+        block = target_debiased[start : start + VOTE_BLOCK]
         size = int(block.shape[0])
         if size == 1:
             block = xp.concatenate([block, block])
         for shot in range(shots):  # S <= a handful; one (Nr x block) similarity matrix alive at a time
             nearest = xp.argmax(reference_debiased[shot] @ block.T, axis=0)[:size]
             votes[start : start + size] += reference_masks[shot][nearest]
-    if rows is None:
-        return votes
-    full = xp.zeros(patches, dtype=xp.int32)
-    full[rows] = votes
-    return full
+    return votes
 
 
 def backward_candidates(votes: Array, shots: int) -> Array:

@@ -1,10 +1,7 @@
 """Doc §6 backward votes and §8 aggregation together, with votes only where they can change the
-mask: `pruned_aggregate` equals
-
-    aggregate(labels, forward & backward_candidates(backward_votes(...), S), ...)
-
-exactly, but computes backward votes (the (rows x Nr x D) GEMM per shot, the dominant cost of
-steps 6-8) for a small fraction of the forward patches.
+mask: `pruned_aggregate` gives exactly doc §8's patch mask on the candidates forward &
+backward_candidates(backward_votes(every patch), S), but computes backward votes (the
+(rows x Nr x D) GEMM per shot, the dominant cost of steps 6-8) for a few of the forward patches.
 
 Why it is exact. The mask depends on the backward votes only through hits_k, the number of
 candidate (= forward AND backward) patches of cluster k:
@@ -13,46 +10,42 @@ candidate (= forward AND backward) patches of cluster k:
   (b) cluster k != seed is foreground iff score_k = (cross_k * intra_k) * a_k > threshold, with
       a_k = hits_k / area_k (a cluster without hits scores 0, i.e. a_k = 0 gives the same answer).
 Everything else (areas, cross_k, both prototypes, hence <p, q~_k> and intra_k) is computed
-without votes, per cluster, bit for bit as `aggregate` computes it (aggregation.py: every
-per-cluster quantity depends only on that cluster's patches). And 0 <= hits_k <= fwd_k, the
-number of forward patches of cluster k, since candidate implies forward. So:
-  1. Seed: walk the forward patches cluster by cluster in decreasing <p, q~_k> (stable, so ties
-     by ascending id), voting a chunk of rows at a time (chunks double: 16, 32, ... rows); the
+without votes, per cluster, bit for bit the same whichever clusters are computed with it
+(aggregation.py). And 0 <= hits_k <= fwd_k, the cluster's forward patches. The named steps:
+  1. Seed walk (`_seed_walk`): the forward patches cluster by cluster in decreasing <p, q~_k>
+     (stable: ties by ascending id), voting a chunk of rows at a time (16, 32, ... rows); the
      seed is the cluster of the first candidate met. Every earlier cluster was fully voted
-     without a hit, so this is (a). No candidate at all: the empty mask, as `aggregate`.
-  2. Bounds: after the walk, hits_k is known to lie in [lo_k, hi_k] (lo_k: hits among the voted
-     rows, hi_k: lo_k plus the forward rows not voted yet). a_k is the float32 division of
-     `area_weights`, nondecreasing in hits_k, and float32 multiplication by a fixed combined_k
-     = cross_k * intra_k is monotone, so score_k lies between the float32 scores at lo_k and
-     hi_k: when both are on the same side of the threshold, so is score_k, whatever the votes.
-     Before that, clusters are decided without even intra_k when |score_k| <= fl(fl(|cross_k| *
-     B) * a(hi_k)) cannot reach the threshold, with B >= |intra_k| a rigorous bound on float32
-     dot products of float32-normalised vectors (`intra_bound`); their original-space prototypes
-     are then never computed.
-  3. Only the clusters left undecided get their remaining forward rows voted (one call), and
-     are scored exactly.
+     without a hit, so this is (a). No candidate at all: the empty mask (doc §6).
+  2. Score bounds (`_score_bounds`): hits_k lies in [lo_k, hi_k] (lo_k: hits among the voted
+     rows, hi_k: lo_k plus the forward rows not voted yet). a_k (`area_weights`, a float32
+     division) is nondecreasing in hits_k and float32 multiplication by a fixed combined_k =
+     cross_k * intra_k is monotone, so score_k lies between the float32 scores at lo_k and hi_k:
+     when both are on the same side of the threshold, so is score_k, whatever the votes. Before
+     that, clusters are decided without even intra_k when |score_k| <= fl(fl(|cross_k| * B) *
+     a(hi_k)) cannot reach the threshold, B >= |intra_k| a rigorous bound on float32 dot
+     products of float32-normalised vectors (`intra_bound`): their original-space prototypes
+     are never computed.
+  3. Votes where they matter (`_votes_where_they_matter`): only the clusters left undecided get
+     their remaining forward rows voted (one call), and are scored exactly.
+  4. Merge (`_merge`): the seed's own score (a_seed = 1) joins the decisions, per patch.
 Each call reads every reference patch, so calls are few: step 2 is first planned for the
-likeliest seed, the first cluster of the walk (with no votes yet, hits_k in [0, fwd_k]), and
-the rows its undecided clusters need are voted in the same call as the walk's first chunk.
-When that cluster is the seed (the usual case) the narrower bounds after the walk decide a
-subset of the same clusters with the same intra values and nothing is left to vote: one call
-in all. Otherwise the plan is redone for the actual seed; the extra votes only narrow bounds.
+likeliest seed, the first cluster of the walk (no votes yet: hits_k in [0, fwd_k]), and the rows
+its undecided clusters need are voted in the same call as the walk's first chunk. When that
+cluster is the seed (the usual case) the narrower bounds after the walk decide a subset of the
+same clusters with the same intra values and nothing is left to vote: one call in all.
+Otherwise the plan is redone for the actual seed; the extra votes only narrow bounds.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 
-from insid3.kernels.aggregation import (
-    area_weights,
-    cluster_prototypes,
-    mean_forward_similarity,
-    row_dots,
-)
+from insid3.kernels.aggregation import area_weights, cluster_prototypes, intra_bound, mean_forward_similarity, row_dots
 from insid3.kernels.arrays import Array, KernelInputError, array_module, require
-from insid3.kernels.matching import backward_candidates, backward_votes
+from insid3.kernels.matching import ReferenceSide, backward_candidates, backward_votes
 
 # Rows voted in the first step of the seed walk; each further step doubles it.
 FIRST_CHUNK = 16
@@ -70,6 +63,28 @@ class PrunedAggregate:
 
 
 @dataclass(frozen=True, eq=False)
+class _Clusters:
+    """What doc §8 knows of the target's K clusters before any backward vote."""
+
+    labels: Array  # (N,) int64 cluster ids in [0, K)
+    count: int  # K
+    areas: Array  # (K,) patches per cluster
+    cross: Array  # (K,) float32 mean forward similarity, cross_k
+    forward_rows: Array  # the forward patches, ascending
+    forward_counts: Array  # (K,) forward patches per cluster: hits_k <= forward_counts_k
+    reachable: Array  # clusters with a forward patch, ascending: the only ones a seed can be
+
+
+@dataclass(frozen=True, eq=False)
+class _Walk:
+    """Step 1's order: the reachable clusters by decreasing <p, q~_k> (ties by id), and their
+    forward patches in that order (within a cluster, by index)."""
+
+    clusters: Array
+    rows: Array
+
+
+@dataclass(frozen=True, eq=False)
 class _Plan:
     """Step 2 for one seed: decisions (K,) bool (final except for `undecided`), the clusters
     whose intra was needed (`tight`, ascending) with their cross * intra, the seed's score."""
@@ -81,43 +96,47 @@ class _Plan:
     undecided: Array
 
 
-def intra_bound(channels: int) -> np.float32:
-    """A float32 B >= |intra_k| for intra_k = <q_seed, q_k> computed as `row_dots` of two rows of
-    `normalize_rows` (C = channels): with u = 2^-24 and g = C u / (1 - C u), a float32 dot product
-    is within (1 + g) of the sum of |products|, and a float32-normalised row has norm at most
-    (1 + u) / ((1 - u) sqrt(1 - g)), so |intra| <= (1 + g)(1 + u)^3 / ((1 - g)(1 - u)^2)
-    <= 1 + 2g + 6u < 1 + (4 C + 8) u (while C u < 1/8)."""
-    return np.float32(1.0 + (4 * int(channels) + 8) * 2.0**-24)
-
-
-def _votes(debiased: Array, rows: Array, reference_debiased: Array, reference_masks: Array) -> Array:
+def _votes(debiased: Array, rows: Array, reference: ReferenceSide) -> Array:
     """Candidate flags (forward already known) of `rows`: backward majority vote."""
-    votes = backward_votes(debiased[rows], reference_debiased, reference_masks)
-    return backward_candidates(votes, int(reference_debiased.shape[0]))
+    votes = backward_votes(debiased[rows], reference.debiased, reference.patch_masks)
+    return backward_candidates(votes, int(reference.debiased.shape[0]))
 
 
-def pruned_aggregate(
-    labels: Array,
-    forward: Array,
-    features: Array,
-    debiased: Array,
-    sim_fwd: Array,
-    prototype: Array,
-    reference_debiased: Array,
-    reference_masks: Array,
-    merge_threshold: float,
-    *,
-    first_chunk: int = FIRST_CHUNK,
-) -> PrunedAggregate:
-    """Doc §6 backward matching and §8 seed + merge for cluster labels (N,) int in [0, K),
-    the forward candidates (N,) bool, features (N, C) and debiased (N, D) float32 (original and
-    debiased target features, as `aggregate`), sim_fwd (N,) float32, the prototype (D,),
-    reference_debiased (S, Nr, D) float32 and reference_masks (S, Nr) bool (as `backward_votes`).
+class _Ballot:
+    """The backward votes cast so far, the one thing that changes during a call: which patches
+    were voted, which of those are candidates, and how many were voted."""
 
-    Returns the patch mask of `aggregate(labels, forward & backward candidates, ...)` (exactly:
-    see the module docstring), the number of patches that were voted, and the seed.
-    Host syncs: K, the number of reachable / undecided clusters, one per step of the seed walk.
-    """
+    def __init__(self, debiased: Array, reference: ReferenceSide) -> None:
+        xp = array_module(debiased)
+        self._debiased, self._reference = debiased, reference
+        self.is_voted = xp.zeros(debiased.shape[0], dtype=bool)
+        self.is_hit = xp.zeros(debiased.shape[0], dtype=bool)
+        self.count = 0
+
+    def cast(self, rows: Array) -> None:
+        """Vote `rows` (none of them voted before)."""
+        if rows.shape[0]:
+            self.is_voted[rows] = True
+            self.is_hit[rows] = _votes(self._debiased, rows, self._reference)
+            self.count += int(rows.shape[0])
+
+    def unvoted(self, rows: Array) -> Array:
+        xp = array_module(rows)
+        return rows[xp.nonzero(~self.is_voted[rows])[0]]
+
+    def hit_bounds(self, clusters: _Clusters) -> tuple[Array, Array]:
+        """(lo, hi) per cluster: hits among the voted patches, plus the forward ones not voted yet."""
+        xp = array_module(self.is_hit)
+        labels, k = clusters.labels, clusters.count
+        low = xp.bincount(labels[xp.nonzero(self.is_hit)[0]], minlength=k)
+        return low, low + clusters.forward_counts - xp.bincount(labels[xp.nonzero(self.is_voted)[0]], minlength=k)
+
+
+def _validated(
+    labels: Array, forward: Array, features: Array, debiased: Array, sim_fwd: Array, reference: ReferenceSide,
+    first_chunk: int,
+) -> ModuleType:
+    """The array module of the inputs, after checking every shape and dtype against `labels`."""
     fn = "pruned_aggregate"
     require(fn, "labels", labels, ndim=1, dtype="integer")
     n = labels.shape[0]
@@ -126,107 +145,174 @@ def pruned_aggregate(
     require(fn, "debiased", debiased, shape=(n, None), dtype="float32")
     width = debiased.shape[1]
     require(fn, "sim_fwd", sim_fwd, shape=(n,), dtype="float32")
-    require(fn, "prototype", prototype, shape=(width,), dtype="float32")
-    require(fn, "reference_debiased", reference_debiased, shape=(None, None, width), dtype="float32")
-    shots, ref_patches, _ = reference_debiased.shape
-    require(fn, "reference_masks", reference_masks, shape=(shots, ref_patches), dtype="bool")
-    xp = array_module(labels, forward, features, debiased, sim_fwd, prototype, reference_debiased, reference_masks)
+    require(fn, "reference.prototype", reference.prototype, shape=(width,), dtype="float32")
+    require(fn, "reference.debiased", reference.debiased, shape=(None, None, width), dtype="float32")
+    shots, ref_patches, _ = reference.debiased.shape
+    require(fn, "reference.patch_masks", reference.patch_masks, shape=(shots, ref_patches), dtype="bool")
+    reference_arrays = (reference.debiased, reference.patch_masks, reference.prototype)
+    xp = array_module(labels, forward, features, debiased, sim_fwd, *reference_arrays)
     if n == 0:
         raise KernelInputError(f"{fn}: labels is empty")
     if int(first_chunk) < 1:
         raise KernelInputError(f"{fn}: first_chunk must be >= 1, got {first_chunk!r}")
     if int(labels.min()) < 0:
         raise KernelInputError(f"{fn}: labels must be >= 0, got a minimum of {int(labels.min())}")
+    return xp
+
+
+def _count_clusters(labels: Array, forward: Array, sim_fwd: Array) -> _Clusters:
+    """Areas, cross_k and forward patches per cluster: everything known before any vote."""
+    xp = array_module(labels, forward, sim_fwd)
     labels = labels.astype(xp.int64, copy=False)
     k = int(labels.max()) + 1
-    threshold = xp.float32(merge_threshold)
     areas = xp.bincount(labels, minlength=k)
     forward_rows = xp.nonzero(forward)[0]
     forward_counts = xp.bincount(labels[forward_rows], minlength=k)
-    cross = mean_forward_similarity(labels, sim_fwd, areas)
-    reachable = xp.nonzero(forward_counts > 0)[0]  # the only clusters that can hold a candidate
-    if reachable.shape[0] == 0:
-        return PrunedAggregate(xp.zeros(n, dtype=bool), 0, None)
+    return _Clusters(
+        labels=labels,
+        count=k,
+        areas=areas,
+        cross=mean_forward_similarity(labels, sim_fwd, areas),
+        forward_rows=forward_rows,
+        forward_counts=forward_counts,
+        reachable=xp.nonzero(forward_counts > 0)[0],
+    )
 
-    # 1. Seed walk: forward rows cluster by cluster in decreasing <p, q~_k> (stable: ties by id).
-    seed_scores = row_dots(cluster_prototypes(debiased, labels, reachable, k), prototype)
+
+def _walk_order(clusters: _Clusters, debiased: Array, prototype: Array) -> _Walk:
+    """Step 1's order: <p, q~_k> of the reachable clusters only, sorted (stable) descending."""
+    xp = array_module(debiased, prototype)
+    labels, reachable = clusters.labels, clusters.reachable
+    seed_scores = row_dots(cluster_prototypes(debiased, labels, reachable, clusters.count), prototype)
     walk = reachable[xp.argsort(-seed_scores, kind="stable")]
-    rank = xp.full(k, -1, dtype=xp.int64)
+    rank = xp.full(clusters.count, -1, dtype=xp.int64)
     rank[walk] = xp.arange(walk.shape[0])
-    rows_in_walk = forward_rows[xp.argsort(rank[labels[forward_rows]], kind="stable")]
-    total = int(rows_in_walk.shape[0])
-    is_voted = xp.zeros(n, dtype=bool)  # patches voted so far
-    is_hit = xp.zeros(n, dtype=bool)  # ... that are candidates
-    voted = 0
+    rows = clusters.forward_rows
+    return _Walk(clusters=walk, rows=rows[xp.argsort(rank[labels[rows]], kind="stable")])
 
-    def vote(rows: Array) -> None:
-        nonlocal voted
-        if rows.shape[0]:
-            is_voted[rows] = True
-            is_hit[rows] = _votes(debiased, rows, reference_debiased, reference_masks)
-            voted += int(rows.shape[0])
 
-    def plan(seed: int, hits_low: Array, hits_high: Array, reuse: _Plan | None = None) -> _Plan:
-        """Decisions for seed `seed` with hits in [hits_low, hits_high] (step 2 of the module
-        docstring); reuse: a plan for the same seed with wider bounds (its intra values)."""
-        others = reachable[reachable != seed]
-        low_weight, high_weight = area_weights(hits_low, areas), area_weights(hits_high, areas)
-        # Without intra: |score| <= fl(fl(|cross| * B) * a(hi)) (monotone float32 rounding).
-        reach = (xp.abs(cross[others]) * bound) * high_weight[others]
-        tight = others[xp.nonzero(~((reach <= threshold) | (-reach > threshold)))[0]]
-        if reuse is None:
-            ids = xp.concatenate([xp.asarray([seed], dtype=xp.int64), tight])
-            prototypes = cluster_prototypes(features, labels, ids, k)
-            combined = cross[ids] * row_dots(prototypes, prototypes[0])
-            seed_score, combined = combined[0], combined[1:]  # a_seed = 1: (cross * intra) * 1
-        else:  # narrower bounds: tight is a subset of reuse.tight (ascending both)
-            seed_score, combined = reuse.seed_score, reuse.combined[xp.searchsorted(reuse.tight, tight)]
-        above_low = combined * low_weight[tight] > threshold
-        undecided = tight[xp.nonzero(above_low != (combined * high_weight[tight] > threshold))[0]]
-        foreground = xp.full(k, bool(np.float32(0) > threshold), dtype=bool)  # no hits: score 0
-        foreground[others] = -reach > threshold  # true only when -reach > threshold: decided
-        foreground[tight] = above_low
-        return _Plan(foreground, tight, combined, seed_score, undecided)
+def _undecided_rows(undecided: Array, walk: _Walk, ballot: _Ballot, clusters: _Clusters, start: int = 0) -> Array:
+    """The forward patches of `undecided` clusters not voted yet, from walk position `start`."""
+    xp = array_module(undecided)
+    marked = xp.zeros(clusters.count, dtype=bool)
+    marked[undecided] = True
+    rest = walk.rows[start:]
+    return rest[xp.nonzero(marked[clusters.labels[rest]] & ~ballot.is_voted[rest])[0]]
 
-    def hit_bounds() -> tuple[Array, Array]:
-        low = xp.bincount(labels[xp.nonzero(is_hit)[0]], minlength=k)
-        return low, low + forward_counts - xp.bincount(labels[xp.nonzero(is_voted)[0]], minlength=k)
 
-    def undecided_rows(undecided: Array, start: int = 0) -> Array:
-        """The forward patches of `undecided` clusters not voted yet, from walk position `start`."""
-        marked = xp.zeros(k, dtype=bool)
-        marked[undecided] = True
-        rest = rows_in_walk[start:]
-        return rest[xp.nonzero(marked[labels[rest]] & ~is_voted[rest])[0]]
-
-    # Guess: the seed is the first cluster of the walk (the usual case). Its undecided clusters'
-    # rows are voted in the same call as the first chunk, so that a right guess needs one call.
-    bound = intra_bound(features.shape[1])
-    guess = int(walk[0])
-    guessed = plan(guess, xp.zeros(k, dtype=xp.int64), forward_counts)
-    vote(xp.concatenate([rows_in_walk[:first_chunk], undecided_rows(guessed.undecided, int(first_chunk))]))
-    position, chunk, seed = 0, int(first_chunk), None
+def _seed_walk(walk: _Walk, ballot: _Ballot, clusters: _Clusters, first_chunk: int) -> int | None:
+    """Step 1: vote the walk chunk by chunk (doubling) until a candidate turns up; its cluster
+    is the seed. None when every forward patch was voted without one."""
+    xp = array_module(walk.rows)
+    position, chunk, total = 0, int(first_chunk), int(walk.rows.shape[0])
     while position < total:
-        rows = rows_in_walk[position : position + chunk]
-        vote(rows[xp.nonzero(~is_voted[rows])[0]])
-        flags = is_hit[rows]
+        rows = walk.rows[position : position + chunk]
+        ballot.cast(ballot.unvoted(rows))
+        flags = ballot.is_hit[rows]
         position += int(rows.shape[0])
         if bool(flags.any()):
-            seed = int(labels[rows[xp.argmax(flags)]])
-            break
+            return int(clusters.labels[rows[xp.argmax(flags)]])
         chunk *= 2
-    if seed is None:  # no candidate patch: the empty mask (doc §6), whatever the threshold
-        return PrunedAggregate(xp.zeros(n, dtype=bool), voted, None)
+    return None
 
-    # 2. Bounds on hits from the rows voted so far; 3. exact scores where they disagree.
-    hits_low, hits_high = hit_bounds()
-    final = plan(seed, hits_low, hits_high, guessed if seed == guess else None)
-    undecided = final.undecided
-    foreground = final.foreground
-    if undecided.shape[0]:  # none when the guess was right: their rows were voted with it
-        vote(undecided_rows(undecided))
-        hits, _ = hit_bounds()
-        position = xp.searchsorted(final.tight, undecided)  # tight is ascending
-        foreground[undecided] = final.combined[position] * area_weights(hits[undecided], areas[undecided]) > threshold
-    foreground[seed] = final.seed_score > threshold
-    return PrunedAggregate(foreground[labels], voted, seed)
+
+def _score_bounds(
+    seed: int,
+    hits_low: Array,
+    hits_high: Array,
+    *,
+    clusters: _Clusters,
+    features: Array,
+    threshold: np.float32,
+    reuse: _Plan | None = None,
+) -> _Plan:
+    """Step 2: decisions for seed `seed` with hits in [hits_low, hits_high]; reuse: a plan for
+    the same seed with wider bounds (its intra values)."""
+    xp = array_module(features)
+    k, cross, reachable = clusters.count, clusters.cross, clusters.reachable
+    others = reachable[reachable != seed]
+    low_weight, high_weight = area_weights(hits_low, clusters.areas), area_weights(hits_high, clusters.areas)
+    # Without intra: |score| <= fl(fl(|cross| * B) * a(hi)) (monotone float32 rounding).
+    reach = (xp.abs(cross[others]) * intra_bound(features.shape[1])) * high_weight[others]
+    tight = others[xp.nonzero(~((reach <= threshold) | (-reach > threshold)))[0]]
+    if reuse is None:
+        ids = xp.concatenate([xp.asarray([seed], dtype=xp.int64), tight])
+        prototypes = cluster_prototypes(features, clusters.labels, ids, k)
+        combined = cross[ids] * row_dots(prototypes, prototypes[0])
+        seed_score, combined = combined[0], combined[1:]  # a_seed = 1: (cross * intra) * 1
+    else:  # narrower bounds: tight is a subset of reuse.tight (ascending both)
+        seed_score, combined = reuse.seed_score, reuse.combined[xp.searchsorted(reuse.tight, tight)]
+    above_low = combined * low_weight[tight] > threshold
+    undecided = tight[xp.nonzero(above_low != (combined * high_weight[tight] > threshold))[0]]
+    foreground = xp.full(k, bool(np.float32(0) > threshold), dtype=bool)  # no hits: score 0
+    foreground[others] = -reach > threshold  # true only when -reach > threshold: decided
+    foreground[tight] = above_low
+    return _Plan(foreground, tight, combined, seed_score, undecided)
+
+
+def _votes_where_they_matter(
+    plan: _Plan, ballot: _Ballot, walk: _Walk, clusters: _Clusters, threshold: np.float32
+) -> Array:
+    """Step 3: the (K,) decisions of `plan`, with its undecided clusters' remaining rows voted
+    and those clusters scored exactly (none are left when the walk's first cluster was the
+    seed: their rows were voted with the first chunk)."""
+    foreground = plan.foreground.copy()
+    undecided = plan.undecided
+    if undecided.shape[0]:
+        xp = array_module(undecided)
+        ballot.cast(_undecided_rows(undecided, walk, ballot, clusters))
+        hits, _ = ballot.hit_bounds(clusters)
+        position = xp.searchsorted(plan.tight, undecided)  # tight is ascending
+        weight = area_weights(hits[undecided], clusters.areas[undecided])
+        foreground[undecided] = plan.combined[position] * weight > threshold
+    return foreground
+
+
+def _merge(foreground: Array, plan: _Plan, seed: int, clusters: _Clusters, threshold: np.float32) -> Array:
+    """Step 4: the (N,) bool patch mask of step 3's (K,) decisions, which it completes in place
+    with the seed's own score (a_seed = 1)."""
+    foreground[seed] = plan.seed_score > threshold
+    return foreground[clusters.labels]
+
+
+def pruned_aggregate(
+    *,
+    labels: Array,
+    forward: Array,
+    features: Array,
+    debiased: Array,
+    sim_fwd: Array,
+    reference: ReferenceSide,
+    merge_threshold: float,
+    first_chunk: int = FIRST_CHUNK,
+) -> PrunedAggregate:
+    """Doc §6 backward matching and §8 seed + merge for cluster labels (N,) int in [0, K), the
+    forward candidates (N,) bool, features (N, C) and debiased (N, D) float32 (original and
+    debiased target features), sim_fwd (N,) float32, and the reference side (its debiased shots
+    and prototype in the target's debiased coordinates).
+
+    Returns doc §8's patch mask on the candidates forward & backward (exactly: see the module
+    docstring), the number of patches that were voted, and the seed.
+    Host syncs: K, the number of reachable / undecided clusters, one per step of the seed walk.
+    """
+    xp = _validated(labels, forward, features, debiased, sim_fwd, reference, first_chunk)
+    n = labels.shape[0]
+    threshold = xp.float32(merge_threshold)
+    clusters = _count_clusters(labels, forward, sim_fwd)
+    if clusters.reachable.shape[0] == 0:
+        return PrunedAggregate(xp.zeros(n, dtype=bool), 0, None)
+    walk = _walk_order(clusters, debiased, reference.prototype)
+    ballot = _Ballot(debiased, reference)
+    # Guess: the seed is the first cluster of the walk (the usual case). Its undecided clusters'
+    # rows are voted in the same call as the first chunk, so that a right guess needs one call.
+    guess, first = int(walk.clusters[0]), int(first_chunk)
+    scoring = {"clusters": clusters, "features": features, "threshold": threshold}
+    guessed = _score_bounds(guess, xp.zeros(clusters.count, dtype=xp.int64), clusters.forward_counts, **scoring)
+    ballot.cast(xp.concatenate([walk.rows[:first], _undecided_rows(guessed.undecided, walk, ballot, clusters, first)]))
+    seed = _seed_walk(walk, ballot, clusters, first)
+    if seed is None:  # no candidate patch: the empty mask (doc §6), whatever the threshold
+        return PrunedAggregate(xp.zeros(n, dtype=bool), ballot.count, None)
+    hits_low, hits_high = ballot.hit_bounds(clusters)
+    final = _score_bounds(seed, hits_low, hits_high, **scoring, reuse=guessed if seed == guess else None)
+    foreground = _votes_where_they_matter(final, ballot, walk, clusters, threshold)
+    return PrunedAggregate(_merge(foreground, final, seed, clusters, threshold), ballot.count, seed)

@@ -1,5 +1,6 @@
-"""Doc §8: cluster statistics, seed and merging (vectorised) against the per-cluster loops of
-the oracle; and steps 4-9 end to end against the oracle's transcription."""
+"""Doc §8: the per-cluster reductions, and seed and merging as pruned_aggregate computes them,
+against the per-cluster loops of the oracle; and steps 4-9 end to end, composed as the engine
+composes them, against the oracle's transcription."""
 
 import numpy as np
 import pytest
@@ -8,24 +9,26 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import kernel_oracle as oracle
 from kernel_oracle import host, xp  # noqa: F401  (xp is a fixture)
 from insid3.kernels import (
-    KernelInputError,
-    aggregate,
+    ReferenceSide,
     average_linkage_clusters,
-    backward_candidates,
-    backward_votes,
-    cluster_statistics,
-    debias,
     debias_frame,
     debiased_coordinates,
     downsample_mask,
     forward_candidates,
     forward_similarity,
-    merge_clusters,
     prototype,
-    seed_cluster,
+    pruned_aggregate,
     upsample_mask,
 )
-from insid3.kernels.aggregation import GROUP, segment_means, segment_sums
+from insid3.kernels.aggregation import (
+    GROUP,
+    area_weights,
+    cluster_prototypes,
+    mean_forward_similarity,
+    segment_means,
+    segment_sums,
+)
+from insid3.kernels.debias import debias
 from insid3.kernels.synthetic import synthetic_basis, synthetic_patch_features
 
 
@@ -45,27 +48,40 @@ def _case(seed, n, k, c, density):
     return labels.astype(np.int64), candidate, features, debiased, sim, proto
 
 
-def test_statistics_match_loops(xp):
+def _aggregate(xp, labels, candidate, features, debiased, sim, proto, threshold):
+    """Doc §8 on exactly `candidate`, through pruned_aggregate: `candidate` as the forward patches
+    and one reference patch, inside its mask, that every patch's vote then lands on (backward
+    all true). Host arrays in; the result's mask and seed on the host."""
+    one_patch = xp.ones((1, 1, debiased.shape[1]), dtype=xp.float32)
+    reference = ReferenceSide(debiased=one_patch, patch_masks=xp.ones((1, 1), dtype=bool), prototype=xp.asarray(proto))
+    labels_, candidate_, features_, debiased_, sim_ = (xp.asarray(a) for a in (labels, candidate, features, debiased, sim))
+    result = pruned_aggregate(labels=labels_, forward=candidate_, features=features_, debiased=debiased_,
+                              sim_fwd=sim_, reference=reference, merge_threshold=threshold)
+    return host(result.patch_mask), result.seed
+
+
+def test_cluster_reductions_match_loops(xp):
     labels, candidate, features, debiased, sim, proto = _case(0, 300, 40, 16, 0.3)
-    stats = cluster_statistics(*(xp.asarray(a) for a in (labels, candidate, features, debiased, sim)))
     k = 40
-    np.testing.assert_array_equal(host(stats.areas), [(labels == c).sum() for c in range(k)])
-    np.testing.assert_array_equal(host(stats.hits), [(candidate & (labels == c)).sum() for c in range(k)])
-    np.testing.assert_allclose(host(stats.mean_forward_similarity), [sim[labels == c].mean() for c in range(k)], atol=1e-6)
-    matched = np.unique(labels[candidate])
-    np.testing.assert_array_equal(host(stats.matched), matched)
-    np.testing.assert_allclose(host(stats.debiased_prototypes), oracle.cluster_prototypes(debiased, labels, k)[matched], atol=1e-6)
-    np.testing.assert_allclose(host(stats.original_prototypes), oracle.cluster_prototypes(features, labels, k)[matched], atol=1e-6)
-    assert stats.n_clusters == k
+    areas = np.array([(labels == c).sum() for c in range(k)])
+    cross = host(mean_forward_similarity(xp.asarray(labels), xp.asarray(sim), xp.asarray(areas)))
+    np.testing.assert_allclose(cross, [sim[labels == c].mean() for c in range(k)], atol=1e-6)
+    every = xp.arange(k)
+    for values in (debiased, features):
+        ours = host(cluster_prototypes(xp.asarray(values), xp.asarray(labels), every, k))
+        np.testing.assert_allclose(ours, oracle.cluster_prototypes(values, labels, k), atol=1e-6)
+    hits = np.array([(candidate & (labels == c)).sum() for c in range(k)])
+    weights = host(area_weights(xp.asarray(hits), xp.asarray(areas)))
+    np.testing.assert_array_equal(weights, hits.astype(np.float32) / areas.astype(np.float32))
 
 
 def test_seed_is_the_oracles(xp):
     for seed in range(10):
         labels, candidate, features, debiased, sim, proto = _case(seed, 200, 30, 8, 0.2)
-        stats = cluster_statistics(*(xp.asarray(a) for a in (labels, candidate, features, debiased, sim)))
         matched = np.unique(labels[candidate])
         protos = oracle.cluster_prototypes(debiased, labels, 30)
-        assert seed_cluster(stats, xp.asarray(proto)) == matched[np.argmax(protos[matched] @ proto)]
+        _, ours = _aggregate(xp, labels, candidate, features, debiased, sim, proto, 0.2)
+        assert ours == matched[np.argmax(protos[matched] @ proto)]
 
 
 @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -76,18 +92,14 @@ def test_seed_is_the_oracles(xp):
 def test_merge_matches_oracle(xp, n, k_fraction, c, density, threshold, seed):
     k = max(1, round(k_fraction * n))  # clusters from 1 to N
     labels, candidate, features, debiased, sim, proto = _case(seed, n, k, c, density)
-    ours = host(aggregate(*(xp.asarray(a) for a in (labels, candidate, features, debiased, sim, proto)), threshold))
+    ours, _ = _aggregate(xp, labels, candidate, features, debiased, sim, proto, threshold)
     np.testing.assert_array_equal(ours, oracle.aggregate(labels, candidate, features, debiased, sim, proto, threshold))
 
 
 def test_no_candidate_gives_empty_mask(xp):
     labels, _, features, debiased, sim, proto = _case(1, 100, 10, 8, 0.0)
-    candidate = np.zeros(100, dtype=bool)
-    stats = cluster_statistics(*(xp.asarray(a) for a in (labels, candidate, features, debiased, sim)))
-    assert stats.matched.shape == (0,) and stats.debiased_prototypes.shape == (0, 8)
-    assert seed_cluster(stats, xp.asarray(proto)) is None
-    mask = host(merge_clusters(xp.asarray(labels), stats, xp.asarray(proto), -1.0))
-    assert mask.shape == (100,) and not mask.any()
+    mask, seed = _aggregate(xp, labels, np.zeros(100, dtype=bool), features, debiased, sim, proto, -1.0)
+    assert mask.shape == (100,) and not mask.any() and seed is None
 
 
 def test_all_one_cluster_and_every_patch_own_cluster(xp):
@@ -98,7 +110,7 @@ def test_all_one_cluster_and_every_patch_own_cluster(xp):
     candidate = rng.random(n) < 0.6
     for labels in (np.zeros(n, dtype=np.int64), np.arange(n)):
         for threshold in (-0.2, 0.0, 0.2):
-            ours = host(aggregate(*(xp.asarray(a) for a in (labels, candidate, features, debiased, sim, proto)), threshold))
+            ours, _ = _aggregate(xp, labels, candidate, features, debiased, sim, proto, threshold)
             np.testing.assert_array_equal(ours, oracle.aggregate(labels, candidate, features, debiased, sim, proto, threshold))
 
 
@@ -112,20 +124,6 @@ def test_segment_means(xp, n_segments):
     for s in range(n_segments):
         expected = values[segments == s].mean(axis=0) if (segments == s).any() else np.zeros(7)
         np.testing.assert_allclose(ours[s], expected, atol=1e-6)
-
-
-def test_statistics_bad_inputs(xp):
-    labels = xp.zeros(5, dtype=xp.int64)
-    good = dict(candidate=xp.zeros(5, dtype=bool), features=xp.zeros((5, 3), dtype=xp.float32),
-                debiased=xp.zeros((5, 3), dtype=xp.float32), sim_fwd=xp.zeros(5, dtype=xp.float32))
-    with pytest.raises(KernelInputError, match=r"cluster_statistics: labels must be integer, got shape \(5,\) dtype float32"):
-        cluster_statistics(xp.zeros(5, dtype=xp.float32), **good)
-    with pytest.raises(KernelInputError, match=r"cluster_statistics: debiased must have shape \(5, \*\), got shape \(4, 3\)"):
-        cluster_statistics(labels, **{**good, "debiased": xp.zeros((4, 3), dtype=xp.float32)})
-    with pytest.raises(KernelInputError, match=r"candidate must have shape \(5,\), got shape \(4,\)"):
-        cluster_statistics(labels, **{**good, "candidate": xp.zeros(4, dtype=bool)})
-    with pytest.raises(KernelInputError, match="labels must be >= 0"):
-        cluster_statistics(labels - 1, **good)
 
 
 def _pipeline(xp, target, refs, masks, basis, s, tau, threshold, resolution, original, grid, frame=False):
@@ -143,10 +141,11 @@ def _pipeline(xp, target, refs, masks, basis, s, tau, threshold, resolution, ori
     proto = prototype(r_deb, down)
     sim = forward_similarity(t_deb, proto)
     forward = forward_candidates(sim)
-    votes = backward_votes(t_deb, r_deb, down, only=forward)
-    candidate = forward & backward_candidates(votes, refs.shape[0])
     labels = average_linkage_clusters(xp.asarray(target), tau)
-    patch_mask = aggregate(labels, candidate, xp.asarray(target), t_deb, sim, proto, threshold)
+    patch_mask = pruned_aggregate(
+        labels=labels, forward=forward, features=xp.asarray(target), debiased=t_deb, sim_fwd=sim,
+        reference=ReferenceSide(debiased=r_deb, patch_masks=down, prototype=proto), merge_threshold=threshold,
+    ).patch_mask
     return host(upsample_mask(patch_mask.reshape(h, w), resolution, original))
 
 
@@ -172,7 +171,7 @@ def test_steps_4_to_9_equal_the_oracle(xp, shots, noise, threshold, s, frame):
 
 def test_segment_sums_of_a_segment_ignore_the_other_segments(xp):
     """A segment's sum is bit for bit the same whatever other segments are summed with it (the
-    property `pruned_aggregate` relies on to reproduce `aggregate`), for every size up to a few
+    property `pruned_aggregate` relies on to equal §8 on every cluster), for every size up to a few
     levels of GROUP, and equals the float64 sum to float32 rounding."""
     rng = np.random.default_rng(9)
     values = rng.standard_normal((GROUP**3 + 40, 5)).astype(np.float32)

@@ -10,18 +10,16 @@ import kernel_oracle as oracle
 from kernel_oracle import host, xp  # noqa: F401  (xp is a fixture)
 from insid3.errors import ReferenceMaskError
 from insid3.kernels import (
-    KernelInputError,
     array_module,
-    backward_candidates,
-    backward_votes,
-    debias,
     debias_frame,
     debiased_coordinates,
     forward_candidates,
     forward_similarity,
     prototype,
-    torch_quantile,
 )
+from insid3.kernels.arrays import KernelInputError
+from insid3.kernels.debias import debias
+from insid3.kernels.matching import VOTE_BLOCK, backward_candidates, backward_votes, torch_quantile
 from insid3.kernels.synthetic import synthetic_basis, synthetic_patch_features
 
 
@@ -169,14 +167,17 @@ def test_backward_ties_take_the_first_reference_patch(xp):
     assert host(backward_votes(xp.asarray(target), xp.asarray(refs), xp.asarray(masks))).tolist() == [1]
 
 
-def test_backward_only_rows(xp):
+def test_backward_votes_of_some_rows_equal_those_of_all_rows(xp):
+    """A row's vote does not depend on the rows voted with it (pruned_aggregate votes a few rows
+    at a time): any subset, a single row (not a GEMV), and more rows than one VOTE_BLOCK."""
     rng = np.random.default_rng(4)
-    target, refs = _unit(rng, 50, 8), _unit(rng, 3, 30, 8)
+    n = VOTE_BLOCK + 50
+    target, refs = _unit(rng, n, 8), _unit(rng, 3, 30, 8)
     masks = rng.random((3, 30)) < 0.5
-    only = rng.random(50) < 0.5
     full = host(backward_votes(xp.asarray(target), xp.asarray(refs), xp.asarray(masks)))
-    part = host(backward_votes(xp.asarray(target), xp.asarray(refs), xp.asarray(masks), only=xp.asarray(only)))
-    np.testing.assert_array_equal(part, np.where(only, full, 0))
+    for rows in (np.flatnonzero(rng.random(n) < 0.5), np.array([7]), np.array([n - 1, 0]), np.arange(n)[::-1]):
+        part = host(backward_votes(xp.asarray(target[rows]), xp.asarray(refs), xp.asarray(masks)))
+        np.testing.assert_array_equal(part, full[rows])
 
 
 @pytest.mark.parametrize("shots", [1, 2, 3, 4, 5])

@@ -1,7 +1,8 @@
-"""pruned_aggregate (backward votes only where they can change the mask) against aggregate on the
-full votes, and against the oracle's loops: the same patch mask in every case, including no
-candidate at all, a single reachable cluster, one cluster, N clusters, negative thresholds and
-seed walks that pass over clusters without a hit."""
+"""pruned_aggregate (backward votes only where they can change the mask) against doc §8 on the
+full votes (every patch voted, every cluster scored, in the kernels' float32 arithmetic: built
+here, `_full_votes`), and against the oracle's loops: the same patch mask in every case,
+including no candidate at all, a single reachable cluster, one cluster, N clusters, negative
+thresholds and seed walks that pass over clusters without a hit."""
 
 import math
 
@@ -10,19 +11,17 @@ import pytest
 
 import kernel_oracle as oracle
 from kernel_oracle import host, xp  # noqa: F401  (xp is a fixture)
-from insid3.kernels import (
-    KernelInputError,
-    aggregate,
-    backward_candidates,
-    backward_votes,
-    cluster_statistics,
-    forward_candidates,
-    forward_similarity,
-    pruned_aggregate,
-    seed_cluster,
+from insid3.kernels import ReferenceSide, array_module, forward_candidates, forward_similarity, pruned_aggregate
+from insid3.kernels.aggregation import (
+    area_weights,
+    cluster_prototypes,
+    intra_bound,
+    mean_forward_similarity,
+    normalize_rows,
+    row_dots,
 )
-from insid3.kernels.aggregation import cluster_prototypes, normalize_rows, row_dots
-from insid3.kernels.pruned import intra_bound
+from insid3.kernels.arrays import KernelInputError
+from insid3.kernels.matching import backward_candidates, backward_votes
 from insid3.kernels.synthetic import synthetic_patch_features
 
 
@@ -49,18 +48,47 @@ def _copy_references(debiased, backward, shots):
     return np.stack([debiased] * shots), np.stack([backward] * shots)
 
 
+def _full_votes(labels, candidate, features, debiased, sim, proto, threshold):
+    """Doc §8 with every patch voted and every matched cluster scored, no pruning, in the same
+    float32 per-cluster reductions as the kernels: the yardstick pruned_aggregate must equal
+    bit for bit. (patch mask, seed id or None)."""
+    xp = array_module(labels, candidate, features, debiased, sim, proto)
+    if not bool(candidate.any()):
+        return xp.zeros(labels.shape[0], dtype=bool), None
+    labels = labels.astype(xp.int64)
+    k = int(labels.max()) + 1
+    areas = xp.bincount(labels, minlength=k)
+    hits = xp.bincount(labels[xp.nonzero(candidate)[0]], minlength=k)
+    matched = xp.nonzero(hits > 0)[0]
+    seed = xp.argmax(row_dots(cluster_prototypes(debiased, labels, matched, k), proto))  # first on ties
+    originals = cluster_prototypes(features, labels, matched, k)
+    intra = row_dots(originals, originals[seed])
+    weight = area_weights(hits[matched], areas[matched])
+    weight[seed] = 1
+    score = xp.zeros(k, dtype=xp.float32)  # unmatched clusters score 0
+    score[matched] = mean_forward_similarity(labels, sim, areas)[matched] * intra * weight
+    return score[labels] > xp.float32(threshold), int(matched[seed])
+
+
+def _pruned(labels, forward, features, debiased, sim, proto, refs, masks, threshold, **kwargs):
+    reference = ReferenceSide(debiased=refs, patch_masks=masks, prototype=proto)
+    return pruned_aggregate(labels=labels, forward=forward, features=features, debiased=debiased, sim_fwd=sim,
+                            reference=reference, merge_threshold=threshold, **kwargs)
+
+
 def _both(xp, labels, features, debiased, proto, refs, masks, threshold, **kwargs):
-    """(pruned result, the full-votes aggregate mask, the forward mask), checked on the host."""
+    """(pruned result, the full-votes mask, the forward mask, the candidates), checked on the host."""
     arrays = [xp.asarray(a) for a in (labels, features, debiased, proto, refs, masks)]
     labels_, features_, debiased_, proto_, refs_, masks_ = arrays
     sim = forward_similarity(debiased_, proto_)
     forward = forward_candidates(sim)
     votes = backward_votes(debiased_, refs_, masks_)  # every row, not only the forward ones
     candidate = forward & backward_candidates(votes, refs.shape[0])
-    full = aggregate(labels_, candidate, features_, debiased_, sim, proto_, threshold)
-    pruned = pruned_aggregate(labels_, forward, features_, debiased_, sim, proto_, refs_, masks_, threshold, **kwargs)
+    full, seed = _full_votes(labels_, candidate, features_, debiased_, sim, proto_, threshold)
+    pruned = _pruned(labels_, forward, features_, debiased_, sim, proto_, refs_, masks_, threshold, **kwargs)
     assert pruned.patch_mask.dtype == bool and pruned.patch_mask.shape == labels.shape
     np.testing.assert_array_equal(host(pruned.patch_mask), host(full))
+    assert pruned.seed == seed
     assert 0 <= pruned.voted_rows <= int(host(forward).sum())
     return pruned, host(full), host(forward), host(candidate)
 
@@ -133,7 +161,7 @@ def test_all_one_cluster_and_every_patch_its_own_cluster(xp, shots):
 
 def test_the_walk_passes_over_clusters_without_a_hit(xp):
     """The clusters with the largest <p, q~_k> hold no candidate: the walk must vote them all,
-    one chunk after another, and pick the first cluster with a hit, as aggregate's argmax."""
+    one chunk after another, and pick the first cluster with a hit, as the full votes' argmax."""
     rng = np.random.default_rng(6)
     n, k, c = 200, 20, 16
     labels = np.concatenate([np.arange(k), rng.integers(0, k, n - k)]).astype(np.int64)
@@ -147,8 +175,8 @@ def test_the_walk_passes_over_clusters_without_a_hit(xp):
     refs, masks = _copy_references(debiased, backward, 3)
     for first_chunk in (1, 2, 7, 10_000):
         pruned, full, _, candidate = _both(xp, labels, features, debiased, proto, refs, masks, 0.05, first_chunk=first_chunk)
-        stats = cluster_statistics(*(xp.asarray(a) for a in (labels, candidate, features, debiased, sim)))
-        assert pruned.seed == seed_cluster(stats, xp.asarray(proto)) == order[5]
+        _, seed = _full_votes(*(xp.asarray(a) for a in (labels, candidate, features, debiased, sim, proto)), 0.05)
+        assert pruned.seed == seed == order[5]
         assert pruned.voted_rows >= forward[np.isin(labels, order[:5])].sum()
 
 
@@ -184,14 +212,22 @@ def test_bad_inputs(xp):
     labels, features, debiased, proto, refs, masks = (xp.asarray(a) for a in _random_case(0, 10, 3, 4, 2))
     sim = forward_similarity(debiased, proto)
     forward = forward_candidates(sim)
-    with pytest.raises(KernelInputError, match=r"pruned_aggregate: reference_masks must have shape \(2, 10\)"):
-        pruned_aggregate(labels, forward, features, debiased, sim, proto, refs, masks[:, :9], 0.2)
+    with pytest.raises(KernelInputError, match=r"pruned_aggregate: reference.patch_masks must have shape \(2, 10\)"):
+        _pruned(labels, forward, features, debiased, sim, proto, refs, masks[:, :9], 0.2)
+    with pytest.raises(KernelInputError, match=r"pruned_aggregate: reference.prototype must have shape \(4,\)"):
+        _pruned(labels, forward, features, debiased, sim, proto[:3], refs, masks, 0.2)
     with pytest.raises(KernelInputError, match=r"pruned_aggregate: forward must have shape \(10,\)"):
-        pruned_aggregate(labels, forward[:9], features, debiased, sim, proto, refs, masks, 0.2)
+        _pruned(labels, forward[:9], features, debiased, sim, proto, refs, masks, 0.2)
+    with pytest.raises(KernelInputError, match=r"pruned_aggregate: labels must be integer, got shape \(10,\) dtype float32"):
+        _pruned(labels.astype(xp.float32), forward, features, debiased, sim, proto, refs, masks, 0.2)
+    with pytest.raises(KernelInputError, match=r"pruned_aggregate: debiased must have shape \(10, \*\), got shape \(9, 4\)"):
+        _pruned(labels, forward, features, debiased[:9], sim, proto, refs, masks, 0.2)
     with pytest.raises(KernelInputError, match="labels must be >= 0"):
-        pruned_aggregate(labels - 1, forward, features, debiased, sim, proto, refs, masks, 0.2)
+        _pruned(labels - 1, forward, features, debiased, sim, proto, refs, masks, 0.2)
     with pytest.raises(KernelInputError, match="first_chunk must be >= 1"):
-        pruned_aggregate(labels, forward, features, debiased, sim, proto, refs, masks, 0.2, first_chunk=0)
+        _pruned(labels, forward, features, debiased, sim, proto, refs, masks, 0.2, first_chunk=0)
+    with pytest.raises(TypeError):  # keyword-only: no positional calls
+        pruned_aggregate(labels, forward, features, debiased, sim, ReferenceSide(refs, masks, proto), 0.2)
     assert math.isfinite(float(intra_bound(4)))
 
 

@@ -7,8 +7,9 @@ import pytest
 import kernel_oracle as oracle
 from kernel_oracle import host, xp  # noqa: F401  (xp is a fixture)
 from insid3.errors import ReferenceMaskError
-from insid3.kernels import KernelInputError, downsample_mask, resize_bilinear, resize_nearest, upsample_mask
-from insid3.kernels.resize import threshold_bilinear
+from insid3.kernels import downsample_mask, upsample_mask
+from insid3.kernels.arrays import KernelInputError
+from insid3.kernels.resize import resize_bilinear, resize_nearest, threshold_bilinear
 
 pytest.importorskip("torch", reason="torch is needed for the F.interpolate oracle")
 
