@@ -40,11 +40,12 @@ def ensure_bundle(path: Path, size: str, resolution: int) -> Path:
             f"no bundle at {path} and the export stage is not installed ({exc.name} missing): "
             "run ./setup.sh, or pass --bundle DIR"
         ) from exc
-    print(f"insid3-demo: exporting a random-init {size} bundle at {resolution}px to {path} (once)")
+    print(f"insid3-demo: exporting a random-init {size} bundle at {resolution}px to {path} (once)", flush=True)
     return export_bundle(
         ExportSettings(
             model=SIZES[size], resolution=resolution, out_dir=path, random_init=True, seed=DEMO_SEED, trt=False
-        )
+        ),
+        report=lambda line: print(f"insid3-demo: export {line}", flush=True),
     )
 
 
@@ -87,20 +88,42 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="insid3-demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="insid3-demo", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--bundle", help="use this bundle instead of the random-init demo bundle")
-    parser.add_argument("--size", default="small", choices=("small", "base", "large"))
-    parser.add_argument("--res", type=int, default=768)
-    parser.add_argument("--pairs", type=int, default=3)
-    parser.add_argument("--backend", default="auto")
-    parser.add_argument("--out", default="demo-out")
+    parser.add_argument("--size", default="small", choices=("small", "base", "large"), help="ViT size to export")
+    parser.add_argument("--res", type=positive_int, default=768, help="input resolution of the exported bundle")
+    parser.add_argument("--pairs", type=positive_int, default=3, help="synthetic (reference, target) pairs")
+    parser.add_argument("--backend", default="auto", help="auto, tensorrt, onnxruntime, openvino, torch")
+    parser.add_argument("--out", default="demo-out", help="output folder")
     args = parser.parse_args(argv)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {out} exists and is not a folder")
     try:
         return run(args)
     except Insid3Error as exc:
         print(f"insid3-demo: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the output folder cannot be created or written
+        print(f"insid3-demo: error: cannot write {exc.filename or args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("insid3-demo: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
