@@ -1,5 +1,6 @@
-"""Fixtures shared by the runtime tests."""
+"""Fixtures shared by the tests: the tiny bundle, and `xp`, the array module a kernel test runs on."""
 
+import numpy as np
 import pytest
 
 
@@ -9,3 +10,21 @@ def tiny_bundle(tmp_path_factory):
     from export_fixtures import make_tiny_bundle
 
     return make_tiny_bundle(tmp_path_factory.mktemp("bundle"), resolution=224, seed=0)
+
+
+@pytest.fixture(params=["numpy", "cupy"])
+def xp(request):
+    """The array module under test: numpy always, cupy when importable with a CUDA device."""
+    if request.param == "numpy":
+        return np
+    try:
+        import cupy
+    except ImportError:
+        pytest.skip("CuPy variant: cupy is not installed")
+    try:
+        devices = cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # CUDA driver missing
+        devices = 0
+    if devices == 0:
+        pytest.skip("CuPy variant: no CUDA device")
+    return cupy

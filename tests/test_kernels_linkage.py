@@ -6,10 +6,9 @@ import types
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
-from sklearn.cluster import AgglomerativeClustering
 
 import kernel_oracle as oracle
-from kernel_oracle import host, same_partition, xp  # noqa: F401  (xp is a fixture)
+from kernel_oracle import host, same_partition
 from insid3.kernels import average_linkage_clusters
 from insid3.kernels.arrays import KernelInputError
 from insid3.kernels.linkage import cosine_distances, gram_matrix, gram_upper, resolve_method
@@ -22,9 +21,7 @@ METHODS_FOR = {"numpy": ("chain", "reciprocal"), "cupy": ("reciprocal",)}
 
 
 def _sklearn_on_distances(distances: np.ndarray, threshold: float) -> np.ndarray:
-    return AgglomerativeClustering(
-        n_clusters=None, metric="precomputed", linkage="average", distance_threshold=threshold
-    ).fit_predict(distances)
+    return oracle.agglomerative_labels(distances, threshold)
 
 
 def _unit(rng, n, c):

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import kernel_oracle as oracle
-from kernel_oracle import host, xp  # noqa: F401  (xp is a fixture)
+from kernel_oracle import host
 from insid3.errors import ReferenceMaskError
 from insid3.kernels import (
     array_module,

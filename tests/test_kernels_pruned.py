@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import kernel_oracle as oracle
-from kernel_oracle import host, xp  # noqa: F401  (xp is a fixture)
+from kernel_oracle import host
 from insid3.kernels import ReferenceSide, array_module, forward_candidates, forward_similarity, pruned_aggregate
 from insid3.kernels.aggregation import (
     area_weights,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import kernel_oracle as oracle
-from kernel_oracle import host, xp  # noqa: F401  (xp is a fixture)
+from kernel_oracle import host
 from insid3.errors import ReferenceMaskError
 from insid3.kernels import downsample_mask, upsample_mask
 from insid3.kernels.arrays import KernelInputError
