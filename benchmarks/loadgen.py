@@ -1,7 +1,7 @@
 """Bounded load generator for insid3-serve: dynamic batching on vs off, side by side, on loopback.
 
     insid3-export --size small --res 256 --random-init --no-trt --out /tmp/insid3-vits-256
-    .venv/bin/python benchmarks/loadgen.py --bundle /tmp/insid3-vits-256 --requests 200 --concurrency 16
+    .venv/bin/python -m insid3.benchmarks.loadgen --bundle /tmp/insid3-vits-256 --requests 200 --concurrency 16
 
 For each --max-batch value (default 8, then 1 = batching off) it starts its own insid3-serve on a
 free loopback port, registers one reference, and sends a FIXED number of /v1/segment requests

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from insid3.engine.bench.cli import main
-from insid3.engine.bench.plot import read_plotted
-from insid3.engine.bench.report import PAPER_FPS, parse_markdown_table
+from insid3.benchmarks.cli import main
+from insid3.benchmarks.plot import read_plotted
+from insid3.benchmarks.report import PAPER_FPS, parse_markdown_table
 from insid3.engine.timing import STAGES
 
 pytest.importorskip("torch")

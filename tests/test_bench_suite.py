@@ -1,21 +1,14 @@
-"""benchmarks/run_suite.py: the FLOP table and the summary row (no bundle exported here)."""
-
-import importlib.util
-from pathlib import Path
+"""insid3.benchmarks.suite: the FLOP table and the summary row (no bundle exported here)."""
 
 import pytest
 
-from insid3.engine.bench.flops import flops_for_arch, floor_ms
-
-SUITE = Path(__file__).resolve().parents[1] / "benchmarks" / "run_suite.py"
+from insid3.benchmarks import suite as suite_module
+from insid3.benchmarks.flops import flops_for_arch, floor_ms
 
 
 @pytest.fixture(scope="module")
 def suite():
-    spec = importlib.util.spec_from_file_location("run_suite", SUITE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return suite_module
 
 
 def test_flops_table_lists_every_config_with_floors(suite):

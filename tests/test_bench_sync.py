@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from insid3.engine.bench.inputs import scene_inputs
+from insid3.benchmarks.inputs import scene_inputs
 from insid3.engine.segmenter import Segmenter
 from insid3.engine.timing import STAGES, StageClock
 
@@ -30,7 +30,7 @@ def test_segmenter_syncs_before_and_after_every_stage(tiny_bundle):
 def test_authors_way_syncs_before_and_after_every_stage(tiny_bundle):
     pytest.importorskip("torch")
     pytest.importorskip("sklearn")
-    from insid3.engine.bench import authors_way
+    from insid3 import authors_way
 
     inputs = scene_inputs(shots=1, targets=1, size=(64, 80))
     model = authors_way.load_model(tiny_bundle)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from insid3.engine.bench.inputs import folder_inputs, scene_inputs
-from insid3.engine.bench.memory import DeviceHighWater, peak_rss_mb, sampling
-from insid3.engine.bench.passes import measure_pass, pass_times, warm_up
-from insid3.engine.bench.stats import PassTimes, mask_iou, mean_iou, summarise
+from insid3.benchmarks.inputs import folder_inputs, scene_inputs
+from insid3.benchmarks.memory import DeviceHighWater, peak_rss_mb, sampling
+from insid3.benchmarks.passes import measure_pass, pass_times, warm_up
+from insid3.benchmarks.stats import PassTimes, mask_iou, mean_iou, summarise
 from insid3.engine.timing import STAGES, StageClock, device_synchronizer, no_sync
 from insid3.errors import InputImageError
 
@@ -179,7 +179,7 @@ class Probe:
 def test_side_process_runs_calls_in_its_own_process():
     import os
 
-    from insid3.engine.bench.isolation import SideFailedError, SideProcess
+    from insid3.benchmarks.isolation import SideFailedError, SideProcess
 
     with SideProcess(Probe, {"k": 1}) as side:
         pid, spec = side.call("where")

@@ -1,7 +1,7 @@
 """End to end: the Segmenter on an exported bundle equals the authors' way on the same weights.
 
-The authors' way (insid3.engine.bench.authors_way) is a plain transcription of the algorithm doc:
-torch eager backbone, sklearn clustering on float64 distances, loops over clusters. The engine
+The authors' way (insid3.authors_way) is the plain transcription of the published pipeline:
+torch eager backbone, sklearn clustering on the float32 distances, loops over clusters. The engine
 runs the ONNX export through each CPU backend and the array kernels; the masks must be identical.
 """
 
@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from insid3.engine import Segmenter
-from insid3.engine.bench import authors_way
 from insid3.engine.scenes import draw_scene, scene_pairs
 
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")
+from insid3 import authors_way  # noqa: E402  (needs torch)
 
 SIZE = (150, 200)
 

@@ -29,7 +29,7 @@ from insid3.kernels.aggregation import (
     segment_sums,
 )
 from insid3.kernels.debias import debias
-from insid3.kernels.synthetic import synthetic_basis, synthetic_patch_features
+from insid3.benchmarks.synthetic import synthetic_basis, synthetic_patch_features
 
 
 def _unit(rng, *shape):

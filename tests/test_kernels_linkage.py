@@ -15,7 +15,7 @@ from insid3.kernels.linkage import cosine_distances, gram_matrix, gram_upper, re
 from insid3.kernels.linkage_chain import chain_below, chain_linkage, threshold_edges
 from insid3.kernels.linkage_dense_chain import condensed_gram_distances, dense_chain_below
 from insid3.kernels.linkage_reciprocal import compact, float32_limit, merge_rows, reciprocal_linkage, rows_argmin
-from insid3.kernels.synthetic import synthetic_patch_features
+from insid3.benchmarks.synthetic import synthetic_patch_features
 
 METHODS_FOR = {"numpy": ("chain", "reciprocal"), "cupy": ("reciprocal",)}
 

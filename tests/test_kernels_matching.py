@@ -20,7 +20,7 @@ from insid3.kernels import (
 from insid3.kernels.arrays import KernelInputError
 from insid3.kernels.debias import debias
 from insid3.kernels.matching import VOTE_BLOCK, backward_candidates, backward_votes, torch_quantile
-from insid3.kernels.synthetic import synthetic_basis, synthetic_patch_features
+from insid3.benchmarks.synthetic import synthetic_basis, synthetic_patch_features
 
 
 def _unit(rng, *shape):

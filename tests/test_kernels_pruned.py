@@ -22,7 +22,7 @@ from insid3.kernels.aggregation import (
 )
 from insid3.kernels.arrays import KernelInputError
 from insid3.kernels.matching import backward_candidates, backward_votes
-from insid3.kernels.synthetic import synthetic_patch_features
+from insid3.benchmarks.synthetic import synthetic_patch_features
 
 
 def _unit(rng, *shape):

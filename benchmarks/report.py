@@ -10,9 +10,9 @@ JSON shape (other tools read it; tests/test_bench_cli.py checks it):
 
 from __future__ import annotations
 
-from insid3.engine.bench.ours import OursResult
-from insid3.engine.bench.reference_side import DESCRIPTION, ReferenceResult
-from insid3.engine.bench.stats import mean_iou
+from insid3.benchmarks.ours import OursResult
+from insid3.benchmarks.authors_side import DESCRIPTION, AuthorsResult
+from insid3.benchmarks.stats import mean_iou
 from insid3.engine.timing import STAGES
 
 PAPER_FPS = 3.31
@@ -36,7 +36,7 @@ def ours_json(result: OursResult) -> dict:
     }
 
 
-def reference_json(result: ReferenceResult) -> dict:
+def authors_json(result: AuthorsResult) -> dict:
     return {
         **result.summary,
         "peak_memory_mb": result.memory.peak_mb,
@@ -48,15 +48,15 @@ def reference_json(result: ReferenceResult) -> dict:
 
 
 def build_report(
-    environment: dict, config: dict, ours: OursResult, reference: ReferenceResult | None, roofline: dict
+    environment: dict, config: dict, ours: OursResult, authors: AuthorsResult | None, roofline: dict
 ) -> dict:
     return {
         "environment": {**environment, "backend": ours.backend},
         "config": config,
         "ours": ours_json(ours),
-        "reference": reference_json(reference) if reference else None,
-        "speedup": ours.summary["fps"] / reference.summary["fps"] if reference else None,
-        "mask_mean_iou_vs_reference": mean_iou(ours.masks, reference.masks) if reference else None,
+        "reference": authors_json(authors) if authors else None,
+        "speedup": ours.summary["fps"] / authors.summary["fps"] if authors else None,
+        "mask_mean_iou_vs_reference": mean_iou(ours.masks, authors.masks) if authors else None,
         "paper_fps": PAPER_FPS,
         "paper_note": PAPER_NOTE,
         "roofline": roofline,

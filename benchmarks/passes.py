@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from insid3.engine.bench.stats import PassTimes
+from insid3.benchmarks.stats import PassTimes
 
 # segment_one(target) -> (mask, {stage: ms}) for one target
 SegmentOne = Callable[[Any], tuple[np.ndarray, Mapping[str, float]]]

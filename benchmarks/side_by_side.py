@@ -10,27 +10,27 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 
-from insid3.engine.bench.isolation import SideProcess
-from insid3.engine.bench.ours import OursResult, OursSide, OursSpec
-from insid3.engine.bench.reference_side import ReferenceResult, ReferenceSide, ReferenceSpec
+from insid3.benchmarks.isolation import SideProcess
+from insid3.benchmarks.ours import OursResult, OursSide, OursSpec
+from insid3.benchmarks.authors_side import AuthorsResult, AuthorsSide, AuthorsSpec
 
 
 def measure_side_by_side(
-    ours_spec: OursSpec, reference_spec: ReferenceSpec | None, iters: int
-) -> tuple[OursResult, ReferenceResult | None]:
+    ours_spec: OursSpec, authors_spec: AuthorsSpec | None, iters: int
+) -> tuple[OursResult, AuthorsResult | None]:
     with ExitStack() as stack:
         ours = stack.enter_context(SideProcess(OursSide, ours_spec))
         ours.call("start")
         ours.call("warm_up")
         sides = [ours]
-        if reference_spec is not None:
-            reference = stack.enter_context(SideProcess(ReferenceSide, reference_spec))
-            reference.call("start")
-            reference.call("warm_up")
-            sides.append(reference)
+        if authors_spec is not None:
+            authors = stack.enter_context(SideProcess(AuthorsSide, authors_spec))
+            authors.call("start")
+            authors.call("warm_up")
+            sides.append(authors)
         for round_number in range(iters):
             for side in sides if round_number % 2 == 0 else sides[::-1]:
                 side.call("measure_pass")
         ours_result = ours.call("finish")
-        reference_result = sides[1].call("finish") if reference_spec is not None else None
-    return ours_result, reference_result
+        authors_result = sides[1].call("finish") if authors_spec is not None else None
+    return ours_result, authors_result

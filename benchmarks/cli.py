@@ -121,13 +121,13 @@ def check_backend(bundle: Bundle, settings: BenchSettings) -> None:
 
 def run_benchmark(settings: BenchSettings) -> dict:
     """Both sides measured, each in its own process, passes interleaved; the JSON contract's report."""
-    from insid3.engine.bench.environment import environment, load_average
-    from insid3.engine.bench.flops import flops_for_arch, roofline
-    from insid3.engine.bench.inputs import folder_inputs, scene_inputs
-    from insid3.engine.bench.ours import OursSpec
-    from insid3.engine.bench.reference_side import ReferenceSpec
-    from insid3.engine.bench.report import build_report
-    from insid3.engine.bench.side_by_side import measure_side_by_side
+    from insid3.benchmarks.environment import environment, load_average
+    from insid3.benchmarks.flops import flops_for_arch, roofline
+    from insid3.benchmarks.inputs import folder_inputs, scene_inputs
+    from insid3.benchmarks.ours import OursSpec
+    from insid3.benchmarks.authors_side import AuthorsSpec
+    from insid3.benchmarks.report import build_report
+    from insid3.benchmarks.side_by_side import measure_side_by_side
 
     bundle = load_bundle(settings.bundle)
     check_backend(bundle, settings)
@@ -143,19 +143,19 @@ def run_benchmark(settings: BenchSettings) -> dict:
         num_threads=settings.threads, batch_sizes=settings.batch_sizes, iters=settings.iters,
         warmup=settings.warmup, inputs=inputs,
     )
-    reference_spec = (
-        ReferenceSpec(bundle=str(bundle.folder), num_threads=settings.threads, warmup=settings.warmup, inputs=inputs)
+    authors_spec = (
+        AuthorsSpec(bundle=str(bundle.folder), num_threads=settings.threads, warmup=settings.warmup, inputs=inputs)
         if settings.compare_reference
         else None
     )
     load_at_start = load_average()
-    ours, reference = measure_side_by_side(ours_spec, reference_spec, settings.iters)
+    ours, authors = measure_side_by_side(ours_spec, authors_spec, settings.iters)
     env = environment(load_at_start)
     device = env["gpu"] if ours.backend["device"] != "cpu" else None
     roof = roofline(flops_for_arch(bundle.metadata.arch, bundle.metadata.resolution), device,
                     ours.summary["stages_ms"]["backbone"])
     return build_report(env, config_of(bundle, settings, ours.backend, inputs.source, len(inputs.targets)),
-                        ours, reference, roof)
+                        ours, authors, roof)
 
 
 def config_of(bundle: Bundle, settings: BenchSettings, backend: dict, source: str, targets: int) -> dict:
@@ -170,14 +170,14 @@ def config_of(bundle: Bundle, settings: BenchSettings, backend: dict, source: st
 
 
 def write_outputs(report: dict, args: argparse.Namespace) -> None:
-    from insid3.engine.bench.report import markdown
+    from insid3.benchmarks.report import markdown
 
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     if args.markdown:
         args.markdown.write_text(markdown(report))
     if args.plot:
-        from insid3.engine.bench.plot import plot_stages
+        from insid3.benchmarks.plot import plot_stages
 
         plot_stages(report, args.plot)
 
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from(args)
         check_outputs(args)
         report = run_benchmark(settings)
-        from insid3.engine.bench.report import terminal_table
+        from insid3.benchmarks.report import terminal_table
 
         print(terminal_table(report))
         write_outputs(report, args)

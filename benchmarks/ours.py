@@ -9,10 +9,10 @@ from itertools import cycle, islice
 
 import numpy as np
 
-from insid3.engine.bench.inputs import BenchInputs
-from insid3.engine.bench.memory import MemoryReport, cupy_high_water, current_rss_mb, memory_report, sampling
-from insid3.engine.bench.passes import MeasuredSide, PassRecord, pass_times
-from insid3.engine.bench.stats import mean_iou, summarise
+from insid3.benchmarks.inputs import BenchInputs
+from insid3.benchmarks.memory import MemoryReport, cupy_high_water, current_rss_mb, memory_report, sampling
+from insid3.benchmarks.passes import MeasuredSide, PassRecord, pass_times
+from insid3.benchmarks.stats import mean_iou, summarise
 from insid3.engine.segmenter import Segmenter
 from insid3.engine.timing import STAGES
 

@@ -1,6 +1,6 @@
 """The benchmark suite: small / base / large x 768 / 1024 px, as far as this machine can.
 
-    python benchmarks/run_suite.py [--cache ~/.cache/insid3/bundles] [--out benchmarks/results]
+    python -m insid3.benchmarks.suite [--cache ~/.cache/insid3/bundles] [--out benchmarks/results]
         [--sizes small base large] [--resolutions 768 1024] [--backend auto] [--precision fp32]
         [--iters 5] [--compare-reference] [--trt] [--max-cpu-gflops 250] [--flops-only]
 
@@ -21,8 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from insid3.engine.bench.environment import environment
-from insid3.engine.bench.flops import DEVICE_PEAK_TFLOPS, device_peak, flops_for_arch, floor_ms
+from insid3.benchmarks.environment import environment
+from insid3.benchmarks.flops import DEVICE_PEAK_TFLOPS, device_peak, flops_for_arch, floor_ms
 
 SIZES = ("small", "base", "large")
 RESOLUTIONS = (768, 1024)
@@ -33,7 +33,7 @@ def console_script(name: str) -> str:
     beside = Path(sys.executable).with_name(name)
     found = str(beside) if beside.exists() else shutil.which(name)
     if found is None:
-        sys.exit(f"run_suite: {name} is not installed (pip install -e . in this environment)")
+        sys.exit(f"insid3.benchmarks.suite: {name} is not installed (pip install -e . in this environment)")
     return found
 
 

@@ -1,0 +1,21 @@
+"""insid3.benchmarks: measuring the engine, beside the authors' way (the `bench` extra).
+
+Nothing in the runtime imports this package; it imports the runtime (insid3.engine,
+insid3.kernels) and, in the authors' side only, the torch transcription insid3.authors_way.
+
+`insid3-bench` (cli.py), one bundle, our engine beside the authors' way:
+- ours (`ours.py`): the Segmenter with one cached reference, per stage (StageClock, synchronised
+  at every stage boundary), end-to-end latency percentiles, throughput per batch size, the
+  one-off reference encoding and the cold start;
+- the authors' way (`authors_side.py`): insid3.authors_way, torch eager + sklearn + Python loops,
+  the references re-encoded with every target, as the published code runs;
+- each side in its own fresh process (`isolation.py`), so peak memory is that side's alone, and
+  the measured passes interleaved between the sides (`side_by_side.py`);
+- the backbone's FLOPs and the device's physical floor (`flops.py`).
+
+The other tools, each `python -m insid3.benchmarks.<name>`:
+- `suite`: small / base / large x 768 / 1024 px through insid3-bench, with the FLOP table;
+- `kernels`: the post-processing kernels against the authors' way, stage by stage;
+- `loadgen`: insid3-serve under concurrent clients, dynamic batching on vs off.
+`synthetic.py` draws the seeded patch features the kernel tests and benchmark run on.
+"""
