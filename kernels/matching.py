@@ -16,7 +16,7 @@ from insid3.kernels.arrays import Array, KernelInputError, array_module, l2_norm
 class ReferenceSide:
     """What doc §6 needs of the references, in the target's debiased coordinates: the shots'
     debiased features (S, Nr, D) float32, their downsampled masks (S, Nr) bool, and their
-    `prototype` (D,) float32. Built once per reference; checked where it is used."""
+    `prototype` (D,) float32. A plain record: the kernels that take it check its shapes."""
 
     debiased: Array
     patch_masks: Array
