@@ -18,8 +18,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from insid3.format.bundle import Bundle, load_bundle
 from insid3.errors import Insid3Error, SettingsError
+from insid3.format.bundle import Bundle, load_bundle
 
 PROG = "insid3-bench"
 
@@ -121,11 +121,11 @@ def check_backend(bundle: Bundle, settings: BenchSettings) -> None:
 
 def run_benchmark(settings: BenchSettings) -> dict:
     """Both sides measured, each in its own process, passes interleaved; the JSON contract's report."""
+    from insid3.benchmarks.authors_side import AuthorsSpec
     from insid3.benchmarks.environment import environment, load_average
     from insid3.benchmarks.flops import flops_for_arch, roofline
     from insid3.benchmarks.inputs import folder_inputs, scene_inputs
     from insid3.benchmarks.ours import OursSpec
-    from insid3.benchmarks.authors_side import AuthorsSpec
     from insid3.benchmarks.report import build_report
     from insid3.benchmarks.side_by_side import measure_side_by_side
 

@@ -10,8 +10,8 @@ JSON shape (other tools read it; tests/test_bench_cli.py checks it):
 
 from __future__ import annotations
 
-from insid3.benchmarks.ours import OursResult
 from insid3.benchmarks.authors_side import DESCRIPTION, AuthorsResult
+from insid3.benchmarks.ours import OursResult
 from insid3.benchmarks.stats import mean_iou
 from insid3.engine.timing import STAGES
 

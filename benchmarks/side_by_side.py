@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 
+from insid3.benchmarks.authors_side import AuthorsResult, AuthorsSide, AuthorsSpec
 from insid3.benchmarks.isolation import SideProcess
 from insid3.benchmarks.ours import OursResult, OursSide, OursSpec
-from insid3.benchmarks.authors_side import AuthorsResult, AuthorsSide, AuthorsSpec
 
 
 def measure_side_by_side(

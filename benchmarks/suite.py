@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from insid3.benchmarks.environment import environment
-from insid3.benchmarks.flops import DEVICE_PEAK_TFLOPS, device_peak, flops_for_arch, floor_ms
+from insid3.benchmarks.flops import DEVICE_PEAK_TFLOPS, device_peak, floor_ms, flops_for_arch
 
 SIZES = ("small", "base", "large")
 RESOLUTIONS = (768, 1024)

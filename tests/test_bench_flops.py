@@ -2,7 +2,7 @@
 
 import pytest
 
-from insid3.benchmarks.flops import backbone_flops, device_peak, flops_for_arch, floor_ms, roofline
+from insid3.benchmarks.flops import backbone_flops, device_peak, floor_ms, flops_for_arch, roofline
 
 
 def test_small_at_224_matches_a_hand_count():

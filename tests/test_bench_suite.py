@@ -3,7 +3,7 @@
 import pytest
 
 from insid3.benchmarks import suite as suite_module
-from insid3.benchmarks.flops import flops_for_arch, floor_ms
+from insid3.benchmarks.flops import floor_ms, flops_for_arch
 
 
 @pytest.fixture(scope="module")
