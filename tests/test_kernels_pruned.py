@@ -208,7 +208,6 @@ def test_cluster_prototypes_do_not_depend_on_the_other_clusters(xp):
 
 
 def test_bad_inputs(xp):
-    rng = np.random.default_rng(0)
     labels, features, debiased, proto, refs, masks = (xp.asarray(a) for a in _random_case(0, 10, 3, 4, 2))
     sim = forward_similarity(debiased, proto)
     forward = forward_candidates(sim)
