@@ -74,6 +74,11 @@ class Reference:
     fingerprint: EncodingFingerprint
 
     @property
+    def side(self) -> kernels.ReferenceSide:
+        """The kernels' view of these shots (what §6 and §8 read of the references)."""
+        return kernels.ReferenceSide(debiased=self.debiased, patch_masks=self.patch_masks, prototype=self.prototype)
+
+    @property
     def shots(self) -> int:
         return int(self.debiased.shape[0])
 

@@ -24,12 +24,12 @@ import numpy as np
 from insid3 import kernels
 from insid3.engine.backends import load_backend
 from insid3.engine.backends.base import Backend, BackendOptions
-from insid3.format.bundle import Bundle, load_bundle
 from insid3.engine.images import ImageLike, PreparedImage, prepare_image, prepare_reference_mask
 from insid3.engine.reference import EncodingFingerprint, Reference, ReferenceShot
-from insid3.format.settings import Hyperparameters
 from insid3.engine.timing import STAGES, StageClock
 from insid3.errors import NoReferenceError, SettingsError
+from insid3.format.bundle import Bundle, load_bundle
+from insid3.format.settings import Hyperparameters
 
 log = logging.getLogger("insid3.engine")
 
@@ -178,9 +178,7 @@ class Segmenter:
                     features=features,
                     debiased=debiased,
                     sim_fwd=similarity,
-                    reference=kernels.ReferenceSide(
-                        debiased=reference.debiased, patch_masks=reference.patch_masks, prototype=reference.prototype
-                    ),
+                    reference=reference.side,
                     merge_threshold=hp.merge_threshold,
                 ).patch_mask
             else:
