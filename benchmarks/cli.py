@@ -59,10 +59,11 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--bundle", required=True, type=Path, help="bundle folder written by insid3-export")
     p.add_argument("--backend", default="auto", help="auto, onnxruntime, openvino, tensorrt, torch")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="CPU precision (bf16: OpenVINO on AMX CPUs)")
     p.add_argument("--batch-size", dest="batch_sizes", type=int, nargs="+", default=[1],
                    help="throughput through segment_batch at each of these batch sizes")
     p.add_argument("--shots", type=int, default=1, help="reference shots (cached once on our side)")
@@ -70,7 +71,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2, help="untimed calls before measuring")
     p.add_argument("--targets", type=int, default=3, help="drawn target scenes (ignored with --images)")
     p.add_argument("--images", type=Path, help="folder: NAME.jpg + NAME.mask.png references, other images targets")
-    p.add_argument("--threads", type=int, help="CPU threads for both sides (default: the libraries' own)")
+    p.add_argument("--threads", type=int, help="CPU threads for both sides (None: the libraries' own)")
     p.add_argument("--compare-reference", action="store_true",
                    help="also run the authors' way (torch + sklearn) on the same images and weights")
     p.add_argument("--json", type=Path, help="write the report as JSON")
@@ -149,7 +150,9 @@ def run_benchmark(settings: BenchSettings) -> dict:
         else None
     )
     load_at_start = load_average()
-    ours, authors = measure_side_by_side(ours_spec, authors_spec, settings.iters)
+    ours, authors = measure_side_by_side(
+        ours_spec, authors_spec, settings.iters, report=lambda line: print(f"{PROG}: {line}", file=sys.stderr, flush=True)
+    )
     env = environment(load_at_start)
     device = env["gpu"] if ours.backend["device"] != "cpu" else None
     roof = roofline(flops_for_arch(bundle.metadata.arch, bundle.metadata.resolution), device,
@@ -195,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     except Insid3Error as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted: no report was written", file=sys.stderr)
+        return 130
     return 0
 
 

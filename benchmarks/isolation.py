@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import pickle
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,8 @@ class SideFailedError(Insid3Error):
 
 def _serve(connection, factory: Callable[[Any], Any], spec: Any) -> None:
     """Child process: build the side, then run the methods the parent names until told to stop."""
+    # Ctrl-C reaches the whole process group: the parent handles it and ends this process.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     side, error = None, None
     try:
         side = factory(spec)
@@ -85,5 +88,10 @@ class SideProcess:
     def __enter__(self) -> "SideProcess":
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type | None, *exc_info: object) -> None:
+        if exc_type is KeyboardInterrupt:  # do not wait for the pass in flight
+            self._process.terminate()
+            self._process.join()
+            self._connection.close()
+        else:
+            self.close()

@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     trt.add_argument("--trt", dest="trt", action="store_true", default=None,
                      help="build a TensorRT engine (default: when TensorRT and a CUDA device are present)")
     trt.add_argument("--no-trt", dest="trt", action="store_false", help="skip the TensorRT engine")
-    parser.add_argument("--precision", default="fp16", choices=["fp16", "bf16", "fp32"], help="engine precision")
+    parser.add_argument("--precision", default="fp16", choices=["fp16", "bf16", "fp32"], help="engine precision (default fp16)")
     parser.add_argument("--max-batch", type=int, default=8, help="largest engine batch (default 8)")
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset, 18..22 (default 18)")
     parser.add_argument("--force", action="store_true", help="replace an existing bundle")

@@ -198,3 +198,38 @@ def test_console_script_bad_bundle_no_traceback(tmp_path):
     result = subprocess.run([str(script), "--bundle", str(tmp_path / "missing")], capture_output=True, text=True)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_is_one_line_and_leaves_no_process(tiny_bundle, tmp_path):
+    """SIGINT to the whole process group (as a terminal sends it) while a side is running."""
+    import os
+    import signal
+    import time
+
+    report = tmp_path / "report.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "insid3.benchmarks.cli", "--bundle", str(tiny_bundle), "--backend", "onnxruntime",
+         "--compare-reference", "--iters", "50", "--targets", "2", "--json", str(report)],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    lines = []
+    for line in process.stderr:  # progress lines: the run says what it is doing
+        lines.append(line)
+        if "timed pass 1/50" in line:
+            break
+    time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGINT)
+    rest = process.stderr.read()
+    assert process.wait(timeout=60) == 130
+    assert any("ours: cold start" in line for line in lines)
+    assert rest.strip().splitlines()[-1] == "insid3-bench: interrupted: no report was written"
+    assert "Traceback" not in rest and not report.exists()
+    deadline = time.monotonic() + 20  # the sides' processes (and multiprocessing's tracker) follow
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("processes of the interrupted benchmark are still running 20 s later")
