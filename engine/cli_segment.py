@@ -28,7 +28,7 @@ from insid3.engine.job_manifest import JobManifest, JobMismatchError, claim_fold
 from insid3.engine.job_outputs import COCO_FILE, CocoOutputs, PngOutputs, remove_temporaries
 from insid3.engine.reference import EncodingFingerprint
 from insid3.engine.segmenter import Segmenter
-from insid3.errors import Insid3Error, InputImageError
+from insid3.errors import InputImageError, Insid3Error
 from insid3.format.bundle import Bundle, load_bundle
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}

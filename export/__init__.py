@@ -21,7 +21,8 @@ _LAZY = {
     "default_out_dir": "insid3.export.pipeline",
 }
 
-__all__ = ["SIZES", "VitConfig", *_LAZY]
+__all__ = ["SIZES", "VitConfig", "build_backbone", "ExportSettings", "export_bundle", "default_out_dir"]
+assert set(__all__) == {"SIZES", "VitConfig", *_LAZY}
 
 
 def __getattr__(name: str):

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 import torch
 
-from insid3.format.bundle import WeightsSource
 from insid3.errors import CheckpointError
 from insid3.export.checkpoint import load_checkpoint, weights_sha256
 from insid3.export.config import VitConfig, config_for
 from insid3.export.random_init import random_state_dict
 from insid3.export.vit import DinoVisionTransformer
+from insid3.format.bundle import WeightsSource
 
 DEFAULT_RESOLUTION = 1024
 

@@ -12,13 +12,17 @@ from pathlib import Path
 
 import torch
 
-from insid3.format.bundle import WeightsSource, sha256_of
 from insid3.errors import CheckpointError
 from insid3.export.checkpoint_names import (
-    META_BLOCK, META_EXTRAS, block_indices, expected_shapes, hf_to_meta,
+    META_BLOCK,
+    META_EXTRAS,
+    block_indices,
+    expected_shapes,
+    hf_to_meta,
 )
 from insid3.export.config import SIZES, VitConfig
 from insid3.export.layers.rope import rope_periods
+from insid3.format.bundle import WeightsSource, sha256_of
 
 HF_CONFIG = "config.json"
 HF_WEIGHTS = "model.safetensors"

@@ -20,8 +20,8 @@ import onnx
 import torch
 
 from insid3.errors import ExportError, SettingsError
-from insid3.format.tensors import INPUT_NAME, OUTPUT_NAME
 from insid3.export.parity import Parity, compare_features
+from insid3.format.tensors import INPUT_NAME, OUTPUT_NAME
 
 DEFAULT_OPSET = 18
 OPSETS = range(18, 23)

@@ -10,8 +10,8 @@ import os
 import shutil
 from pathlib import Path
 
-from insid3.format.bundle import METADATA_FILE
 from insid3.errors import ExportError
+from insid3.format.bundle import METADATA_FILE
 
 
 def check_output_folder(out: Path, *, force: bool) -> None:

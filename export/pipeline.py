@@ -15,15 +15,21 @@ from pathlib import Path
 import numpy as np
 
 import insid3
-from insid3.format.bundle import (
-    BASIS_FILE, ONNX_FILE, Artifact, BundleMetadata, WeightsSource, describe_file, write_metadata,
-)
-from insid3.format.settings import Hyperparameters
-from insid3.format.tensors import INPUT_NAME, OUTPUT_NAME
 from insid3.errors import SettingsError
 from insid3.export.config import SIZES, VitConfig, default_svd_components, validate_resolution
 from insid3.export.onnx_export import DEFAULT_OPSET, ONNX_TOLERANCE, validate_opset
 from insid3.export.tensorrt_build import validate_max_batch, validate_precision
+from insid3.format.bundle import (
+    BASIS_FILE,
+    ONNX_FILE,
+    Artifact,
+    BundleMetadata,
+    WeightsSource,
+    describe_file,
+    write_metadata,
+)
+from insid3.format.settings import Hyperparameters
+from insid3.format.tensors import INPUT_NAME, OUTPUT_NAME
 
 Report = Callable[[str], None]
 

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from insid3.errors import BundleError, SettingsError
 from insid3.format.bundle import (
     BASIS_FILE,
     FORMAT_VERSION,
@@ -17,7 +18,6 @@ from insid3.format.bundle import (
     write_metadata,
 )
 from insid3.format.settings import Hyperparameters
-from insid3.errors import BundleError, SettingsError
 
 
 def _metadata(folder, embed_dim=8, resolution=64):

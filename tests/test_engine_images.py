@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from insid3.format.bundle import IMAGENET_MEAN, IMAGENET_STD
 from insid3.engine.images import load_mask, prepare_image, prepare_reference_mask, resize_mask
 from insid3.errors import InputImageError, ReferenceMaskError
+from insid3.format.bundle import IMAGENET_MEAN, IMAGENET_STD
 
 
 def _image(h=30, w=50, seed=0):

@@ -8,9 +8,9 @@ import zipfile
 
 import pytest
 import torch
+from export_fixtures import TINY, meta_state_dict, write_hf_folder, write_meta_checkpoint
 from safetensors.torch import load_file, save_file
 
-from export_fixtures import TINY, meta_state_dict, write_hf_folder, write_meta_checkpoint
 from insid3.errors import CheckpointError
 from insid3.export import SIZES, VitConfig
 from insid3.export.checkpoint import load_checkpoint, weights_sha256

@@ -12,12 +12,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
-
 from export_fixtures import TINY, make_tiny_bundle, write_meta_checkpoint
-from insid3.format.bundle import load_bundle
+
 from insid3.export import build_backbone
 from insid3.export.cli import main
 from insid3.export.onnx_export import run_onnxruntime
+from insid3.format.bundle import load_bundle
 
 
 def _fails(capsys, argv: list[str], message: str) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from export_fixtures import TINY, make_tiny_bundle
 from onnx import TensorProto
 
-from export_fixtures import TINY, make_tiny_bundle
 from insid3.export.mixed_precision import apply_precision_plan, plan_precision
 from insid3.export.onnx_export import run_onnxruntime
 from insid3.export.parity import compare_features

@@ -7,9 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-
 from export_fixtures import TINY, write_meta_checkpoint
-from insid3.format.bundle import WeightsSource
+
 from insid3.errors import CheckpointError, SettingsError
 from insid3.export import SIZES, VitConfig, build_backbone
 from insid3.export.checkpoint_names import expected_shapes
@@ -17,6 +16,7 @@ from insid3.export.config import config_for, default_svd_components, validate_re
 from insid3.export.layers.rope import rope_periods, rope_sin_cos
 from insid3.export.random_init import random_state_dict
 from insid3.export.vit import DinoVisionTransformer
+from insid3.format.bundle import WeightsSource
 
 
 def test_presets_match_the_hub_architectures():

@@ -9,13 +9,20 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from export_fixtures import (
+    TINY,
+    make_tiny_bundle,
+    meta_state_dict,
+    transformers_features,
+    transformers_model,
+    write_meta_checkpoint,
+)
 
-from export_fixtures import TINY, make_tiny_bundle, meta_state_dict, transformers_features, transformers_model, write_meta_checkpoint
-from insid3.format.bundle import load_bundle, sha256_of
 from insid3.errors import ExportError, SettingsError
 from insid3.export import ExportSettings, build_backbone, export_bundle
 from insid3.export.onnx_export import run_onnxruntime
 from insid3.export.positional_basis import positional_basis
+from insid3.format.bundle import load_bundle, sha256_of
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import dataclasses
 
 import pytest
 import torch
-
 from export_fixtures import meta_state_dict, transformers_features, transformers_model, write_hf_folder
+
 from insid3.export import SIZES
 from insid3.export.backbone import checkpoint_backbone
 

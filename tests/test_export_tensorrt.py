@@ -10,8 +10,8 @@ import sys
 import types
 
 import pytest
-
 from export_fixtures import TINY
+
 from insid3.errors import BackendUnavailableError, SettingsError
 from insid3.export import ExportSettings, export_bundle
 from insid3.export import tensorrt_build as trt_build

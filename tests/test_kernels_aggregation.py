@@ -2,12 +2,14 @@
 against the per-cluster loops of the oracle; and steps 4-9 end to end, composed as the engine
 composes them, against the oracle's transcription."""
 
+import kernel_oracle as oracle
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
-import kernel_oracle as oracle
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kernel_oracle import host
+
+from insid3.benchmarks.synthetic import synthetic_basis, synthetic_patch_features
 from insid3.kernels import (
     ReferenceSide,
     average_linkage_clusters,
@@ -29,7 +31,6 @@ from insid3.kernels.aggregation import (
     segment_sums,
 )
 from insid3.kernels.debias import debias
-from insid3.benchmarks.synthetic import synthetic_basis, synthetic_patch_features
 
 
 def _unit(rng, *shape):

@@ -3,19 +3,20 @@
 
 import types
 
+import kernel_oracle as oracle
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
-import kernel_oracle as oracle
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kernel_oracle import host, same_partition
+
+from insid3.benchmarks.synthetic import synthetic_patch_features
 from insid3.kernels import average_linkage_clusters
 from insid3.kernels.arrays import KernelInputError
 from insid3.kernels.linkage import cosine_distances, gram_matrix, gram_upper, resolve_method
 from insid3.kernels.linkage_chain import chain_below, chain_linkage, threshold_edges
 from insid3.kernels.linkage_dense_chain import condensed_gram_distances, dense_chain_below
 from insid3.kernels.linkage_reciprocal import compact, float32_limit, merge_rows, reciprocal_linkage, rows_argmin
-from insid3.benchmarks.synthetic import synthetic_patch_features
 
 METHODS_FOR = {"numpy": ("chain", "reciprocal"), "cupy": ("reciprocal",)}
 

@@ -2,12 +2,14 @@
 
 import math
 
+import kernel_oracle as oracle
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
-import kernel_oracle as oracle
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kernel_oracle import host
+
+from insid3.benchmarks.synthetic import synthetic_basis, synthetic_patch_features
 from insid3.errors import ReferenceMaskError
 from insid3.kernels import (
     array_module,
@@ -20,7 +22,6 @@ from insid3.kernels import (
 from insid3.kernels.arrays import KernelInputError
 from insid3.kernels.debias import debias
 from insid3.kernels.matching import VOTE_BLOCK, backward_candidates, backward_votes, torch_quantile
-from insid3.benchmarks.synthetic import synthetic_basis, synthetic_patch_features
 
 
 def _unit(rng, *shape):

@@ -6,11 +6,12 @@ thresholds and seed walks that pass over clusters without a hit."""
 
 import math
 
+import kernel_oracle as oracle
 import numpy as np
 import pytest
-
-import kernel_oracle as oracle
 from kernel_oracle import host
+
+from insid3.benchmarks.synthetic import synthetic_patch_features
 from insid3.kernels import ReferenceSide, array_module, forward_candidates, forward_similarity, pruned_aggregate
 from insid3.kernels.aggregation import (
     area_weights,
@@ -22,7 +23,6 @@ from insid3.kernels.aggregation import (
 )
 from insid3.kernels.arrays import KernelInputError
 from insid3.kernels.matching import backward_candidates, backward_votes
-from insid3.benchmarks.synthetic import synthetic_patch_features
 
 
 def _unit(rng, *shape):

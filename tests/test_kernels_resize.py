@@ -1,11 +1,11 @@
 """Doc §5 and §9 resizing: resize_bilinear / resize_nearest against torch's F.interpolate,
 downsample_mask's three fallbacks, upsample_mask's two steps."""
 
+import kernel_oracle as oracle
 import numpy as np
 import pytest
-
-import kernel_oracle as oracle
 from kernel_oracle import host
+
 from insid3.errors import ReferenceMaskError
 from insid3.kernels import downsample_mask, upsample_mask
 from insid3.kernels.arrays import KernelInputError

@@ -6,10 +6,10 @@ import sys
 
 import numpy as np
 import pytest
+from trt_fakes import DataType, FakeEngine, expected_features, fake_cupy, fake_tensorrt
 
 from insid3.errors import BackendUnavailableError, BundleError, InputImageError
 from insid3.tensorrt.runner import DeviceBuffer, TensorRtRunner
-from trt_fakes import DataType, FakeEngine, expected_features, fake_cupy, fake_tensorrt
 
 
 @pytest.fixture
@@ -132,6 +132,7 @@ def _gpu_reason() -> str | None:
 @pytest.mark.skipif(_gpu_reason() is not None, reason=f"TensorRT runner: {_gpu_reason()}")
 def test_the_tensorrt_backend_matches_onnxruntime_on_a_gpu(tmp_path):
     from export_fixtures import TINY
+
     from insid3.engine.backends import load_backend
     from insid3.export import ExportSettings, export_bundle
     from insid3.format.bundle import load_bundle

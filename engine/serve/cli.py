@@ -114,8 +114,8 @@ def serve_ray(args: argparse.Namespace, settings: ServeSettings) -> None:
         from ray import serve
     except ImportError:
         raise Insid3Error("--ray needs Ray Serve: pip install 'insid3[ray]'") from None
-    from insid3.format.bundle import load_bundle
     from insid3.engine.serve.ray_app import NAMESPACE, REGISTRY_NAME, RayOptions, build_application
+    from insid3.format.bundle import load_bundle
 
     bundle = load_bundle(args.bundle)  # fail here, in one line, not in every replica
     bind_listener(args.host, args.port).close()  # Ray binds it itself; fail early when it is taken

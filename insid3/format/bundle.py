@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from insid3.format.settings import Hyperparameters
 from insid3.errors import BundleError
+from insid3.format.settings import Hyperparameters
 from insid3.format.verify import sha256_of, verify_artifacts
 
 FORMAT_VERSION = 1
