@@ -94,12 +94,17 @@ class Segmenter:
             item = self.prepare(image)
             masks.append(prepare_reference_mask(mask, item.original_size, meta.resolution))
             prepared.append(item)
-        features = self.encode(prepared, role="reference")
+        return self.shots_from_features(self.encode(prepared, role="reference"), masks)
+
+    def shots_from_features(self, features: Any, masks: Sequence[np.ndarray]) -> tuple[ReferenceShot, ...]:
+        """Reference shots from backbone features (S, N, C) already computed (e.g. cached by an
+        evaluation) and their R x R bool masks (`prepare_reference_mask`)."""
         debiased = kernels.debiased_coordinates(features, self._frame)
+        grid = self.bundle.metadata.patch_grid
         return tuple(
             ReferenceShot(
                 debiased=debiased[i],
-                patch_mask=self.xp.asarray(kernels.downsample_mask(mask, meta.patch_grid)).reshape(-1),
+                patch_mask=self.xp.asarray(kernels.downsample_mask(mask, grid)).reshape(-1),
             )
             for i, mask in enumerate(masks)
         )
