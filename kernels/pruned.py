@@ -34,6 +34,15 @@ its undecided clusters need are voted in the same call as the walk's first chunk
 cluster is the seed (the usual case) the narrower bounds after the walk decide a subset of the
 same clusters with the same intra values and nothing is left to vote: one call in all.
 Otherwise the plan is redone for the actual seed; the extra votes only narrow bounds.
+
+Scores. The mask needs score_k exactly only where its bounds straddle the threshold, so the
+result carries every cluster's score as a range [score_low_k, score_high_k] (`_score_range`):
+a single value (low == high, the exact float32 score) for the seed, for clusters without a
+forward patch (0) and for every cluster whose forward patches were all voted; otherwise the
+float32 scores at the hit bounds, or +-fl(fl(|cross_k| * B) * a(hi_k)) where intra_k was never
+computed. Whoever needs a bounded score exactly (the label map of several concepts, where two
+concepts claim one cluster) asks `exact_cluster_scores`, which votes the rest of those clusters'
+forward patches and gives the same float32 value the full computation would.
 """
 
 from __future__ import annotations
@@ -55,11 +64,15 @@ FIRST_CHUNK = 16
 class PrunedAggregate:
     """patch_mask: (N,) bool, doc §8's patch-level mask. voted_rows: how many target patches got
     backward votes (of the forward ones). seed: the seed cluster's id, None when no patch is a
-    candidate (then the mask is empty)."""
+    candidate (then the mask is empty and every score is 0). score_low, score_high: (K,) float32,
+    a range holding each cluster's doc §8 score, a single value where it is known exactly (module
+    docstring, "Scores")."""
 
     patch_mask: Array
     voted_rows: int
     seed: int | None
+    score_low: Array
+    score_high: Array
 
 
 @dataclass(frozen=True, eq=False)
@@ -275,6 +288,29 @@ def _merge(foreground: Array, plan: _Plan, seed: int, clusters: _Clusters, thres
     return foreground[clusters.labels]
 
 
+def _score_range(plan: _Plan, ballot: _Ballot, seed: int, clusters: _Clusters, channels: int) -> tuple[Array, Array]:
+    """(low, high) (K,) float32 around every cluster's score after step 3 (module docstring,
+    "Scores"): exact where every forward patch of the cluster was voted."""
+    xp = array_module(plan.combined)
+    hits_low, hits_high = ballot.hit_bounds(clusters)
+    low, high = xp.zeros(clusters.count, dtype=xp.float32), xp.zeros(clusters.count, dtype=xp.float32)
+    others = clusters.reachable[clusters.reachable != seed]
+    reach = (xp.abs(clusters.cross[others]) * intra_bound(channels)) * area_weights(hits_high[others],
+                                                                                    clusters.areas[others])
+    low[others], high[others] = -reach, reach
+    tight = plan.tight
+    at_low = plan.combined * area_weights(hits_low[tight], clusters.areas[tight])
+    at_high = plan.combined * area_weights(hits_high[tight], clusters.areas[tight])
+    low[tight], high[tight] = xp.minimum(at_low, at_high), xp.maximum(at_low, at_high)  # combined may be < 0
+    low[seed] = high[seed] = plan.seed_score
+    return low, high
+
+
+def _no_candidate(n: int, voted_rows: int, clusters: int, xp: ModuleType) -> PrunedAggregate:
+    zeros = xp.zeros(clusters, dtype=xp.float32)
+    return PrunedAggregate(xp.zeros(n, dtype=bool), voted_rows, None, zeros, zeros.copy())
+
+
 def pruned_aggregate(
     *,
     labels: Array,
@@ -300,7 +336,7 @@ def pruned_aggregate(
     threshold = xp.float32(merge_threshold)
     clusters = _count_clusters(labels, forward, sim_fwd)
     if clusters.reachable.shape[0] == 0:
-        return PrunedAggregate(xp.zeros(n, dtype=bool), 0, None)
+        return _no_candidate(n, 0, clusters.count, xp)
     walk = _walk_order(clusters, debiased, reference.prototype)
     ballot = _Ballot(debiased, reference)
     # Guess: the seed is the first cluster of the walk (the usual case). Its undecided clusters'
@@ -311,8 +347,49 @@ def pruned_aggregate(
     ballot.cast(xp.concatenate([walk.rows[:first], _undecided_rows(guessed.undecided, walk, ballot, clusters, first)]))
     seed = _seed_walk(walk, ballot, clusters, first)
     if seed is None:  # no candidate patch: the empty mask (doc §6), whatever the threshold
-        return PrunedAggregate(xp.zeros(n, dtype=bool), ballot.count, None)
+        return _no_candidate(n, ballot.count, clusters.count, xp)
     hits_low, hits_high = ballot.hit_bounds(clusters)
     final = _score_bounds(seed, hits_low, hits_high, **scoring, reuse=guessed if seed == guess else None)
     foreground = _votes_where_they_matter(final, ballot, walk, clusters, threshold)
-    return PrunedAggregate(_merge(foreground, final, seed, clusters, threshold), ballot.count, seed)
+    low, high = _score_range(final, ballot, seed, clusters, int(features.shape[1]))
+    return PrunedAggregate(_merge(foreground, final, seed, clusters, threshold), ballot.count, seed, low, high)
+
+
+def exact_cluster_scores(
+    *,
+    labels: Array,
+    forward: Array,
+    features: Array,
+    debiased: Array,
+    sim_fwd: Array,
+    reference: ReferenceSide,
+    seed: int,
+    clusters: Array,
+) -> Array:
+    """Doc §8's float32 score of each cluster in `clusters` ((M,) distinct ids) given the seed
+    `seed` (pruned_aggregate's), the other arguments as pruned_aggregate's: (M,) float32, bit for
+    bit what §8 computes with every patch voted. Votes every forward patch of `clusters` (a row's
+    vote does not depend on which rows are voted with it, matching.backward_votes), and computes
+    cross_k * intra_k from those clusters' own patches (aggregation.py: the same bits whichever
+    clusters are computed together). score_seed = cross * intra (a_seed = 1)."""
+    xp = _validated(labels, forward, features, debiased, sim_fwd, reference, FIRST_CHUNK)
+    stats = _count_clusters(labels, forward, sim_fwd)
+    ids = xp.asarray(clusters, dtype=xp.int64).reshape(-1)
+    if ids.shape[0] and (int(ids.min()) < 0 or int(ids.max()) >= stats.count):
+        raise KernelInputError(f"exact_cluster_scores: cluster ids must lie in [0, {stats.count})")
+    if not 0 <= int(seed) < stats.count:
+        raise KernelInputError(f"exact_cluster_scores: seed {seed} is not a cluster id in [0, {stats.count})")
+    marked = xp.zeros(stats.count, dtype=bool)
+    marked[ids] = True
+    rows = stats.forward_rows[xp.nonzero(marked[stats.labels[stats.forward_rows]])[0]]
+    ballot = _Ballot(debiased, reference)
+    ballot.cast(rows)
+    hits = xp.bincount(stats.labels[xp.nonzero(ballot.is_hit)[0]], minlength=stats.count)
+    others = ids[ids != int(seed)]
+    both = xp.concatenate([xp.asarray([int(seed)], dtype=xp.int64), others])
+    prototypes = cluster_prototypes(features, stats.labels, both, stats.count)
+    combined = stats.cross[both] * row_dots(prototypes, prototypes[0])
+    scores = xp.zeros(stats.count, dtype=xp.float32)
+    scores[others] = combined[1:] * area_weights(hits[others], stats.areas[others])
+    scores[int(seed)] = combined[0]
+    return scores[ids]
