@@ -169,3 +169,19 @@ def test_a_graceful_shutdown_finishes_requests_in_flight(tiny_bundle, tmp_path):
                 http.get("/healthz", timeout=5)
     assert len(responses) == 1 and responses[0].status_code == 200
     assert responses[0].headers["content-type"] == "image/png"
+
+
+def test_a_16_bit_upload_is_segmented_as_its_8_bit_picture(server):
+    reference, target = scene_pairs(1, size=(96, 128), seed=21)[0]
+    gray = np.asarray(Image.fromarray(target.image).convert("L"))
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        reference_id = _register(http, reference)
+        masks = []
+        for picture in (Image.fromarray(gray), Image.fromarray(gray.astype(np.uint16) * 257)):
+            buffer = io.BytesIO()
+            picture.save(buffer, format="PNG")
+            response = http.post("/v1/segment", data={"reference_id": reference_id},
+                                 files={"image": ("t.png", buffer.getvalue(), "image/png")})
+            assert response.status_code == 200, response.text
+            masks.append(np.asarray(Image.open(io.BytesIO(response.content))))
+    np.testing.assert_array_equal(masks[0], masks[1])
