@@ -40,5 +40,9 @@ class ReferenceMaskError(Insid3Error):
     """A reference mask is empty or does not match its image."""
 
 
+class KeypointError(Insid3Error, ValueError):
+    """Keypoints to match are missing, not finite, or outside their image (the point is named)."""
+
+
 class NoReferenceError(Insid3Error):
     """``segment`` was called before any reference was set."""
