@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import numpy as np
 from insid3 import kernels
 from insid3.engine.backends import load_backend
 from insid3.engine.backends.base import Backend, BackendOptions
+from insid3.engine.correspondence import EncodedImage, Matcher, MatchOptions
 from insid3.engine.images import ImageLike, PreparedImage, prepare_image, prepare_reference_mask
 from insid3.engine.reference import EncodingFingerprint, Reference, ReferenceShot
 from insid3.engine.timing import STAGES, StageClock
@@ -253,6 +255,34 @@ class Segmenter:
                     count += 1
                     self.last_timings = {s: totals.ms.get(s, 0.0) / count for s in STAGES}
                     yield item, mask
+
+    # ------------------------------------------------------------------ correspondence
+    @cached_property
+    def matcher(self) -> Matcher:
+        """Keypoint matching on this backend (engine/correspondence.py), built on first use."""
+        return Matcher(self)
+
+    def encode_image(self, image: ImageLike) -> EncodedImage:
+        """An image encoded once for `match`: reuse it as the reference of many calls."""
+        return self.matcher.reference(image)
+
+    def match(
+        self,
+        reference_image: ImageLike | EncodedImage,
+        points: Sequence[tuple[float, float]],
+        target: ImageLike | Sequence[ImageLike],
+        *,
+        debiased: bool = True,
+        svd_components: int | None = None,
+        batch_size: int = 8,
+    ) -> np.ndarray | list[np.ndarray]:
+        """(K, 2) float32 (x, y) target pixels matching `points` (x, y) of the reference image;
+        a list of them when `target` is a list or tuple (the backbone batched). s defaults to
+        this Segmenter's; any s below C works without a new export."""
+        targets = list(target) if isinstance(target, (list, tuple)) else [target]
+        options = MatchOptions(debiased=debiased, svd_components=svd_components)
+        found = [c.points for c in self.matcher.match(reference_image, points, targets, options, batch_size)]
+        return found if isinstance(target, (list, tuple)) else found[0]
 
     def describe(self) -> str:
         b = self.backend
