@@ -13,7 +13,7 @@ patches whose votes can change the mask (kernels.pruned_aggregate).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from itertools import islice
@@ -23,9 +23,12 @@ from typing import Any
 import numpy as np
 
 from insid3 import kernels
+from insid3.engine import decoding
 from insid3.engine.backends import load_backend
 from insid3.engine.backends.base import Backend, BackendOptions
+from insid3.engine.concepts import ConceptsResult, decode_concepts
 from insid3.engine.correspondence import EncodedImage, Matcher, MatchOptions
+from insid3.engine.decoding import ConceptDecode, EncodedTarget
 from insid3.engine.images import ImageLike, PreparedImage, prepare_image, prepare_reference_mask
 from insid3.engine.reference import EncodingFingerprint, Reference, ReferenceShot
 from insid3.engine.timing import STAGES, StageClock
@@ -155,6 +158,22 @@ class Segmenter:
         self.images_encoded[role] += len(prepared)
         return parts[0] if len(parts) == 1 else self.xp.concatenate(parts)
 
+    def encode_target(self, features: Any, clock: StageClock) -> EncodedTarget:
+        """The target's half of steps 4-9 for its (N, C) features: debiased now, clustered on the
+        first concept that needs it (engine/decoding.py)."""
+        return decoding.encode_target(features, self._frame, self.hyperparameters.tau, clock)
+
+    def decode_concept(
+        self, target: EncodedTarget, original_size: tuple[int, int], reference: Reference, clock: StageClock
+    ) -> ConceptDecode:
+        """One reference's half of steps 4-9 on an encoded target (doc §6, §8, §9): every mask
+        this Segmenter returns comes from here."""
+        meta = self.bundle.metadata
+        return decoding.decode_concept(
+            target, reference.side, merge_threshold=self.hyperparameters.merge_threshold,
+            patch_grid=meta.patch_grid, resolution=meta.resolution, original_size=original_size, clock=clock,
+        )
+
     def decode(
         self,
         features: Any,
@@ -165,35 +184,33 @@ class Segmenter:
         """Steps 4-9 for one target's (N, C) features: the bool (H, W) mask."""
         reference = self._require(reference)
         clock = clock or StageClock(self.backend.synchronize)
-        hp, meta = self.hyperparameters, self.bundle.metadata
-        with clock.stage("debias"):
-            debiased = kernels.debiased_coordinates(features, self._frame)
-        with clock.stage("matching"):
-            similarity = kernels.forward_similarity(debiased, reference.prototype)
-            forward = kernels.forward_candidates(similarity)
-            any_forward = bool(forward.any())
-        with clock.stage("clustering"):
-            # Backward votes come after the clustering: with the labels known, only the forward
-            # patches whose votes can change the mask are voted (kernels.pruned_aggregate).
-            # No forward patch means no candidate, so an empty mask whatever the clusters are.
-            labels = kernels.average_linkage_clusters(features, hp.tau) if any_forward else None
-        with clock.stage("aggregation"):  # backward votes (pruned) + seed and merge, doc §6 + §8
-            if any_forward:
-                patch_mask = kernels.pruned_aggregate(
-                    labels=labels,
-                    forward=forward,
-                    features=features,
-                    debiased=debiased,
-                    sim_fwd=similarity,
-                    reference=reference.side,
-                    merge_threshold=hp.merge_threshold,
-                ).patch_mask
-            else:
-                patch_mask = forward
-        with clock.stage("upsample"):
-            mask = kernels.upsample_mask(patch_mask.reshape(meta.patch_grid), meta.resolution, original_size)
-            mask = kernels.to_numpy(mask)  # the one place results leave the device
-        return mask
+        return self.decode_concept(self.encode_target(features, clock), original_size, reference, clock).mask
+
+    def decode_concepts(
+        self,
+        features: Any,
+        original_size: tuple[int, int],
+        concepts: Mapping[str, Reference],
+        clock: StageClock | None = None,
+    ) -> ConceptsResult:
+        """Steps 4-9 for several concepts on one target's features: the target side once
+        (engine/concepts.py); each mask equals `decode` with that concept's reference."""
+        concepts = self._require_concepts(concepts)
+        clock = clock or StageClock(self.backend.synchronize)
+        return decode_concepts(self, self.encode_target(features, clock), original_size, concepts, clock)
+
+    def _require_concepts(self, concepts: Mapping[str, Reference]) -> dict[str, Reference]:
+        named = dict(concepts)
+        if not named:
+            raise NoReferenceError("segment_concepts() needs at least one concept: a name and its Reference")
+        for name, reference in named.items():
+            if not isinstance(name, str) or not name:
+                raise SettingsError(f"concept names must be non-empty strings, got {name!r}")
+            if not isinstance(reference, Reference):
+                raise SettingsError(f"concept {name!r}: expected a Reference (Segmenter.encode_reference), got "
+                                    f"{type(reference).__name__}")
+            reference.fingerprint.require_same(self.fingerprint)
+        return named
 
     def segment(self, target: ImageLike, reference: Reference | None = None) -> np.ndarray:
         """The bool (H, W) mask of the reference's concept in `target`, at the target's own size."""
@@ -206,6 +223,19 @@ class Segmenter:
         mask = self.decode(features[0], prepared.original_size, reference, clock)
         self.last_timings = {stage: clock.ms.get(stage, 0.0) for stage in STAGES}
         return mask
+
+    def segment_concepts(self, target: ImageLike, concepts: Mapping[str, Reference]) -> ConceptsResult:
+        """Every concept's mask in `target` (a mapping name -> Reference, each possibly multi-shot)
+        from one backbone pass and one clustering; concept i is label i of `label_map()`."""
+        concepts = self._require_concepts(concepts)
+        clock = StageClock(self.backend.synchronize)
+        with clock.stage("preprocess"):
+            prepared = self.prepare(target)
+        with clock.stage("backbone"):
+            features = self.encode([prepared])
+        result = self.decode_concepts(features[0], prepared.original_size, concepts, clock)
+        self.last_timings = {stage: clock.ms.get(stage, 0.0) for stage in STAGES}
+        return result
 
     def segment_batch(
         self, targets: Sequence[ImageLike], batch_size: int = 8, reference: Reference | None = None
@@ -228,8 +258,30 @@ class Segmenter:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         reference = self._require(reference)
+        for count, (item, features, totals) in enumerate(self._encoded_stream(prepared, batch_size), start=1):
+            mask = self.decode(features, item.original_size, reference, totals)
+            self.last_timings = {s: totals.ms.get(s, 0.0) / count for s in STAGES}
+            yield item, mask
+
+    def segment_concepts_stream(
+        self, prepared: Iterable[PreparedImage], concepts: Mapping[str, Reference], batch_size: int = 8
+    ) -> Iterator[tuple[PreparedImage, ConceptsResult]]:
+        """`segment_stream` for several concepts: (image, ConceptsResult) in input order."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        concepts = self._require_concepts(concepts)
+        for count, (item, features, totals) in enumerate(self._encoded_stream(prepared, batch_size), start=1):
+            result = self.decode_concepts(features, item.original_size, concepts, totals)
+            self.last_timings = {s: totals.ms.get(s, 0.0) / count for s in STAGES}
+            yield item, result
+
+    def _encoded_stream(
+        self, prepared: Iterable[PreparedImage], batch_size: int
+    ) -> Iterator[tuple[PreparedImage, Any, StageClock]]:
+        """(image, its (N, C) features, the stream's stage totals) in input order; batch k+1 goes
+        through the backbone on a worker thread while the caller decodes batch k."""
         source = iter(prepared)
-        totals, count = StageClock(self.backend.synchronize), 0
+        totals = StageClock(self.backend.synchronize)
 
         def next_batch() -> tuple[list[PreparedImage], Any]:
             clock = StageClock(self.backend.synchronize)
@@ -251,10 +303,7 @@ class Segmenter:
                     break
                 pending = pool.submit(next_batch)
                 for i, item in enumerate(batch):
-                    mask = self.decode(features[i], item.original_size, reference, totals)
-                    count += 1
-                    self.last_timings = {s: totals.ms.get(s, 0.0) / count for s in STAGES}
-                    yield item, mask
+                    yield item, features[i], totals
 
     # ------------------------------------------------------------------ correspondence
     @cached_property
