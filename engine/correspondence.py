@@ -15,6 +15,7 @@ the bundle's whole basis, so s is a per-call choice and needs no new export.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -114,6 +115,43 @@ def check_points(points: Any, image_size: tuple[int, int], image: str = "the ref
                 f"x must be in [0, {width}] and y in [0, {height}]"
             )
     return array.astype(np.float32)
+
+
+def parse_points(text: str, source: str = "points") -> list[tuple[float, float]]:
+    """Keypoints written as text: JSON ([[x, y], ...] or {"points": [[x, y], ...]}), or pairs
+    "x,y" (or "x y") separated by ';' or newlines, '#' starting a comment. Values are checked
+    against the image later (`check_points`); here only the syntax, naming the bad pair."""
+    stripped = text.strip()
+    if stripped[:1] in ("[", "{"):
+        try:
+            data = json.loads(stripped)
+        except ValueError as exc:
+            raise KeypointError(f"{source}: not valid JSON ({exc})") from None
+        data = data.get("points") if isinstance(data, dict) else data
+        if not isinstance(data, list) or not all(isinstance(p, list) and len(p) == 2 for p in data):
+            raise KeypointError(f'{source}: JSON must be [[x, y], ...] or {{"points": [[x, y], ...]}}')
+        pairs = [(p[0], p[1]) for p in data]
+    else:
+        lines = (line.split("#", 1)[0] for line in stripped.splitlines())
+        items = [item.strip() for line in lines for item in line.split(";") if item.strip()]
+        pairs = []
+        for index, item in enumerate(items):
+            values = item.replace(",", " ").split()
+            if len(values) != 2:
+                raise KeypointError(f"{source}: point {index} {item!r} is not an 'x,y' pair")
+            pairs.append((values[0], values[1]))
+    bad = next((i for i, (x, y) in enumerate(pairs) if not (_is_number(x) and _is_number(y))), None)
+    if bad is not None:
+        raise KeypointError(f"{source}: point {bad} {pairs[bad]!r} is not a pair of numbers")
+    return [(float(x), float(y)) for x, y in pairs]
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(value, bool)
 
 
 class Matcher:
