@@ -184,18 +184,28 @@ class Matcher:
             return image
         return self.encode([image], role="reference")[0]
 
-    def frame(self, svd_components: int | None) -> DebiasFrame:
-        """The debias frame of the first s basis vectors (s None: the Segmenter's), built once."""
-        s = self.segmenter.hyperparameters.svd_components if svd_components is None else svd_components
+    def components(self, options: MatchOptions) -> int | None:
+        """The s `options` match with (None: not debiased); SettingsError when this bundle has
+        no such s. Pure: callable from any thread."""
+        if not options.debiased:
+            return None
+        own = self.segmenter.hyperparameters.svd_components
+        s = own if options.svd_components is None else options.svd_components
         if s not in self._frames:
             meta = self.segmenter.bundle.metadata
             Hyperparameters(svd_components=s).validated(meta.embed_dim)
+            available = min(meta.embed_dim, meta.num_patches)  # the basis columns the bundle holds
+            if s > available:
+                raise SettingsError(f"svd_components={s} exceeds the {available} basis vectors of this bundle")
+        return s
+
+    def frame(self, svd_components: int) -> DebiasFrame:
+        """The debias frame of the first s basis vectors (checked by `components`), built once."""
+        if svd_components not in self._frames:
             basis = self.segmenter.bundle.positional_basis()
-            if s > basis.shape[1]:
-                raise SettingsError(f"svd_components={s} exceeds the {basis.shape[1]} basis vectors of this bundle")
-            kept = self.xp.asarray(np.ascontiguousarray(basis[:, :s]))
-            self._frames[s] = kernels.debias_frame(kept, s)
-        return self._frames[s]
+            kept = self.xp.asarray(np.ascontiguousarray(basis[:, :svd_components]))
+            self._frames[svd_components] = kernels.debias_frame(kept, svd_components)
+        return self._frames[svd_components]
 
     # ------------------------------------------------------------------ matching
     def correspond(
@@ -213,8 +223,9 @@ class Matcher:
         xp = self.xp
         with clock.stage("debias"):
             source, target = reference.features, target_features
-            if options.debiased:
-                frame = self.frame(options.svd_components)
+            s = self.components(options)
+            if s is not None:
+                frame = self.frame(s)
                 source = kernels.debiased_coordinates(source, frame)
                 target = kernels.debiased_coordinates(target, frame)
         with clock.stage("matching"):
@@ -242,7 +253,7 @@ class Matcher:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         encoded = self.reference(reference)
         checked = check_points(points, encoded.original_size)
-        self.frame(options.svd_components if options.debiased else None)  # a bad s fails before any target
+        self.components(options)  # a bad s fails before any target
         totals, count, source = StageClock(self.segmenter.backend.synchronize), 0, iter(targets)
         while True:
             with totals.stage("preprocess"):

@@ -6,6 +6,7 @@
                                         -> 200 image/png (mode L, 0/255, the target's size)
                                            or {"size": [H, W], "counts": "<COCO compressed RLE>"}
     DELETE /v1/references/{id}          -> 204
+    POST   /v1/match                    keypoint matching, and /v1/match/references (serve/matching.py)
     GET    /healthz                     -> 200 while the process is alive
     GET    /readyz                      -> 200 once the engine is loaded, else 503
     GET    /metrics                     -> Prometheus text (see metrics.py)
@@ -49,6 +50,7 @@ from insid3.engine.serve.errors import (
     UnknownReferenceError,
 )
 from insid3.engine.serve.limits import BodyLimitMiddleware
+from insid3.engine.serve.matching import install_match_routes
 from insid3.engine.serve.metrics import RequestMetricsMiddleware
 from insid3.engine.serve.service import Service, ShotUpload
 from insid3.engine.serve.uploads import check_mask, decode_upload
@@ -203,4 +205,5 @@ def create_app(service: Service) -> FastAPI:
             raise UnknownReferenceError(f"reference {reference_id!r} is unknown or expired")
         return Response(status_code=204)
 
+    install_match_routes(app, service, timing_headers)  # POST /v1/match and its references (serve/matching.py)
     return app

@@ -17,6 +17,7 @@ from insid3.engine.segmenter import Segmenter
 from insid3.engine.serve.app import create_app
 from insid3.engine.serve.batching import DynamicBatcher
 from insid3.engine.serve.errors import UnknownReferenceError
+from insid3.engine.serve.matching import Matching
 from insid3.engine.serve.metrics import ServeMetrics
 from insid3.engine.serve.references import ReferenceStore
 from insid3.engine.serve.runner import EngineRunner, TargetItem
@@ -37,6 +38,7 @@ class LocalService:
             max_queue=settings.max_queue,
             on_batch=self.metrics.batch_size.observe,
         )
+        self.matching = Matching(self.runner, self.settings, self.batcher.submit)  # POST /v1/match
         self._ready = False
         self.metrics.queue_depth.set_function(lambda: self.batcher.depth)
         self.metrics.references.set_function(lambda: self.store.stats()[0])

@@ -38,6 +38,9 @@ References across replicas:
   reference fetches the inputs from the object store and re-encodes them once (concurrent
   requests share that encoding), then caches it until the same expiry. The response header
   `X-Insid3-Reference-Source` says `cached` or `re-encoded`; `X-Insid3-Replica` names the replica.
+- `POST /v1/match` (the same app's handler) batches its targets through the same `@serve.batch`;
+  its reference images are shared the same way, through a registry actor of their own
+  (`ray_matching.py`).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from insid3.engine.segmenter import Segmenter
 from insid3.engine.serve.app import create_app
 from insid3.engine.serve.errors import UnknownReferenceError
 from insid3.engine.serve.metrics import ServeMetrics
+from insid3.engine.serve.ray_matching import MATCH_REGISTRY_NAME, RayMatching
 from insid3.engine.serve.references import ReferenceStore
 from insid3.engine.serve.runner import EngineRunner, SegmentResult, TargetItem, failure_of
 from insid3.engine.serve.service import Registered, Segmented, ShotUpload, encode_and_store
@@ -124,6 +128,11 @@ class Insid3Replica:
         self.registry = reference_registry(s.max_references)
         self.replica_id = serve.get_replica_context().replica_id.unique_id
         self._encoding: dict[str, asyncio.Future] = {}
+        match_registry = ReferenceRegistry.options(  # POST /v1/match's references (serve/ray_matching.py)
+            name=MATCH_REGISTRY_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+        ).remote(s.max_references)
+        self.matching = RayMatching(self.runner, s, self._segment_batch, match_registry)
+        self.matching.headers["X-Insid3-Replica"] = self.replica_id
         self._ready = False
         self._segment_batch.set_max_batch_size(s.max_batch)
         self._segment_batch.set_batch_wait_timeout_s(s.max_wait_s)

@@ -84,11 +84,17 @@ class EngineRunner:
         for index, item in enumerate(items):
             clock = StageClock(self.segmenter.backend.synchronize)
             try:
-                mask = self.segmenter.decode(features[index], item.prepared.original_size, item.reference, clock)
+                if isinstance(item, TargetItem):
+                    value = self.segmenter.decode(features[index], item.prepared.original_size, item.reference, clock)
+                else:  # another request kind sharing the backbone batch decodes itself (serve/matching.py)
+                    value = item.decode(self.segmenter, features[index], clock)
             except Exception as exc:
                 log.exception("decoding target %d of a batch of %d failed", index, len(items))
                 outcomes.append(exc)
                 continue
             timings = {"queue": (started - item.enqueued_at) * 1e3, **batch_clock.ms, **clock.ms}
-            outcomes.append(SegmentResult(mask=mask, timings_ms=timings, batch_size=len(items)))
+            if isinstance(item, TargetItem):
+                outcomes.append(SegmentResult(mask=value, timings_ms=timings, batch_size=len(items)))
+            else:
+                outcomes.append(item.result(value, timings, len(items)))
         return outcomes
