@@ -80,7 +80,7 @@ def test_every_backend_fills_in_the_template():
         assert all(callable(getattr(module, f)) for f in ("unavailable_reason", "runs_on_gpu_here", "load"))
 
 
-ALL = {"tensorrt": None, "onnxruntime": None, "openvino": None, "torch": None}
+ALL = {"tensorrt": None, "onnxruntime": None, "openvino": None, "torch": None, "torch-cuda": None}
 
 
 def _onnxruntime_on_cuda(monkeypatch, on_cuda: bool) -> None:
@@ -90,11 +90,12 @@ def _onnxruntime_on_cuda(monkeypatch, on_cuda: bool) -> None:
 
 
 @pytest.mark.parametrize(("unavailable", "ort_on_cuda", "order"), [
-    ((), True, ["tensorrt", "onnxruntime", "openvino"]),
-    (("tensorrt",), True, ["onnxruntime", "openvino"]),
-    (("tensorrt",), False, ["openvino", "onnxruntime"]),
-    (("tensorrt", "openvino"), False, ["onnxruntime"]),
-    (("tensorrt", "openvino", "onnxruntime"), False, []),  # torch: never auto
+    ((), True, ["tensorrt", "onnxruntime", "torch-cuda", "openvino"]),
+    (("tensorrt",), True, ["onnxruntime", "torch-cuda", "openvino"]),
+    (("tensorrt",), False, ["torch-cuda", "openvino", "onnxruntime"]),
+    (("tensorrt", "torch-cuda"), False, ["openvino", "onnxruntime"]),
+    (("tensorrt", "torch-cuda", "openvino"), False, ["onnxruntime"]),
+    (("tensorrt", "torch-cuda", "openvino", "onnxruntime"), False, []),  # torch: never auto
 ])
 def test_auto_prefers_gpus_then_the_entries_rank(monkeypatch, unavailable, ort_on_cuda, order):
     _onnxruntime_on_cuda(monkeypatch, ort_on_cuda)
@@ -109,14 +110,15 @@ def test_auto_without_any_backend_lists_every_reason(monkeypatch):
         backends.load_backend(BUNDLE, "auto")
     assert str(exc_info.value) == (
         "no backend can run this bundle here (tensorrt: no tensorrt here; onnxruntime: no onnxruntime here; "
-        "openvino: no openvino here; torch: no torch here)"
+        "openvino: no openvino here; torch: no torch here; torch-cuda: no torch-cuda here)"
     )
 
 
 def test_auto_loads_the_first_in_its_order(monkeypatch):
     _onnxruntime_on_cuda(monkeypatch, False)
     loaded = []
-    monkeypatch.setattr(backends, "availability", lambda bundle, options: dict(ALL, tensorrt="no GPU"))
+    monkeypatch.setattr(backends, "availability",
+                        lambda bundle, options: dict(ALL, tensorrt="no GPU", **{"torch-cuda": "no GPU"}))
     monkeypatch.setattr(backends.BackendEntry, "load", lambda entry, bundle, options: loaded.append(entry.name)
                         or types.SimpleNamespace(name=entry.name, device="cpu", precision="fp32"))
     assert backends.load_backend(BUNDLE, "auto").name == "openvino" and loaded == ["openvino"]
@@ -126,5 +128,5 @@ def test_availability_names_every_backend(tiny_bundle):
     from insid3.format.bundle import load_bundle
 
     reasons = backends.availability(load_bundle(tiny_bundle))
-    assert list(reasons) == ["tensorrt", "onnxruntime", "openvino", "torch"]
+    assert list(reasons) == ["tensorrt", "onnxruntime", "openvino", "torch", "torch-cuda"]
     assert reasons["onnxruntime"] is None

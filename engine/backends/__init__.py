@@ -1,9 +1,9 @@
 """Backends by name, imported lazily: a backend's heavy library loads only when it is chosen.
 
 `auto` takes, among the backends that can run here, those that run on a GPU first, each group
-in the entries' `auto_rank` order: TensorRT on a GPU, then ONNX Runtime on CUDA, then OpenVINO,
-then ONNX Runtime on the CPU. `torch` runs the eager export model and is never picked
-automatically: it is for development and comparisons.
+in the entries' `auto_rank` order: TensorRT on a GPU, then ONNX Runtime on CUDA, then torch on
+CUDA (`torch-cuda`), then OpenVINO, then ONNX Runtime on the CPU. `torch` runs the eager export
+model on the CPU and is never picked automatically: it is for development and comparisons.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ BACKENDS: dict[str, BackendEntry] = {
         BackendEntry("onnxruntime", "onnxruntime_backend", auto_rank=2),
         BackendEntry("openvino", "openvino_backend", auto_rank=1),
         BackendEntry("torch", "torch_backend", auto_rank=None),
+        BackendEntry("torch-cuda", "torch_cuda_backend", auto_rank=3),  # GPU only: after ONNX Runtime on CUDA
     )
 }
 

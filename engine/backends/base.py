@@ -24,9 +24,11 @@ from insid3.format.tensors import INPUT_NAME, OUTPUT_NAME
 class BackendOptions:
     """What a user may choose beyond the backend's name."""
 
-    precision: str = "fp32"  # CPU backends: "fp32" or "bf16" (OpenVINO on AMX CPUs)
+    precision: str = "fp32"  # CPU backends: "fp32" or "bf16" (OpenVINO on AMX CPUs); torch-cuda: also "fp16"
     device_id: int = 0
     num_threads: int | None = None  # None: the library's default (all cores)
+    torch_compile: bool = False  # torch-cuda: the forward through torch.compile (slow first call)
+    cuda_graph_batch_sizes: tuple[int, ...] = ()  # torch-cuda: replay a CUDA graph for these batch sizes
 
 
 def check_pixel_batch(pixel_values: np.ndarray, resolution: int) -> None:
