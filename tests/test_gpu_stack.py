@@ -74,3 +74,20 @@ def test_installed_wheels_are_read_from_package_metadata(monkeypatch):
     monkeypatch.setattr(gpu_stack, "driver_cuda_version", lambda: 13000)
     assert gpu_stack.installed_stack() == GpuStack(driver_cuda=13000, wheels=versions)
     assert gpu_stack.stack_mismatch().line.startswith("the CUDA driver supports CUDA 13.0 but cupy-cuda12x")
+
+
+@pytest.mark.parametrize(("trt_reason", "mismatch", "expected"), [
+    ("tensorrt is not installed", gpu_stack.StackMismatch("cu13 wheels", blocking=True), "tensorrt is not installed"),
+    ("no CUDA device is usable (CUDARuntimeError: ...)", gpu_stack.StackMismatch("cu13 wheels", blocking=True),
+     "no CUDA device is usable (CUDARuntimeError: ...) (cu13 wheels)"),
+    (None, gpu_stack.StackMismatch("cu13 wheels", blocking=True), "cu13 wheels"),
+])
+def test_the_tensorrt_backend_names_the_mismatch_where_it_explains_the_failure(
+    monkeypatch, tiny_bundle, trt_reason, mismatch, expected
+):
+    from insid3.engine.backends import tensorrt_backend
+    from insid3.format.bundle import load_bundle
+
+    monkeypatch.setattr(tensorrt_backend, "tensorrt_unavailable_reason", lambda: trt_reason)
+    monkeypatch.setattr(tensorrt_backend, "stack_mismatch", lambda: mismatch)
+    assert tensorrt_backend.unavailable_reason(load_bundle(tiny_bundle), tensorrt_backend.BackendOptions()) == expected

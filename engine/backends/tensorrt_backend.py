@@ -15,12 +15,17 @@ import numpy as np
 from insid3.engine.backends.base import Backend, BackendOptions
 from insid3.errors import BackendUnavailableError
 from insid3.format.bundle import Bundle
+from insid3.gpu_stack import stack_mismatch
 from insid3.tensorrt.engine_files import select_engine
 from insid3.tensorrt.versions import gpu_name, tensorrt_unavailable_reason, tensorrt_version
 
 
 def unavailable_reason(bundle: Bundle, options: BackendOptions) -> str | None:
     reason = tensorrt_unavailable_reason()
+    if reason is None or reason.startswith("no CUDA device"):
+        mismatch = stack_mismatch()  # wheels of another CUDA than the driver's: name it, it is the fix
+        if mismatch is not None and (reason is not None or mismatch.blocking):
+            return mismatch.line if reason is None else f"{reason} ({mismatch.line})"
     if reason is not None:
         return reason
     if not bundle.tensorrt_engines():
