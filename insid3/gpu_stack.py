@@ -23,8 +23,12 @@ from dataclasses import dataclass, field
 CUDA_WHEELS = (
     "cupy-cuda11x", "cupy-cuda12x", "cupy-cuda13x",
     "tensorrt-cu11", "tensorrt-cu12", "tensorrt-cu13",
-    "torch",
+    "torch", "onnxruntime-gpu",
 )
+# PyPI's onnxruntime-gpu wheels by version: 1.19-1.26 for CUDA 12 (nvidia-cuda-runtime-cu12 in
+# their `cuda` extra), 1.27 on for CUDA 13 (nvidia-cuda-runtime 13.x).
+ORT_CUDA13_FROM = (1, 27)
+ORT_CUDA12_FROM = (1, 19)
 EXTRAS = {12: "gpu-cu12", 13: "gpu-cu13"}
 _DRIVER_LIBRARIES = ("libcuda.so.1", "libcuda.so", "nvcuda.dll")
 
@@ -50,7 +54,10 @@ def cuda_version_text(version: int) -> str:
 
 def wheel_cuda_major(name: str, version: str) -> int | None:
     """The CUDA major a wheel was built for: cupy-cuda12x -> 12, tensorrt-cu13 -> 13,
-    torch '2.11.0+cu130' -> 13; None where the name and version do not say (a CPU torch)."""
+    torch '2.11.0+cu130' -> 13, onnxruntime-gpu 1.31 -> 13; None where they do not say (a CPU torch)."""
+    if name == "onnxruntime-gpu":
+        release = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+        return 13 if release >= ORT_CUDA13_FROM else 12 if release >= ORT_CUDA12_FROM else None
     if name == "torch":
         match = re.search(r"\+cu(\d+?)(\d)$", version)  # cu130 -> 13, cu128 -> 12, cu118 -> 11
         return int(match.group(1)) if match else None

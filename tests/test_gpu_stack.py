@@ -16,6 +16,11 @@ from insid3.gpu_stack import GpuStack, check_stack, cuda_version_text, wheel_cud
     ("torch", "2.4.0+cu118", 11),
     ("torch", "2.13.0+cpu", None),
     ("torch", "2.11.0", None),
+    ("onnxruntime-gpu", "1.26.0", 12),
+    ("onnxruntime-gpu", "1.19.2", 12),
+    ("onnxruntime-gpu", "1.27.0", 13),
+    ("onnxruntime-gpu", "1.31.1", 13),
+    ("onnxruntime-gpu", "1.18.1", None),
     ("numpy", "2.0.0", None),
 ])
 def test_the_cuda_major_a_wheel_was_built_for(name, version, major):
