@@ -54,6 +54,7 @@ from insid3.engine.serve.matching import install_match_routes
 from insid3.engine.serve.metrics import RequestMetricsMiddleware
 from insid3.engine.serve.service import Service, ShotUpload
 from insid3.engine.serve.uploads import check_mask, decode_upload
+from insid3.engine.serve.web import install_web_page
 from insid3.errors import InputImageError, Insid3Error, ReferenceMaskError
 
 log = logging.getLogger("insid3.serve")
@@ -206,4 +207,5 @@ def create_app(service: Service) -> FastAPI:
         return Response(status_code=204)
 
     install_match_routes(app, service, timing_headers)  # POST /v1/match and its references (serve/matching.py)
+    install_web_page(app)  # GET / : the web page (engine/serve/web/)
     return app

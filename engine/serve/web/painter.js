@@ -1,0 +1,151 @@
+// The reference editor: each shot is an image on its stored pixel grid and a mask canvas of the
+// same size, painted with a round brush or eraser. The mask canvas holds the paint in its alpha
+// channel (maskFromAlpha reads it); the CSS shows it over the image, half transparent.
+
+import { maskFromAlpha } from "./masks.js";
+import { storedCanvas } from "./orientation.js";
+
+const UNDO_DEPTH = 30; // snapshots per shot: full-size ImageData, so bounded
+// Cyan, not the overlays' magenta: what you marked and what was found are told apart at a glance.
+const PAINT = "rgb(0, 210, 255)";
+
+export async function loadShot(file) {
+  const image = await storedCanvas(file);
+  image.className = "shot-image";
+  const mask = document.createElement("canvas");
+  mask.className = "shot-mask";
+  mask.getContext("2d", { willReadFrequently: true }); // undo snapshots read it back after every stroke
+  [mask.width, mask.height] = [image.width, image.height];
+  return { name: file.name, file, image, mask, undo: [] };
+}
+
+export function shotMask(shot) {
+  return maskFromAlpha(shot.mask.getContext("2d").getImageData(0, 0, shot.mask.width, shot.mask.height));
+}
+
+export class Painter {
+  // frame: the element holding the shown shot's two canvases; cursor: the brush outline.
+  // onChange(shot): called after every edit of a mask.
+  constructor({ frame, cursor, onChange }) {
+    Object.assign(this, { frame, cursor, onChange, shot: null, tool: "brush", size: 24, last: null });
+    frame.addEventListener("pointerdown", (event) => this.#down(event));
+    frame.addEventListener("pointermove", (event) => this.#move(event));
+    for (const type of ["pointerup", "pointercancel"]) frame.addEventListener(type, (event) => this.#up(event));
+    frame.addEventListener("pointerleave", () => { this.cursor.hidden = true; });
+  }
+
+  show(shot) {
+    this.shot = shot;
+    this.frame.querySelectorAll("canvas").forEach((canvas) => canvas.remove());
+    if (shot) this.frame.prepend(shot.image, shot.mask);
+    this.frame.hidden = !shot;
+  }
+
+  setTool(tool) { this.tool = tool; }
+
+  setSize(size) {
+    this.size = size;
+    Object.assign(this.cursor.style, { width: `${size}px`, height: `${size}px` });
+  }
+
+  undo() {
+    const snapshot = this.shot?.undo.pop();
+    if (!snapshot) return false;
+    this.shot.mask.getContext("2d").putImageData(snapshot, 0, 0);
+    this.onChange(this.shot);
+    return true;
+  }
+
+  clear() {
+    if (!this.shot) return;
+    this.#snapshot();
+    this.shot.mask.getContext("2d").clearRect(0, 0, this.shot.mask.width, this.shot.mask.height);
+    this.onChange(this.shot);
+  }
+
+  // A mask file (any pixel > 0 is foreground, as the engine reads masks) replaces the paint.
+  async loadMask(file) {
+    const loaded = await storedCanvas(file);
+    const { width, height } = this.shot.mask;
+    if (loaded.width !== width || loaded.height !== height) {
+      throw new Error(`The mask is ${loaded.width}×${loaded.height} pixels but its image is ${width}×${height}.`);
+    }
+    const pixels = loaded.getContext("2d").getImageData(0, 0, width, height);
+    const rgba = pixels.data;
+    let coloured = false; // a mask drawn in colour; else (all black) its alpha says what is painted
+    for (let i = 0; i < rgba.length && !coloured; i += 4) coloured = rgba[i] || rgba[i + 1] || rgba[i + 2];
+    const painted = new ImageData(width, height);
+    for (let i = 0; i < rgba.length; i += 4) {
+      const on = rgba[i + 3] > 0 && (!coloured || Math.max(rgba[i], rgba[i + 1], rgba[i + 2]) > 0);
+      if (on) painted.data.set([0, 210, 255, 255], i);
+    }
+    this.#snapshot();
+    this.shot.mask.getContext("2d").putImageData(painted, 0, 0);
+    this.onChange(this.shot);
+  }
+
+  #snapshot() {
+    const { mask, undo } = this.shot;
+    undo.push(mask.getContext("2d").getImageData(0, 0, mask.width, mask.height));
+    if (undo.length > UNDO_DEPTH) undo.shift();
+  }
+
+  // Pointer position on the mask's pixel grid, and how many grid pixels one screen pixel covers.
+  #point(event) {
+    const rect = this.shot.mask.getBoundingClientRect();
+    const scale = this.shot.mask.width / rect.width;
+    return { x: (event.clientX - rect.left) * scale, y: (event.clientY - rect.top) * scale, scale };
+  }
+
+  #moveCursor(event) {
+    const frameRect = this.frame.getBoundingClientRect();
+    this.cursor.hidden = false;
+    this.cursor.style.left = `${event.clientX - frameRect.left}px`;
+    this.cursor.style.top = `${event.clientY - frameRect.top}px`;
+    this.cursor.classList.toggle("eraser", this.tool === "eraser");
+  }
+
+  #down(event) {
+    if (!this.shot || event.button !== 0) return;
+    event.preventDefault();
+    this.frame.setPointerCapture(event.pointerId);
+    this.#snapshot();
+    this.last = this.#point(event);
+    this.#stroke(this.last, this.last);
+  }
+
+  #move(event) {
+    if (!this.shot) return;
+    this.#moveCursor(event);
+    if (!this.last) return;
+    const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
+    for (const each of events.length ? events : [event]) {
+      const point = this.#point(each);
+      this.#stroke(this.last, point);
+      this.last = point;
+    }
+  }
+
+  #up(event) {
+    if (!this.last) return;
+    this.last = null;
+    if (this.frame.hasPointerCapture(event.pointerId)) this.frame.releasePointerCapture(event.pointerId);
+    this.onChange(this.shot);
+  }
+
+  #stroke(from, to) {
+    const context = this.shot.mask.getContext("2d");
+    context.globalCompositeOperation = this.tool === "eraser" ? "destination-out" : "source-over";
+    Object.assign(context, { strokeStyle: PAINT, fillStyle: PAINT, lineCap: "round", lineJoin: "round" });
+    context.lineWidth = this.size * to.scale;
+    context.beginPath();
+    if (from.x === to.x && from.y === to.y) { // a click: a dot (a zero-length line draws nothing)
+      context.arc(to.x, to.y, context.lineWidth / 2, 0, 2 * Math.PI);
+      context.fill();
+      return;
+    }
+    context.moveTo(from.x, from.y);
+    context.lineTo(to.x, to.y);
+    context.stroke();
+  }
+}

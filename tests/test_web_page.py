@@ -1,0 +1,292 @@
+"""The web page of insid3-serve in a real headless browser (Debian's chromium, Playwright).
+
+A real server on loopback with the tiny random-init bundle; the page is driven as a person
+would: a reference loaded and painted with synthesised pointer events, targets picked, masks
+downloaded. What the page downloads is checked against what the API answers for the same inputs.
+
+Without chromium or playwright these tests skip with one reason, except in CI (CI=true), where
+a missing browser is a failure: CI must run them.
+"""
+
+import io
+import os
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from insid3.engine.scenes import draw_scene
+from insid3.engine.serve.launch import running_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+MAX_IMAGE_PIXELS = 100_000  # the scenes (240 x 320 = 76,800) pass; the "too large" target does not
+SCENE_SIZE = (240, 320)
+
+
+def browser_missing() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (the test extra: pip install -e '.[test]')"
+    if not CHROMIUM.is_file():
+        return f"no chromium at {CHROMIUM} (./setup.sh installs Debian's chromium with apt where it can)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    reason = browser_missing()
+    if reason and os.environ.get("CI") == "true":
+        pytest.fail(f"CI must run the browser tests: {reason}")
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def server(browser, tiny_bundle, tmp_path_factory):
+    log = tmp_path_factory.mktemp("web-serve") / "server.log"
+    args = ["--bundle", str(tiny_bundle), "--backend", "onnxruntime", "--max-batch", "4", "--max-wait-ms", "50",
+            "--max-image-pixels", str(MAX_IMAGE_PIXELS)]
+    with running_server(args, log) as running:
+        yield running
+
+
+def png_file(folder: Path, name: str, array: np.ndarray) -> Path:
+    path = folder / name
+    Image.fromarray(array).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Two reference shots (their scenes, for where to paint) and two targets of one concept, as PNG files."""
+    folder = tmp_path_factory.mktemp("web-files")
+    shots = [draw_scene(10 + i, SCENE_SIZE, concept=0) for i in range(2)]
+    targets = [draw_scene(20 + i, SCENE_SIZE, concept=0) for i in range(2)]
+    too_large = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)  # 120,000 pixels
+    return {
+        "shots": [(png_file(folder, f"ref{i}.png", scene.image), scene) for i, scene in enumerate(shots)],
+        "targets": [png_file(folder, f"target{i}.png", scene.image) for i, scene in enumerate(targets)],
+        "too_large": png_file(folder, "too-large.png", too_large),
+    }
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory, pytestconfig):
+    """Where screenshots go: $INSID3_TEST_ARTIFACTS (CI collects it), else a pytest temporary folder.
+
+    The folder is printed past pytest's output capture, so every run says where to look."""
+    folder = Path(os.environ.get("INSID3_TEST_ARTIFACTS") or tmp_path_factory.mktemp("web-artifacts"))
+    folder.mkdir(parents=True, exist_ok=True)
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"\nweb page test artefacts (screenshots): {folder}")
+    return folder
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    opened.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    opened.goto(server.url)
+    opened.wait_for_selector("body[data-ready=true]")
+    yield opened
+    context.close()
+    # An answer the page shows as an error also logs "Failed to load resource": those are expected.
+    assert [e for e in errors if "Failed to load resource" not in e] == []
+
+
+def wait_for_shots(page, count: int) -> None:
+    """Until the page holds `count` shots, the last one shown (loading decodes the file: async)."""
+    page.wait_for_function("n => document.querySelectorAll('#shots .shot').length === n", arg=count)
+    page.wait_for_selector("#reference-frame canvas.shot-mask")
+
+
+def paint_over(page, scene, strokes: int = 3) -> None:
+    """Drag the brush across the scene's concept: a few horizontal strokes through its box."""
+    box = page.locator("#reference-frame canvas.shot-mask").bounding_box()
+    ys, xs = np.nonzero(scene.mask)
+    height, width = scene.mask.shape
+    for row in np.linspace(np.percentile(ys, 30), np.percentile(ys, 70), strokes):
+        left, right = np.percentile(xs, 25), np.percentile(xs, 75)
+        page.mouse.move(box["x"] + box["width"] * left / width, box["y"] + box["height"] * row / height)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * right / width, box["y"] + box["height"] * row / height, steps=8)
+        page.mouse.up()
+
+
+def downloaded(page, locator) -> tuple[str, bytes]:
+    with page.expect_download() as info:
+        locator.click()
+    return info.value.suggested_filename, Path(info.value.path()).read_bytes()
+
+
+def read_mask_png(data: bytes) -> np.ndarray:
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "PNG" and image.mode == "L"
+    array = np.asarray(image)
+    assert set(np.unique(array)) <= {0, 255}
+    return array > 0
+
+
+def api_masks(server, shots: list[tuple[bytes, bytes]], targets: list[bytes]) -> list[np.ndarray]:
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        upload = [item for image, mask in shots
+                  for item in (("image", ("ref.png", image, "image/png")), ("mask", ("mask.png", mask, "image/png")))]
+        registered = http.post("/v1/references", files=upload)
+        assert registered.status_code == 201, registered.text
+        masks = []
+        for target in targets:
+            answer = http.post("/v1/segment", data={"reference_id": registered.json()["reference_id"]},
+                               files={"image": ("target.png", target, "image/png")})
+            assert answer.status_code == 200, answer.text
+            masks.append(np.asarray(Image.open(io.BytesIO(answer.content))) > 0)
+        return masks
+
+
+# pycocotools 2.0 meets NumPy 2 (its own decode, not our data): a DeprecationWarning per mask.
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+def test_painted_reference_segments_targets_as_the_api_does(page, server, files, artifacts, tmp_path):
+    from pycocotools.coco import COCO
+
+    painted = []
+    for index, (path, scene) in enumerate(files["shots"]):
+        page.set_input_files("#reference-file" if index == 0 else "#shot-file", str(path))
+        wait_for_shots(page, index + 1)
+        paint_over(page, scene)
+        name, mask_png = downloaded(page, page.locator("#download-reference-mask"))
+        assert name == f"ref{index}.mask.png" and read_mask_png(mask_png).shape == scene.mask.shape
+        assert read_mask_png(mask_png).any()
+        painted.append((path.read_bytes(), mask_png))
+    assert page.locator("#shots .shot").count() == 2
+
+    page.fill("#category", "thing")
+    page.set_input_files("#target-files", [str(path) for path in files["targets"]])
+    page.click("#segment")
+    cards = page.locator(".target")
+    page.locator('.target[data-state="done"]').nth(1).wait_for(timeout=60_000)
+    assert cards.count() == 2
+
+    expected = api_masks(server, painted, [path.read_bytes() for path in files["targets"]])
+    assert any(mask.any() for mask in expected), "the scenes should give at least one non-empty mask"
+    for index, path in enumerate(files["targets"]):
+        card = cards.nth(index)
+        assert "backbone" in card.locator(".timings").inner_text()
+        assert card.locator(".overlay").is_visible()
+        name, mask_png = downloaded(page, card.locator(".download"))
+        assert name == f"{path.stem}.png"
+        np.testing.assert_array_equal(read_mask_png(mask_png), expected[index])
+
+    name, coco_bytes = downloaded(page, page.locator("#download-coco"))
+    assert name == "masks.coco.json"
+    coco_path = tmp_path / name
+    coco_path.write_bytes(coco_bytes)
+    coco = COCO(str(coco_path))
+    assert [cat["name"] for cat in coco.loadCats(coco.getCatIds())] == ["thing"]
+    by_name = {image["file_name"]: image for image in coco.dataset["images"]}
+    assert sorted(by_name) == sorted(path.name for path in files["targets"])
+    for index, path in enumerate(files["targets"]):
+        image = by_name[path.name]
+        assert (image["height"], image["width"]) == expected[index].shape
+        annotations = coco.loadAnns(coco.getAnnIds(imgIds=[image["id"]]))
+        assert len(annotations) == int(expected[index].any())
+        for annotation in annotations:
+            np.testing.assert_array_equal(coco.annToMask(annotation).astype(bool), expected[index])
+            assert annotation["area"] == int(expected[index].sum()) and annotation["iscrowd"] == 0
+
+    page.uncheck("#show-overlay")
+    assert not cards.nth(0).locator(".overlay").is_visible()
+    page.check("#show-overlay")
+    screenshot = artifacts / "web.png"
+    page.screenshot(path=str(screenshot))
+    assert screenshot.stat().st_size > 0
+
+
+def test_brush_eraser_undo_and_an_empty_mask_in_plain_words(page, files):
+    path, scene = files["shots"][0]
+    page.set_input_files("#reference-file", str(path))
+    wait_for_shots(page, 1)
+    paint_over(page, scene)
+    painted = read_mask_png(downloaded(page, page.locator("#download-reference-mask"))[1]).sum()
+    page.keyboard.press("e")
+    assert page.get_attribute("#tool-eraser", "aria-pressed") == "true"
+    paint_over(page, scene, strokes=1)
+    erased = read_mask_png(downloaded(page, page.locator("#download-reference-mask"))[1]).sum()
+    assert 0 < erased < painted
+    page.keyboard.press("b")
+    assert page.get_attribute("#tool-brush", "aria-pressed") == "true"
+    for _ in range(4):  # the eraser stroke, then the three brush strokes
+        page.keyboard.press("Control+z")
+    assert not read_mask_png(downloaded(page, page.locator("#download-reference-mask"))[1]).any()
+
+    page.set_input_files("#target-files", str(files["targets"][0]))
+    page.click("#segment")
+    error = page.locator("#reference-error")
+    error.wait_for()
+    assert "The reference mask of shot 1 is empty: paint over the object" in error.locator(".message").inner_text()
+    assert "Server: mask[0] is empty" in error.locator(".detail").inner_text()
+
+
+def test_an_image_over_the_pixel_limit_is_explained_and_the_rest_finish(page, files):
+    path, scene = files["shots"][0]
+    page.set_input_files("#reference-file", str(path))
+    wait_for_shots(page, 1)
+    paint_over(page, scene)
+    page.set_input_files("#target-files", [str(files["too_large"]), str(files["targets"][1])])
+    page.click("#segment")
+    page.locator('.target[data-state="done"]').wait_for(timeout=60_000)
+    failed = page.locator('.target[data-state="failed"]')
+    failed.wait_for(timeout=60_000)
+    assert failed.locator(".name").inner_text() == "too-large.png"
+    assert failed.locator(".status").inner_text() == (
+        "The image is 400×300 pixels (0.12 megapixels); this server accepts at most 0.10 megapixels per image.")
+    assert "exceeds the limit of 100000" in failed.locator(".detail").inner_text()
+    assert page.locator("#progress").inner_text() == "1 of 2 segmented · 1 failed"
+
+
+def quadrants_jpeg(orientation: int) -> tuple[bytes, np.ndarray]:
+    """A 48 x 32 JPEG of four flat colours with an EXIF orientation tag, and its stored pixels."""
+    stored = np.zeros((32, 48, 3), np.uint8)
+    stored[:16, :24], stored[:16, 24:], stored[16:, :24], stored[16:, 24:] = (230, 20, 20), (20, 230, 20), \
+        (20, 20, 230), (230, 230, 20)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(stored).save(buffer, format="JPEG", quality=95, exif=exif.tobytes())
+    return buffer.getvalue(), np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+
+
+def test_rotated_jpegs_are_painted_on_the_grid_the_server_reads(page):
+    """The browser applies EXIF orientation; PIL (the server) does not: the page undoes it."""
+    jpegs = {orientation: quadrants_jpeg(orientation) for orientation in range(1, 9)}
+    seen = page.evaluate("""async (files) => {
+        const { storedCanvas } = await import("/web/orientation.js");
+        const out = {};
+        for (const [orientation, bytes] of Object.entries(files)) {
+          const canvas = await storedCanvas(new File([new Uint8Array(bytes)], "x.jpg", { type: "image/jpeg" }));
+          const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+          out[orientation] = { width: canvas.width, height: canvas.height, rgba: Array.from(pixels) };
+        }
+        return out;
+    }""", {str(k): list(v[0]) for k, v in jpegs.items()})
+    for orientation, (_, stored) in jpegs.items():
+        got = seen[str(orientation)]
+        assert (got["height"], got["width"]) == stored.shape[:2], orientation
+        rgb = np.array(got["rgba"], np.uint8).reshape(got["height"], got["width"], 4)[..., :3]
+        for y, x in ((8, 12), (8, 36), (24, 12), (24, 36)):  # each quadrant's centre
+            assert np.abs(rgb[y, x].astype(int) - stored[y, x]).max() < 40, (orientation, y, x)
