@@ -29,7 +29,7 @@ class Item:
     def to_json(self) -> dict:
         data: dict = {"image": self.image, "annotation": self.annotation}
         if self.entry is not None:
-            data["entry"] = self.entry
+            data["entry"] = self.entry.item() if isinstance(self.entry, np.generic) else self.entry
         if self.object is not None:
             data["object"] = self.object
         if self.crop is not None:
