@@ -1,10 +1,14 @@
-"""`insid3-segment`: batch annotation of files, folders and globs with one cached reference.
+"""`insid3-segment`: batch annotation of files, folders and globs with cached references.
 
     insid3-segment --bundle bundles/dinov3-vits16-768 --ref cat.jpg --ref-mask cat.png \
         --out masks/ photos/ 'more/*.jpg'
+    insid3-segment --bundle B --concept cat=cat.jpg:cat.png --concept dog=dog.jpg:dog.png \
+        --format coco --instances --out annotations/ photos/
 
-One mask PNG per target (same stem), optional overlay JPEGs, or one COCO instances file with
---format coco-rle. Unreadable targets are reported and skipped. The output folder's
+One concept (--ref, repeated for more shots) or several named ones (--concept, --concepts FILE:
+engine/concept_specs.py), all found in one pass per target (Segmenter.segment_concepts); written
+as mask PNGs, a label PNG, COCO instances or YOLO segmentation labels (engine/outputs/).
+Unreadable targets are reported and skipped. The output folder's
 insid3-job.json records what made its masks: a re-run with the same bundle, references and
 settings resumes where the last one stopped (Ctrl-C included: exit 130, nothing lost); with
 other inputs it stops and says what changed, unless --overwrite.
@@ -23,10 +27,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from insid3.engine.concept_specs import ConceptSpec, check_files, merge, parse_concept_flag, read_concepts_file
 from insid3.engine.images import PreparedImage
 from insid3.engine.job_manifest import JobManifest, JobMismatchError, claim_folder
-from insid3.engine.job_outputs import COCO_FILE, CocoOutputs, PngOutputs, remove_temporaries
-from insid3.engine.reference import EncodingFingerprint
+from insid3.engine.outputs import FORMATS, SEGMENTATIONS, OutputOptions, Writer, open_writer
+from insid3.engine.outputs.coco import COCO_FILE
+from insid3.engine.outputs.files import remove_temporaries
+from insid3.engine.reference import EncodingFingerprint, Reference
 from insid3.engine.segmenter import Segmenter
 from insid3.errors import InputImageError, Insid3Error
 from insid3.format.bundle import Bundle, load_bundle
@@ -41,21 +48,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--bundle", required=True, help="engine bundle folder (insid3-export)")
-    parser.add_argument("--ref", action="append", required=True, help="reference image (repeat for more shots)")
-    parser.add_argument("--ref-mask", action="append", required=True, help="mask of the preceding --ref")
+    parser.add_argument("--ref", action="append", help="reference image of one concept (repeat for more shots)")
+    parser.add_argument("--ref-mask", action="append", help="mask of the preceding --ref")
+    parser.add_argument("--concept", action="append", metavar="NAME=IMAGE:MASK",
+                        help="a named concept's example (repeat; a name given again adds a shot)")
+    parser.add_argument("--concepts", metavar="FILE", help="JSON or YAML: {name: [{image: PATH, mask: PATH}, ...]}")
     parser.add_argument("--backend", default="auto", help="auto, tensorrt, onnxruntime, openvino, torch")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="CPU precision (openvino)")
     parser.add_argument("--batch-size", type=int, default=8, help="targets per backbone call")
-    parser.add_argument("--format", choices=("png", "coco-rle"), default="png",
-                        help="PNG masks, or one COCO instances file (masks.coco.json)")
-    parser.add_argument("--category", default="object", help="the COCO category name of the masks")
+    parser.add_argument("--format", choices=FORMATS, default="png",
+                        help="png: masks per concept; label-png: label map + legend.json; coco/coco-rle: "
+                             "masks.coco.json; yolo-seg: labels/*.txt + data.yaml")
+    parser.add_argument("--category", default="object", help="the name of the --ref concept (COCO, YOLO, legend)")
+    parser.add_argument("--instances", action="store_true", help="coco: one annotation per connected component")
+    parser.add_argument("--min-area", type=int, default=0, help="coco --instances, yolo-seg: drop smaller components")
+    parser.add_argument("--segmentation", choices=SEGMENTATIONS, default="rle", help="coco: RLE or polygons")
+    parser.add_argument("--simplify", type=float, default=1.0, metavar="PX",
+                        help="polygon simplification tolerance in pixels (0: every boundary vertex)")
     parser.add_argument("--overlay", action="store_true", help="also write <stem>.overlay.jpg")
     parser.add_argument("--overwrite", action="store_true", help="redo targets whose output exists")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("targets", nargs="+", help="image files, folders or glob patterns")
     args = parser.parse_args(argv)
+    args.ref, args.ref_mask = args.ref or [], args.ref_mask or []
     if len(args.ref) != len(args.ref_mask):
         parser.error(f"{len(args.ref)} --ref but {len(args.ref_mask)} --ref-mask: give one mask per reference")
+    named = bool(args.concept or args.concepts)
+    if named == bool(args.ref):
+        parser.error("give the concept to find as --ref/--ref-mask, or named concepts as --concept/--concepts")
+    if args.instances and args.format not in ("coco", "coco-rle"):
+        parser.error("--instances applies to --format coco (yolo-seg writes one row per component anyway)")
+    if args.segmentation == "polygon" and args.format != "coco":
+        parser.error("--segmentation polygon applies to --format coco")
+    if args.min_area < 0 or args.simplify < 0:
+        parser.error("--min-area and --simplify must be >= 0")
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
     return args
@@ -89,7 +115,7 @@ def expand_targets(patterns: list[str]) -> list[Path]:
 
 def check_paths(args: argparse.Namespace) -> Path:
     """Every path argument checked before any model loads; the output folder, created last."""
-    for flag, paths in (("--ref", args.ref), ("--ref-mask", args.ref_mask)):
+    for flag, paths in (("--ref", args.ref or []), ("--ref-mask", args.ref_mask or [])):
         for path in map(Path, paths):
             if path.is_dir():
                 raise InputImageError(f"{flag} {path} is a folder: give an image file")
@@ -108,28 +134,49 @@ def check_paths(args: argparse.Namespace) -> Path:
     return out
 
 
-def open_outputs(args: argparse.Namespace, bundle: Bundle, out: Path) -> PngOutputs | CocoOutputs:
+def concepts_of(args: argparse.Namespace) -> list[ConceptSpec]:
+    """The concepts to find, in label order: the --ref shots as one concept named --category, or
+    the --concepts file's then the --concept flags' (names and files checked)."""
+    if args.ref:  # its files are checked with the other path flags (check_paths)
+        return [ConceptSpec(args.category, tuple(zip(map(Path, args.ref), map(Path, args.ref_mask))))]
+    named = read_concepts_file(Path(args.concepts)) if args.concepts else []
+    specs = merge(named + [parse_concept_flag(text) for text in args.concept or []])
+    check_files(specs)
+    return specs
+
+
+def open_outputs(args: argparse.Namespace, bundle: Bundle, out: Path, concepts: list[ConceptSpec]) -> Writer:
     """The output folder's writer, after checking that it holds this job's outputs or none."""
     remove_temporaries(out)
-    outputs = CocoOutputs(out, args.category) if args.format == "coco-rle" else PngOutputs(out, args.overlay)
-    fingerprint = EncodingFingerprint.of(bundle, bundle.metadata.defaults.svd_components)
-    manifest = JobManifest.describe_run(
-        asdict(fingerprint), list(zip(args.ref, args.ref_mask)), bundle.metadata.defaults.to_json(),
-        args.format, args.precision,
+    options = OutputOptions(
+        format=args.format, names=tuple(spec.name for spec in concepts), per_concept_files=not args.ref,
+        overlay=args.overlay, instances=args.instances, min_area=args.min_area, segmentation=args.segmentation,
+        tolerance=args.simplify,
     )
+    outputs = open_writer(out, options)
+    fingerprint = asdict(EncodingFingerprint.of(bundle, bundle.metadata.defaults.svd_components))
+    hyperparameters, fmt = bundle.metadata.defaults.to_json(), options.describe()
+    if args.ref:  # one unnamed concept: the manifest of earlier releases
+        manifest = JobManifest.describe_run(fingerprint, list(zip(args.ref, args.ref_mask)), hyperparameters, fmt,
+                                            args.precision)
+    else:
+        named = [(spec.name, list(spec.shots)) for spec in concepts]
+        manifest = JobManifest.describe_concepts_run(fingerprint, named, hyperparameters, fmt, args.precision)
     try:
         claim_folder(out, manifest, overwrite=args.overwrite, has_outputs=outputs.has_outputs())
     except JobMismatchError:
         outputs.close()
         raise
+    outputs.start()
     return outputs
 
 
 def run(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.bundle)
     targets = expand_targets(args.targets)
+    concepts = concepts_of(args)
     out = check_paths(args)
-    outputs = open_outputs(args, bundle, out)
+    outputs = open_outputs(args, bundle, out, concepts)
     todo = targets if args.overwrite else [t for t in targets if not outputs.done(t)]
     skipped = len(targets) - len(todo)
     failures: list[tuple[Path, str]] = []
@@ -137,9 +184,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         segmenter = Segmenter.from_bundle(args.bundle, backend=args.backend, precision=args.precision)
         print(f"insid3-segment: {segmenter.describe()}", file=sys.stderr)
-        segmenter.set_reference(args.ref[0], args.ref_mask[0])
-        for image, mask in zip(args.ref[1:], args.ref_mask[1:]):
-            segmenter.add_reference(image, mask)
+        # Shot by shot, as set_reference + add_reference encode them (earlier releases' masks).
+        references = {
+            spec.name: Reference.from_shots(
+                tuple(shot for pair in spec.shots for shot in segmenter.encode_shots([pair])), segmenter.fingerprint)
+            for spec in concepts
+        }
 
         def readable() -> Iterator[PreparedImage]:
             for target in todo:
@@ -149,8 +199,8 @@ def run(args: argparse.Namespace) -> int:
                     failures.append((target, str(exc)))
 
         with tqdm(total=len(todo), unit="img", desc="segmenting", file=sys.stderr) as bar:
-            for item, mask in segmenter.segment_stream(readable(), args.batch_size):
-                outputs.write(Path(item.name), mask)
+            for item, result in segmenter.segment_concepts_stream(readable(), references, args.batch_size):
+                outputs.write(Path(item.name), result)
                 done += 1
                 bar.update(done + len(failures) - bar.n)  # failed targets count as progress too
             bar.update(done + len(failures) - bar.n)

@@ -41,7 +41,7 @@ from insid3.engine.timing import StageClock
 if TYPE_CHECKING:
     from insid3.engine.segmenter import Segmenter
 
-# 8-connected components (diagonal neighbours join), the connectivity of OpenCV's contours.
+# 8-connected components: pixels touching by a corner belong to one instance.
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 PER_CONCEPT_STAGES = ("matching", "aggregation", "upsample")
 

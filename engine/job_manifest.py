@@ -2,10 +2,11 @@
 
 `insid3-segment` writes `insid3-job.json` into its output folder before the first mask: the
 bundle's fingerprint (model and basis sha256, resolution, svd_components), the sha256 of every
-reference image and mask, the hyperparameters, the output format and the precision. A re-run
-into the same folder compares those and resumes when they are equal; otherwise it stops with
-one line naming what changed. The tool version is recorded for the reader, not compared: a new
-insid3 release computes the same masks from the same inputs.
+reference image and mask (with named concepts: per concept, in order, with its name), the
+hyperparameters, the output format (with the options that change its files) and the
+precision. A re-run into the same folder compares those and resumes when they are equal;
+otherwise it stops with one line naming what changed. The tool version is recorded for the
+reader, not compared: a new insid3 release computes the same masks from the same inputs.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ class JobManifest:
     hyperparameters: dict
     format: str
     precision: str
+    # Named concepts (insid3-segment --concept/--concepts): (name, ((image sha256, mask sha256), ...)),
+    # in order; empty for one unnamed concept (--ref), whose shots are `references`.
+    concepts: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
     tool_version: str = insid3.__version__
 
     @classmethod
@@ -43,16 +47,30 @@ class JobManifest:
         return cls(bundle=bundle, references=references, hyperparameters=hyperparameters, format=fmt,
                    precision=precision)
 
+    @classmethod
+    def describe_concepts_run(
+        cls, bundle: dict, concepts: list[tuple[str, list[tuple[str, str]]]], hyperparameters: dict, fmt: str,
+        precision: str,
+    ) -> "JobManifest":
+        """A run over named concepts, each (name, its (image, mask) shots), in label order."""
+        described = tuple(
+            (name, tuple((sha256_of(Path(image)), sha256_of(Path(mask))) for image, mask in shots))
+            for name, shots in concepts
+        )
+        return cls(bundle=bundle, references=(), hyperparameters=hyperparameters, format=fmt, precision=precision,
+                   concepts=described)
+
     def differences(self, other: "JobManifest") -> list[str]:
         """What differs, in words; the tool version does not count."""
         names = {"bundle": "the bundle", "references": "the reference images or masks",
                  "hyperparameters": "the hyperparameters", "format": "the output format",
-                 "precision": "the precision"}
+                 "precision": "the precision", "concepts": "the concepts (their names, order or examples)"}
         return [words for field, words in names.items() if getattr(self, field) != getattr(other, field)]
 
     def to_json(self) -> dict:
         data = asdict(self)
         data["references"] = [list(pair) for pair in self.references]
+        data["concepts"] = [[name, [list(pair) for pair in shots]] for name, shots in self.concepts]
         return data
 
     @classmethod
@@ -60,6 +78,7 @@ class JobManifest:
         return cls(
             bundle=data["bundle"], references=tuple(tuple(pair) for pair in data["references"]),
             hyperparameters=data["hyperparameters"], format=data["format"], precision=data["precision"],
+            concepts=tuple((name, tuple(tuple(pair) for pair in shots)) for name, shots in data.get("concepts", [])),
             tool_version=data.get("tool_version", "unknown"),
         )
 

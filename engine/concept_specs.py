@@ -1,0 +1,119 @@
+"""Named concepts as `insid3-segment` takes them: `--concept NAME=IMAGE:MASK` (repeatable; a name
+given again adds a shot) and `--concepts FILE`, a JSON or YAML mapping of names to examples:
+
+    cat:
+      - {image: cats/1.jpg, mask: cats/1.png}
+      - {image: cats/2.jpg, mask: cats/2.png}
+    dog: [{image: dog.jpg, mask: dog.png}]
+    leash: [[leash.jpg, leash.png]]        # an example may also be an [image, mask] pair
+
+Paths in a file are relative to the file's folder. Concepts keep the order they are first named
+in (the file's, then the flags'): the i-th is label i of the label map, category i of COCO and
+class i - 1 of YOLO. Names become file names and categories: a letter, digit or underscore, then
+up to 63 of those, spaces, dots, plus or minus signs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from insid3.errors import InputImageError, Insid3Error
+
+NAME_PATTERN = re.compile(r"\w[\w .+-]{0,63}")
+
+
+class ConceptSpecError(Insid3Error):
+    """A --concept flag or a --concepts file that does not say which examples make which concept."""
+
+
+@dataclass(frozen=True)
+class ConceptSpec:
+    name: str
+    shots: tuple[tuple[Path, Path], ...]  # (image, mask) per example
+
+
+def check_name(name: object, where: str) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or name != name.strip():
+        raise ConceptSpecError(f"{where}: concept name {name!r} must be a letter, digit or underscore followed by "
+                               "up to 63 of those, spaces, dots, + or -")
+    return name
+
+
+def parse_concept_flag(text: str) -> ConceptSpec:
+    """NAME=IMAGE:MASK. A path holding ':' is split where both sides are existing files."""
+    where = f"--concept {text}"
+    name, equals, pair = text.partition("=")
+    if not equals or not pair:
+        raise ConceptSpecError(f"{where}: expected NAME=IMAGE:MASK")
+    splits = [(pair[:i], pair[i + 1 :]) for i, char in enumerate(pair) if char == ":"]
+    splits = [(image, mask) for image, mask in splits if image and mask]
+    if len(splits) > 1:
+        splits = [(image, mask) for image, mask in splits if Path(image).is_file() and Path(mask).is_file()] or splits
+    if len(splits) != 1:
+        raise ConceptSpecError(f"{where}: expected NAME=IMAGE:MASK with one ':' between two paths"
+                               + (" (ambiguous: list it in a --concepts file)" if splits else ""))
+    image, mask = splits[0]
+    return ConceptSpec(check_name(name, where), ((Path(image), Path(mask)),))
+
+
+def _shot(entry: object, base: Path, where: str) -> tuple[Path, Path]:
+    if isinstance(entry, dict) and set(entry) == {"image", "mask"}:
+        image, mask = entry["image"], entry["mask"]
+    elif isinstance(entry, (list, tuple)) and len(entry) == 2:
+        image, mask = entry
+    else:
+        raise ConceptSpecError(f"{where}: an example is {{image: PATH, mask: PATH}} or [IMAGE, MASK], got {entry!r}")
+    if not isinstance(image, str) or not isinstance(mask, str):
+        raise ConceptSpecError(f"{where}: image and mask must be paths, got {image!r} and {mask!r}")
+    return base / image, base / mask
+
+
+def read_concepts_file(path: Path) -> list[ConceptSpec]:
+    where = f"--concepts {path}"
+    if not path.is_file():
+        raise ConceptSpecError(f"{where} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConceptSpecError(f"{where} cannot be read: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # yaml.YAMLError, without importing yaml where JSON is enough
+        raise ConceptSpecError(f"{where} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict) or not data:
+        raise ConceptSpecError(f"{where}: expected a mapping of concept names to lists of examples")
+    specs = []
+    for name, examples in data.items():
+        check_name(name, where)
+        examples = [examples] if isinstance(examples, dict) else examples
+        if not isinstance(examples, list) or not examples:
+            raise ConceptSpecError(f"{where}: concept {name!r} needs a list of examples")
+        specs.append(ConceptSpec(name, tuple(_shot(entry, path.parent, f"{where}, {name}") for entry in examples)))
+    return specs
+
+
+def merge(specs: Iterable[ConceptSpec]) -> list[ConceptSpec]:
+    """One spec per name, in the order names first appear; a repeated name adds its shots."""
+    merged: dict[str, tuple[tuple[Path, Path], ...]] = {}
+    for spec in specs:
+        merged[spec.name] = merged.get(spec.name, ()) + spec.shots
+    return [ConceptSpec(name, shots) for name, shots in merged.items()]
+
+
+def check_files(specs: Iterable[ConceptSpec]) -> None:
+    """Every example's image and mask is an existing file (InputImageError naming the first that is not)."""
+    for spec in specs:
+        for image, mask in spec.shots:
+            for role, path in (("image", image), ("mask", mask)):
+                if path.is_dir():
+                    raise InputImageError(f"concept {spec.name!r}: {role} {path} is a folder: give an image file")
+                if not path.is_file():
+                    raise InputImageError(f"concept {spec.name!r}: {role} {path} does not exist")

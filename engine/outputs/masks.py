@@ -1,0 +1,53 @@
+"""`--format png`: binary mask PNGs (mode L, 0/255, the target's size).
+
+One concept from --ref: <stem>.png, as earlier releases wrote. Concepts given by name:
+<stem>.<concept>.png each. --overlay adds <stem>.overlay.jpg (one concept: tinted magenta;
+several: each in its label-map colour). A target is done when every one of its masks exists.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from insid3.engine.concepts import ConceptsResult
+from insid3.engine.images import load_rgb, overlay_mask
+from insid3.engine.outputs import OutputOptions
+from insid3.engine.outputs.files import encoded, write_atomically
+from insid3.engine.outputs.palette import overlay_labels
+
+
+class PngOutputs:
+    def __init__(self, folder: Path, options: OutputOptions) -> None:
+        self.folder, self.options = folder, options
+
+    def mask_paths(self, target: Path) -> list[Path]:
+        if not self.options.per_concept_files:
+            return [self.folder / f"{target.stem}.png"]
+        return [self.folder / f"{target.stem}.{name}.png" for name in self.options.names]
+
+    def done(self, target: Path) -> bool:
+        return all(path.is_file() for path in self.mask_paths(target))
+
+    def has_outputs(self) -> bool:
+        return any(self.folder.glob("*.png"))
+
+    def start(self) -> None:
+        """Nothing job-wide: every mask stands alone."""
+
+    def write(self, target: Path, result: ConceptsResult) -> None:
+        if self.options.overlay:  # before the masks: a target whose masks exist has its overlay
+            image = np.asarray(load_rgb(target))
+            if len(result) == 1:
+                overlay = overlay_mask(image, result.concepts[0].mask)
+            else:
+                overlay = Image.fromarray(overlay_labels(image, result.label_map()))
+            write_atomically(self.folder / f"{target.stem}.overlay.jpg", encoded(overlay, format="JPEG", quality=90))
+        for path, concept in zip(self.mask_paths(target), result):
+            image = Image.fromarray(concept.mask.astype(np.uint8) * 255)  # L
+            write_atomically(path, encoded(image, format="PNG"))
+
+    def close(self) -> None:
+        """Every mask is complete once written."""
