@@ -1,0 +1,208 @@
+"""The permutohedral lattice filter of the authors' dense-CRF library, built once per image and
+reused for every filtering (docs/crf.md, "The lattice").
+
+    lattice = build_lattice(positions, "float32")     # positions (N, d): features / std
+    smooth = LatticeFilter(lattice)                    # one per lattice and value layout
+    out = smooth(values)                               # (N, c): normalised Gaussian filtering
+
+One algorithm for both back ends. The per-pixel geometry (kernels/lattice_geometry.py) is
+array code both run. The vertex table is a Numba hash on the CPU and a sort (kernels/
+lattice_table.py) on the GPU: the same vertices, numbered differently, which changes no result.
+Splat, blur and slice are Numba loops on the CPU (kernels/lattice_numba.py) and, on the GPU,
+one CUDA kernel for the splat (each vertex's sum in pixel order: composed calls cannot fix that
+order) and composed calls for blur and slice. `table="sorted"` runs the GPU's table and its
+composed blur and slice on NumPy, with the Numba twin of the splat kernel, so the CPU tests
+exercise the GPU's lines.
+
+The homogeneous channel's splat, blur and reciprocal depend on the image only: computed at build
+time, bit for bit what the library recomputes on every call. On the CPU a filter also remembers
+its last input and recomputes only what depends on the pixels that changed (exact; see
+`lattice_numba.refilter`): after the CRF's first steps only pixels near the mask's boundary change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from insid3.kernels import lattice_numba as nb
+from insid3.kernels.arrays import Array, KernelInputError, array_module, require
+from insid3.kernels.lattice_geometry import (
+    MAX_DIMS,
+    Precision,
+    check_key_range,
+    check_precision,
+    direction_offsets,
+    dtype_of,
+    scale_factors,
+    simplex_geometry,
+)
+from insid3.kernels.lattice_table import sorted_neighbours, sorted_vertex_table, splat_order
+
+Method = Literal["numba", "arrays"]
+METHODS = ("numba", "arrays")
+
+
+@dataclass(frozen=True)
+class Lattice:
+    """One image's lattice: (N pixels, d features, M vertices)."""
+
+    precision: Precision
+    vid: Array  # (N, d+1) int32: the vertex of each pixel's simplex corner q
+    weights: Array  # (N, d+1) float: barycentric weights (float32 or float64)
+    neighbours: Array  # (d+1, 2, M) int32: "+" / "-" neighbour along direction j, -1 if absent
+    entries: Array  # (N (d+1),) int32: flat entries p (d+1) + q grouped by vertex, pixel order
+    starts: Array  # (M+1,) int64: vertex v's entries are entries[starts[v]:starts[v+1]]
+    scale: Array  # (N,) float: 1 / (blurred homogeneous weight sliced at the pixel)
+    method: Method
+
+    @property
+    def pixels(self) -> int:
+        return int(self.vid.shape[0])
+
+    @property
+    def vertex_count(self) -> int:
+        return int(self.neighbours.shape[2])
+
+    @property
+    def dtype(self):
+        return self.weights.dtype
+
+
+def _numba_tables(positions: np.ndarray, precision: Precision):
+    """The CPU's construction: Numba geometry, hash table, counting-sort splat order."""
+    n, d = positions.shape
+    positions = np.ascontiguousarray(positions, dtype=dtype_of(precision))
+    scale = np.asarray(scale_factors(d, precision), dtype=dtype_of(precision))
+    keys = np.empty((n, d + 1), dtype=np.int64)
+    weights = np.empty((n, d + 1), dtype=dtype_of(precision))
+    check_key_range(nb.simplex_geometry(positions, scale, keys, weights), d)
+    vid, vertices, table_keys, table_ids, shift = nb.vertex_table(keys)
+    offsets = np.asarray(direction_offsets(d), dtype=np.int64)
+    neighbours = nb.neighbour_table(vertices, offsets, table_keys, table_ids, shift)
+    return vid, weights, neighbours, *nb.splat_order(vid, vertices.shape[0])
+
+
+def _array_tables(positions: Array, precision: Precision):
+    """The GPU's construction, in composed array calls (runs on NumPy too)."""
+    keys, weights = simplex_geometry(positions, precision)
+    vid, vertices = sorted_vertex_table(keys)
+    return vid, weights, sorted_neighbours(vertices, positions.shape[1]), *splat_order(vid, vertices.shape[0])
+
+
+def build_lattice(positions: Array, precision: Precision = "float32", method: Method | None = None) -> Lattice:
+    """The lattice of positions (N, d), d <= 5, in the arithmetic of the library's CUDA build
+    ("float32") or CPU build ("float64"). method: "numba" (the CPU's, default for NumPy) or
+    "arrays" (the GPU's, the only one for CuPy)."""
+    require("build_lattice", "positions", positions, ndim=2)
+    check_precision(precision)
+    xp = array_module(positions)
+    if positions.shape[0] == 0:
+        raise KernelInputError("build_lattice: no positions")
+    method = method or ("numba" if xp is np else "arrays")
+    if method not in METHODS or (method == "numba" and xp is not np):
+        raise KernelInputError(
+            f"build_lattice: method must be 'arrays' for CuPy, one of {METHODS} for NumPy, got {method!r}"
+        )
+    if not 1 <= positions.shape[1] <= MAX_DIMS:
+        raise KernelInputError(f"build_lattice: positions must have 1..{MAX_DIMS} features, got {positions.shape[1]}")
+    build = _numba_tables if method == "numba" else _array_tables
+    vid, weights, neighbours, entries, starts = build(positions, precision)
+    ones = xp.ones(vid.shape[0], weights.dtype)
+    partial = Lattice(precision, vid, weights, neighbours, entries, starts, ones, method)
+    homogeneous = _full_filter(partial, ones[:, None], normalise=False)[:, 0]
+    if xp is np:
+        scale = nb.reciprocal(homogeneous)
+    else:
+        scale = (1.0 / homogeneous.astype(xp.float64)).astype(weights.dtype)
+    return Lattice(precision, vid, weights, neighbours, entries, starts, scale, method)
+
+
+def _splat(lattice: Lattice, values: Array) -> Array:
+    xp = array_module(values)
+    if xp is np:
+        if lattice.method == "numba":
+            return nb.splat(lattice.vid, lattice.weights, values, lattice.vertex_count)
+        table = np.empty((lattice.vertex_count, values.shape[1]), dtype=lattice.dtype)
+        every = np.arange(lattice.vertex_count, dtype=np.int32)
+        nb.splat_by_vertex(lattice.entries, lattice.starts, lattice.weights, values, table, every, every.shape[0])
+        return table
+    from insid3.kernels.lattice_cupy import splat_by_vertex
+
+    return splat_by_vertex(lattice.entries, lattice.starts, lattice.weights, values)
+
+
+def _composed_blur(lattice: Lattice, table: Array) -> Array:
+    """The blur as array calls: a zero row stands for a missing neighbour; each blend computed in
+    double, stored in the table's dtype (a no-op for float64)."""
+    xp = array_module(table)
+    padded = xp.concatenate([table, xp.zeros((1, table.shape[1]), dtype=table.dtype)])
+    missing = lattice.vertex_count
+    for j in range(lattice.neighbours.shape[0]):
+        up = xp.where(lattice.neighbours[j, 0] >= 0, lattice.neighbours[j, 0], missing)
+        down = xp.where(lattice.neighbours[j, 1] >= 0, lattice.neighbours[j, 1], missing)
+        wide = padded.astype(xp.float64)
+        blended = 0.25 * wide[up] + 0.5 * wide[:-1] + 0.25 * wide[down]
+        padded = xp.concatenate([blended.astype(table.dtype), padded[-1:]])
+    return padded[:-1]
+
+
+def _composed_slice(lattice: Lattice, table: Array) -> Array:
+    xp = array_module(table)
+    sums = xp.zeros((lattice.pixels, table.shape[1]), dtype=table.dtype)
+    for q in range(lattice.vid.shape[1]):
+        sums = sums + lattice.weights[:, q, None] * table[lattice.vid[:, q]]
+    return sums
+
+
+def _full_filter(lattice: Lattice, values: Array, normalise: bool = True) -> Array:
+    """Splat, blur, slice, then (normalise) times the pixel's reciprocal homogeneous weight."""
+    xp = array_module(values)
+    table = _splat(lattice, values)
+    if xp is np and lattice.method == "numba":
+        sums = nb.slice_sums(lattice.vid, lattice.weights, nb.blur(table, lattice.neighbours))
+        return nb.scale_rows(sums, lattice.scale) if normalise else sums
+    sums = _composed_slice(lattice, _composed_blur(lattice, table))
+    return sums * lattice.scale[:, None] if normalise else sums
+
+
+class LatticeFilter:
+    """Normalised filtering of (N, c) values on one lattice; on the CPU hash table, each call
+    recomputes only what the pixels changed since the previous call touch (bit for bit the same
+    as `full`). `last_recomputed`: how many pixels' outputs the last call recomputed."""
+
+    def __init__(self, lattice: Lattice, *, incremental: bool = True) -> None:
+        self.lattice = lattice
+        self.incremental = incremental and lattice.method == "numba"
+        self._state: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.last_recomputed = 0
+
+    def full(self, values: Array) -> Array:
+        return _full_filter(self.lattice, self._checked(values))
+
+    def __call__(self, values: Array) -> Array:
+        values = self._checked(values)
+        if not self.incremental:
+            self.last_recomputed = self.lattice.pixels
+            return _full_filter(self.lattice, values)
+        lattice = self.lattice
+        if self._state is None or self._state[0].shape != values.shape:
+            previous = np.full(values.shape, np.nan, dtype=lattice.dtype)
+            tables = np.zeros((lattice.neighbours.shape[0] + 1, lattice.vertex_count, values.shape[1]), lattice.dtype)
+            self._state = (previous, tables, np.zeros(values.shape, dtype=lattice.dtype))
+        previous, tables, out = self._state
+        resliced = nb.refilter(lattice.vid, lattice.weights, lattice.entries, lattice.starts,
+                               lattice.neighbours, lattice.scale, values, previous, tables, out)
+        self.last_recomputed = int(resliced.sum())
+        return out.copy()
+
+    def _checked(self, values: Array) -> Array:
+        require("LatticeFilter", "values", values, ndim=2)
+        if values.shape[0] != self.lattice.pixels:
+            raise KernelInputError(
+                f"LatticeFilter: values have {values.shape[0]} rows, the lattice {self.lattice.pixels} pixels"
+            )
+        xp = array_module(values)
+        return xp.ascontiguousarray(values.astype(self.lattice.dtype, copy=False))
