@@ -9,6 +9,7 @@ a missing browser is a failure: CI must run them.
 """
 
 import io
+import json
 import os
 from pathlib import Path
 
@@ -177,7 +178,7 @@ def test_painted_reference_segments_targets_as_the_api_does(page, server, files,
 
     page.fill("#category", "thing")
     page.set_input_files("#target-files", [str(path) for path in files["targets"]])
-    page.click("#segment")
+    page.click("#run")
     cards = page.locator(".target")
     page.locator('.target[data-state="done"]').nth(1).wait_for(timeout=60_000)
     assert cards.count() == 2
@@ -235,7 +236,7 @@ def test_brush_eraser_undo_and_an_empty_mask_in_plain_words(page, files):
     assert not read_mask_png(downloaded(page, page.locator("#download-reference-mask"))[1]).any()
 
     page.set_input_files("#target-files", str(files["targets"][0]))
-    page.click("#segment")
+    page.click("#run")
     error = page.locator("#reference-error")
     error.wait_for()
     assert "The reference mask of shot 1 is empty: paint over the object" in error.locator(".message").inner_text()
@@ -248,7 +249,7 @@ def test_an_image_over_the_pixel_limit_is_explained_and_the_rest_finish(page, fi
     wait_for_shots(page, 1)
     paint_over(page, scene)
     page.set_input_files("#target-files", [str(files["too_large"]), str(files["targets"][1])])
-    page.click("#segment")
+    page.click("#run")
     page.locator('.target[data-state="done"]').wait_for(timeout=60_000)
     failed = page.locator('.target[data-state="failed"]')
     failed.wait_for(timeout=60_000)
@@ -290,3 +291,47 @@ def test_rotated_jpegs_are_painted_on_the_grid_the_server_reads(page):
         rgb = np.array(got["rgba"], np.uint8).reshape(got["height"], got["width"], 4)[..., :3]
         for y, x in ((8, 12), (8, 36), (24, 12), (24, 36)):  # each quadrant's centre
             assert np.abs(rgb[y, x].astype(int) - stored[y, x]).max() < 40, (orientation, y, x)
+
+
+def test_match_mode_finds_clicked_points_as_the_api_does(page, server, files):
+    from insid3.engine.match_outputs import MatchRecord
+
+    path, scene = files["shots"][0]
+    page.set_input_files("#reference-file", str(path))
+    wait_for_shots(page, 1)
+    page.check("input[name=mode][value=match]")
+    assert page.inner_text("#run") == "Match" and not page.locator("#tool-brush").is_visible()
+    box = page.locator("#reference-frame canvas.shot-image").bounding_box()
+    for fx, fy in ((0.2, 0.3), (0.5, 0.5), (0.8, 0.7), (0.6, 0.2)):
+        page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+    page.keyboard.press("Control+z")  # the fourth point goes again
+    assert page.locator("#reference-points .marker").count() == 3
+    page.set_input_files("#target-files", [str(target) for target in files["targets"]])
+    page.click("#run")
+    page.locator('.target[data-state="done"]').nth(1).wait_for(timeout=60_000)
+
+    records = []
+    for index, target in enumerate(files["targets"]):
+        card = page.locator(".target").nth(index)
+        assert card.locator(".markers .marker").count() == 3 and "backbone" in card.locator(".timings").inner_text()
+        name, data = downloaded(page, card.locator(".download"))
+        assert name == f"{target.stem}.json"
+        records.append(MatchRecord.from_json(json.loads(data)))
+    name, data = downloaded(page, page.locator("#download-matches"))
+    assert name == "matches.json"
+    assert [MatchRecord.from_json(r).to_json() for r in json.loads(data)] == [r.to_json() for r in records]
+
+    source = records[0].source_points
+    height, width = scene.mask.shape
+    np.testing.assert_allclose(source, [[0.2 * width, 0.3 * height], [0.5 * width, 0.5 * height],
+                                        [0.8 * width, 0.7 * height]], atol=1.0)
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        for record, target in zip(records, files["targets"]):
+            answer = http.post("/v1/match", data={"points": json.dumps(source.tolist())},
+                               files={"image": ("t.png", target.read_bytes(), "image/png"),
+                                      "reference_image": ("r.png", path.read_bytes(), "image/png")})
+            assert answer.status_code == 200, answer.text
+            assert record.reference == path.name and record.target == target.name
+            assert list(record.target_size) == answer.json()["size"]
+            np.testing.assert_allclose(record.target_points, answer.json()["points"], rtol=0, atol=1e-4)
+            np.testing.assert_allclose(record.peak_similarity, answer.json()["peak_similarity"], atol=1e-6)

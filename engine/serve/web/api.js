@@ -35,6 +35,8 @@ export function plainWords(status, detail) {
   }
   if (status === 400 && /cannot decode/.test(detail)) return `The server cannot read ${which} as an image.`;
   if (status === 400 && /corrupt|empty/.test(detail)) return `The file of ${which} is damaged, incomplete or empty.`;
+  if (status === 400 && /no points given/.test(detail)) return "Click on the reference to place at least one point first.";
+  if (status === 400 && /lies outside/.test(detail)) return "A point lies outside the reference image.";
   if (status === 404) return "The server no longer has this reference (it expired or was evicted).";
   if (status === 503 && /queue/.test(detail)) return "The server is busy with other images.";
   if (status === 503) return "The server is still loading its model; try again in a moment.";
@@ -86,12 +88,35 @@ export async function segmentTarget(referenceId, file) {
   form.append("format", "rle");
   form.append("image", file, file.name);
   const response = await call("/v1/segment", form);
-  return { rle: await response.json(), timings: parseServerTiming(response.headers.get("Server-Timing")),
+  return { rle: await response.json(), ...timingsOf(response) };
+}
+
+// What every engine answer reports: per-stage milliseconds, and how many targets shared the backbone call.
+function timingsOf(response) {
+  return { timings: parseServerTiming(response.headers.get("Server-Timing")),
     batchSize: Number(response.headers.get("X-Insid3-Batch-Size") ?? 1) };
 }
 
-export async function deleteReference(referenceId) {
-  await fetch(`/v1/references/${encodeURIComponent(referenceId)}`, { method: "DELETE" }).catch(() => null);
+export async function deleteReference(referenceId, kind = "references") {
+  await fetch(`/v1/${kind}/${encodeURIComponent(referenceId)}`, { method: "DELETE" }).catch(() => null);
+}
+
+// Keypoint matching (POST /v1/match): the reference image is registered once
+// (/v1/match/references), its points go with every target.
+export async function registerMatchReference(file) {
+  const form = new FormData();
+  form.append("image", file, file.name);
+  return (await call("/v1/match/references", form)).json();
+}
+
+// -> {points: [[x, y], ...], peak_similarity: [...], size: [H, W], timings, batchSize}
+export async function matchTarget(referenceId, points, file) {
+  const form = new FormData();
+  form.append("reference_id", referenceId);
+  form.append("points", JSON.stringify(points));
+  form.append("image", file, file.name);
+  const response = await call("/v1/match", form);
+  return { ...(await response.json()), ...timingsOf(response) };
 }
 
 // What /readyz says: {ready, engine} (engine: the backend description).

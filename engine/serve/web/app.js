@@ -1,21 +1,23 @@
-// The page's wiring: the reference shots and their painter, the target list, keyboard
-// shortcuts, drag and drop, and the segmentation queue against the API.
+// The page's wiring: the reference shots with their painter (segment mode) or point picker
+// (match mode), the target list, keyboard shortcuts, drag and drop, and the jobs against the API.
 
-import { ApiError, deleteReference, registerReference, segmentTarget, serverState } from "./api.js";
+import { serverState } from "./api.js";
+import { Jobs } from "./jobs.js";
 import { maskPng } from "./masks.js";
+import { PointPicker } from "./matching.js";
 import { loadShot, Painter, shotMask } from "./painter.js";
 import { download, TargetList } from "./targets.js";
 
-const IN_FLIGHT = 4; // targets sent at once: enough to fill the server's batches, far below its queue
-const BUSY_RETRIES = 20;
 const $ = (selector) => document.querySelector(selector);
 const isImage = (file) => file.type.startsWith("image/") || /\.(jpe?g|png|webp|bmp|gif|tiff?)$/i.test(file.name);
 
-const state = { shots: [], current: null, version: 0, reference: null, running: false, again: false };
+const state = { mode: "segment", shots: [], current: null, version: 0 };
 
 const painter = new Painter({ frame: $("#reference-frame"), cursor: $("#brush-cursor"), onChange: referenceChanged });
+const picker = new PointPicker({ frame: $("#reference-frame"), layer: $("#reference-points"), onChange: pointsChanged });
 const targets = new TargetList({ list: $("#targets"), template: $("#target-template"), progress: $("#progress"),
   onChange: updateButtons });
+const jobs = new Jobs({ state, targets, onReferenceError: (error) => showError($("#reference-error"), error) });
 
 function showError(element, error) {
   element.hidden = !error;
@@ -25,29 +27,44 @@ function showError(element, error) {
 
 function referenceChanged() {
   state.version += 1;
-  targets.markStale(state.version);
+  targets.markStale("segment", jobs.version("segment"));
+  showError($("#reference-error"), null);
+  updateButtons();
+}
+
+function pointsChanged() {
+  targets.markStale("match", jobs.version("match"));
   showError($("#reference-error"), null);
   updateButtons();
 }
 
 function updateButtons() {
-  const { total, withMask } = targets.counts();
-  $("#segment").disabled = state.shots.length === 0 || total === 0;
+  const { total, withMask, withMatches } = targets.counts();
+  const noShot = state.current === null;
+  $("#run").disabled = noShot || total === 0;
+  $("#run").textContent = state.mode === "segment" ? "Segment" : "Match";
   $("#download-coco").disabled = withMask === 0;
+  $("#download-matches").disabled = withMatches === 0;
   $("#clear-targets").disabled = total === 0;
-  $("#add-shot").classList.toggle("disabled", state.shots.length === 0);
-  for (const id of ["#tool-brush", "#tool-eraser", "#undo", "#clear-mask", "#download-reference-mask"]) {
-    $(id).disabled = state.current === null;
-  }
-  $("#load-mask").classList.toggle("disabled", state.current === null);
-  $("#reference-empty").hidden = state.shots.length > 0;
+  $("#add-shot").classList.toggle("disabled", noShot);
+  $("#load-mask").classList.toggle("disabled", noShot);
+  for (const id of ["#tool-brush", "#tool-eraser", "#undo", "#clear-mask", "#download-reference-mask"]) $(id).disabled = noShot;
+  $("#reference-empty").hidden = !noShot;
+}
+
+function setMode(mode) {
+  state.mode = mode;
+  document.body.dataset.mode = mode;
+  painter.active = mode === "segment";
+  picker.active = mode === "match";
+  targets.setMode(mode);
+  showError($("#reference-error"), null);
 }
 
 // ---- reference shots ----
 
 function renderShots() {
-  const list = $("#shots");
-  list.replaceChildren(...state.shots.map((shot, index) => {
+  $("#shots").replaceChildren(...state.shots.map((shot, index) => {
     const item = $("#shot-template").content.firstElementChild.cloneNode(true);
     item.classList.toggle("selected", shot === state.current);
     item.querySelector(".pick").textContent = `Shot ${index + 1}: ${shot.name}`;
@@ -55,14 +72,15 @@ function renderShots() {
     item.querySelector(".remove").addEventListener("click", () => removeShot(shot));
     return item;
   }));
-  list.hidden = state.shots.length < 2;
+  $("#shots").hidden = state.shots.length < 2;
 }
 
 function selectShot(shot) {
   state.current = shot;
   painter.show(shot);
+  picker.show(shot);
   renderShots();
-  updateButtons();
+  pointsChanged(); // matching uses the shown shot
 }
 
 function removeShot(shot) {
@@ -83,82 +101,19 @@ async function addShot(file, replace) {
   }
 }
 
-// The reference the server holds for this version of the shots, registered when first needed.
-function currentReference() {
-  if (state.reference?.version === state.version) return state.reference.promise;
-  const stale = state.reference;
-  const version = state.version;
-  const promise = (async () => {
-    if (stale) stale.promise.then((r) => deleteReference(r.id)).catch(() => null);
-    const shots = await Promise.all(state.shots.map(async (shot) => ({ file: shot.file, maskPng: await maskPng(shotMask(shot)) })));
-    const registered = await registerReference(shots);
-    return { id: registered.reference_id, version };
-  })();
-  state.reference = { version, promise };
-  promise.catch(() => { if (state.reference?.promise === promise) state.reference = null; });
-  return promise;
-}
-
-// ---- segmentation ----
-
-const sleep = (seconds) => new Promise((resolve) => setTimeout(resolve, seconds * 1000));
-
-async function segmentOne(target, reference) {
-  for (let attempt = 0; ; attempt += 1) {
-    targets.set(target, "running", "Segmenting…");
-    try {
-      targets.done(target, await segmentTarget(reference.id, target.file), reference.version);
-      return;
-    } catch (error) {
-      if (!(error instanceof ApiError)) throw error;
-      if (error.status === 503 && error.retryAfterS !== null && attempt < BUSY_RETRIES) {
-        targets.set(target, "waiting", `${error.message} Trying again in ${error.retryAfterS} s…`);
-        await sleep(error.retryAfterS);
-      } else if (error.status === 404 && attempt === 0 && reference.version === state.version) {
-        if (state.reference?.version === reference.version) state.reference = null; // expired: register again
-        reference = await currentReference();
-      } else {
-        targets.set(target, "failed", error.message, error.detail);
-        return;
-      }
-    }
+function run() {
+  if (state.mode === "match" && !state.current?.points.length) {
+    showError($("#reference-error"), new Error("Click on the reference to place the points to match first."));
+    return;
   }
-}
-
-async function segmentPending() {
-  if (state.running) { state.again = true; return; }
-  state.running = true;
-  try {
-    do {
-      state.again = false;
-      let reference;
-      try {
-        reference = await currentReference();
-      } catch (error) {
-        showError($("#reference-error"), error);
-        return;
-      }
-      const queue = targets.pending(reference.version);
-      queue.forEach((target) => targets.set(target, "waiting", "Waiting…"));
-      const workers = Array.from({ length: IN_FLIGHT }, async () => {
-        while (queue.length) {
-          const target = queue.shift();
-          if (targets.targets.includes(target)) await segmentOne(target, reference);
-        }
-      });
-      await Promise.all(workers);
-    } while (state.again);
-  } finally {
-    state.running = false;
-    updateButtons();
-  }
+  jobs.run().finally(updateButtons);
 }
 
 function addTargets(files) {
   const images = files.filter(isImage);
   if (!images.length) return;
   targets.add(images);
-  if (state.reference?.version === state.version) segmentPending(); // a reference is ready: go on
+  if (jobs.isCurrent()) run(); // the reference is on the server already: go on
 }
 
 // ---- drag and drop: files or whole folders ----
@@ -199,11 +154,14 @@ function setTool(tool) {
 }
 
 function setSize(size) {
-  const clamped = Math.min(Number($("#brush-size").max), Math.max(Number($("#brush-size").min), size));
-  $("#brush-size").value = String(clamped);
+  const slider = $("#brush-size");
+  const clamped = Math.min(Number(slider.max), Math.max(Number(slider.min), size));
+  slider.value = String(clamped);
   $("#brush-size-value").textContent = `${clamped} px`;
   painter.setSize(clamped);
 }
+
+const undo = () => (state.mode === "segment" ? painter.undo() : picker.undo());
 
 const onFile = (selector, handler) => $(selector).addEventListener("change", (event) => {
   const files = [...event.target.files];
@@ -216,19 +174,26 @@ onFile("#shot-file", ([file]) => addShot(file, false));
 onFile("#target-files", addTargets);
 onFile("#target-folder", addTargets);
 onFile("#mask-file", ([file]) => painter.loadMask(file).catch((error) => showError($("#reference-error"), error)));
+for (const input of document.querySelectorAll("input[name=mode]")) {
+  input.addEventListener("change", () => setMode(input.value));
+}
 $("#tool-brush").addEventListener("click", () => setTool("brush"));
 $("#tool-eraser").addEventListener("click", () => setTool("eraser"));
 $("#brush-size").addEventListener("input", (event) => setSize(Number(event.target.value)));
-$("#undo").addEventListener("click", () => painter.undo());
-$("#clear-mask").addEventListener("click", () => painter.clear());
+$("#undo").addEventListener("click", undo);
+$("#clear-mask").addEventListener("click", () => (state.mode === "segment" ? painter.clear() : picker.clear()));
 $("#download-reference-mask").addEventListener("click", async () => {
   download(await maskPng(shotMask(state.current)), `${state.current.name.replace(/\.[^.]*$/, "")}.mask.png`);
 });
-$("#segment").addEventListener("click", segmentPending);
+$("#run").addEventListener("click", run);
 $("#show-overlay").addEventListener("change", (event) => document.body.classList.toggle("no-overlay", !event.target.checked));
 $("#download-coco").addEventListener("click", () => targets.downloadCoco($("#category").value.trim()));
+$("#download-matches").addEventListener("click", () => targets.downloadMatches());
 $("#clear-targets").addEventListener("click", () => targets.clear());
-dropZone($("#reference-panel"), (files) => { const [file] = files.filter(isImage); if (file) addShot(file, state.shots.length === 0); });
+dropZone($("#reference-panel"), (files) => {
+  const [file] = files.filter(isImage);
+  if (file) addShot(file, state.shots.length === 0);
+});
 dropZone($("#targets-panel"), addTargets);
 // A file dropped anywhere else must not make the browser navigate away from the page.
 for (const type of ["dragover", "drop"]) window.addEventListener(type, (event) => event.preventDefault());
@@ -238,7 +203,7 @@ document.addEventListener("keydown", (event) => {
   const key = event.key.toLowerCase();
   if ((event.ctrlKey || event.metaKey) && key === "z") {
     event.preventDefault();
-    painter.undo();
+    undo();
   } else if (event.ctrlKey || event.metaKey || event.altKey) {
     return;
   } else if (key === "b") setTool("brush");
@@ -257,6 +222,7 @@ async function showServerState() {
 
 setSize(Number($("#brush-size").value));
 setTool("brush");
+setMode("segment");
 updateButtons();
 showServerState();
 document.body.dataset.ready = "true"; // the page's scripts are wired (the browser tests wait on it)

@@ -8,6 +8,7 @@ import { storedCanvas } from "./orientation.js";
 const UNDO_DEPTH = 30; // snapshots per shot: full-size ImageData, so bounded
 // Cyan, not the overlays' magenta: what you marked and what was found are told apart at a glance.
 const PAINT = "rgb(0, 210, 255)";
+let shotsLoaded = 0;
 
 export async function loadShot(file) {
   const image = await storedCanvas(file);
@@ -16,7 +17,8 @@ export async function loadShot(file) {
   mask.className = "shot-mask";
   mask.getContext("2d", { willReadFrequently: true }); // undo snapshots read it back after every stroke
   [mask.width, mask.height] = [image.width, image.height];
-  return { name: file.name, file, image, mask, undo: [] };
+  shotsLoaded += 1;
+  return { id: shotsLoaded, name: file.name, file, image, mask, undo: [], points: [], pointsVersion: 0 }; // points: matching.js
 }
 
 export function shotMask(shot) {
@@ -27,7 +29,7 @@ export class Painter {
   // frame: the element holding the shown shot's two canvases; cursor: the brush outline.
   // onChange(shot): called after every edit of a mask.
   constructor({ frame, cursor, onChange }) {
-    Object.assign(this, { frame, cursor, onChange, shot: null, tool: "brush", size: 24, last: null });
+    Object.assign(this, { frame, cursor, onChange, shot: null, tool: "brush", size: 24, last: null, active: true });
     frame.addEventListener("pointerdown", (event) => this.#down(event));
     frame.addEventListener("pointermove", (event) => this.#move(event));
     for (const type of ["pointerup", "pointercancel"]) frame.addEventListener(type, (event) => this.#up(event));
@@ -106,7 +108,7 @@ export class Painter {
   }
 
   #down(event) {
-    if (!this.shot || event.button !== 0) return;
+    if (!this.active || !this.shot || event.button !== 0) return;
     event.preventDefault();
     this.frame.setPointerCapture(event.pointerId);
     this.#snapshot();
@@ -115,7 +117,7 @@ export class Painter {
   }
 
   #move(event) {
-    if (!this.shot) return;
+    if (!this.active || !this.shot) return;
     this.#moveCursor(event);
     if (!this.last) return;
     const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];

@@ -1,7 +1,9 @@
-// The target list: one card per dropped or picked image, its state (waiting, segmenting, done,
-// failed), its overlay and timings, and the masks' downloads (one PNG, or all as COCO).
+// The target list: one card per dropped or picked image. Each card keeps one result per mode
+// ("segment": a mask; "match": the reference's points found in it) with its state (waiting,
+// running, done, failed) and shows the current mode's; downloads are per target or for all.
 
 import { cocoInstances, decodeRle, maskArea, maskBbox, maskPng, tintedImageData } from "./masks.js";
+import { drawMarkers, matchRecord } from "./matching.js";
 
 const OVERLAY_SIDE = 640; // overlays are drawn at most this many pixels wide or high: memory stays small
 
@@ -13,6 +15,7 @@ export function download(blob, fileName) {
   setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
 }
 
+const jsonBlob = (data) => new Blob([JSON.stringify(data, null, 1)], { type: "application/json" });
 const stem = (name) => name.replace(/^.*\//, "").replace(/\.[^.]*$/, "");
 
 function drawOverlay(canvas, mask) {
@@ -35,7 +38,13 @@ function timingText(timings, batchSize) {
 
 export class TargetList {
   constructor({ list, template, progress, onChange }) {
-    Object.assign(this, { list, template, progress, onChange, targets: [], nextId: 1 });
+    Object.assign(this, { list, template, progress, onChange, targets: [], mode: "segment" });
+  }
+
+  setMode(mode) {
+    this.mode = mode;
+    this.targets.forEach((target) => this.#render(target));
+    this.#changed();
   }
 
   add(files) {
@@ -45,44 +54,69 @@ export class TargetList {
     return added;
   }
 
-  // Targets without a mask from the reference of this version, not already being segmented.
-  pending(version) {
-    return this.targets.filter((t) => !["waiting", "running"].includes(t.state) && !(t.state === "done" && t.version === version));
+  result(target, mode = this.mode) {
+    return target.results[mode] ?? { state: "new" };
   }
 
-  markStale(version) {
-    for (const target of this.targets) target.card.classList.toggle("stale", target.state === "done" && target.version !== version);
+  // Targets without a result of `mode` from the reference of this version, not already queued.
+  pending(mode, version) {
+    return this.targets.filter((target) => {
+      const { state, version: made } = this.result(target, mode);
+      return !["waiting", "running"].includes(state) && !(state === "done" && made === version);
+    });
   }
 
-  set(target, state, message = "", detail = "") {
-    Object.assign(target, { state });
-    target.card.dataset.state = state;
-    target.card.querySelector(".status").textContent = message;
-    const detailLine = target.card.querySelector(".detail");
-    detailLine.textContent = detail ? `Server: ${detail}` : "";
-    detailLine.hidden = !detail;
+  markStale(mode, version) {
+    for (const target of this.targets) {
+      const result = target.results[mode];
+      if (result) result.stale = result.state === "done" && result.version !== version;
+      this.#render(target);
+    }
+  }
+
+  set(target, mode, state, message = "", detail = "") {
+    const kept = state === "failed" ? {} : target.results[mode]; // a failure replaces an older result
+    if (state === "failed" && mode === "segment") target.card.querySelector(".overlay").width = 0;
+    if (state === "failed" && mode === "match") target.card.querySelector(".markers").replaceChildren();
+    target.results[mode] = { ...kept, state, message, detail };
+    this.#render(target);
     this.#changed();
   }
 
-  done(target, { rle, timings, batchSize }, version) {
-    const mask = decodeRle(rle);
-    Object.assign(target, { rle, version, area: maskArea(mask), bbox: maskBbox(mask) });
-    drawOverlay(target.card.querySelector(".overlay"), mask);
-    target.card.querySelector(".timings").textContent = timingText(timings, batchSize);
-    target.card.querySelector(".download").disabled = false;
-    target.card.classList.remove("stale");
-    this.set(target, "done", target.area ? "" : "No pixel of this image matches the reference.");
+  // payload: the API's answer (api.js segmentTarget / matchTarget); extra: what matchRecord needs.
+  done(target, mode, payload, version, extra = {}) {
+    const result = { state: "done", version, stale: false, message: "", detail: "",
+      timings: timingText(payload.timings, payload.batchSize) };
+    if (mode === "segment") {
+      const mask = decodeRle(payload.rle);
+      Object.assign(result, { rle: payload.rle, area: maskArea(mask), bbox: maskBbox(mask) });
+      if (!result.area) result.message = "No pixel of this image matches the reference.";
+      drawOverlay(target.card.querySelector(".overlay"), mask);
+    } else {
+      result.record = matchRecord({ ...extra, target: target.fileName, answer: payload });
+      const titles = payload.peak_similarity.map((peak, i) => `point ${i + 1}: peak similarity ${peak.toFixed(3)}`);
+      drawMarkers(target.card.querySelector(".markers"), payload.points, payload.size, titles);
+    }
+    target.results[mode] = result;
+    this.#render(target);
+    this.#changed();
   }
 
-  async downloadPng(target) {
-    download(await maskPng(decodeRle(target.rle)), `${stem(target.fileName)}.png`);
+  async downloadResult(target) {
+    const result = this.result(target);
+    if (result.rle) download(await maskPng(decodeRle(result.rle)), `${stem(target.fileName)}.png`);
+    if (result.record) download(jsonBlob(result.record), `${stem(target.fileName)}.json`);
   }
 
   // Every target that has a mask, in the list's order.
   downloadCoco(category) {
-    const records = this.targets.filter((t) => t.rle).map(({ fileName, rle, area, bbox }) => ({ fileName, rle, area, bbox }));
-    const coco = cocoInstances(records, category || "object");
-    download(new Blob([JSON.stringify(coco)], { type: "application/json" }), "masks.coco.json");
+    const records = this.targets.map((t) => ({ fileName: t.fileName, ...t.results.segment })).filter((r) => r.rle);
+    download(jsonBlob(cocoInstances(records, category || "object")), "masks.coco.json");
+  }
+
+  // Every target's matches: a list of insid3-match's per-target records.
+  downloadMatches() {
+    download(jsonBlob(this.targets.map((t) => t.results.match?.record).filter(Boolean)), "matches.json");
   }
 
   remove(target) {
@@ -93,34 +127,53 @@ export class TargetList {
   }
 
   clear() {
-    for (const target of [...this.targets]) if (target.state !== "running") this.remove(target);
+    const busy = (t) => Object.values(t.results).some((r) => r.state === "running");
+    for (const target of this.targets.filter((t) => !busy(t))) this.remove(target);
   }
 
   counts() {
-    const count = (state) => this.targets.filter((t) => t.state === state).length;
-    return { total: this.targets.length, done: count("done"), failed: count("failed"),
-      busy: count("running") + count("waiting"), withMask: this.targets.filter((t) => t.rle).length };
+    const count = (...states) => this.targets.filter((t) => states.includes(this.result(t).state)).length;
+    return { total: this.targets.length, done: count("done"), failed: count("failed"), busy: count("running", "waiting"),
+      withMask: this.targets.filter((t) => t.results.segment?.rle).length,
+      withMatches: this.targets.filter((t) => t.results.match?.record).length };
   }
 
   #card(file) {
     const card = this.template.content.firstElementChild.cloneNode(true);
-    const target = { id: this.nextId++, file, fileName: file.webkitRelativePath || file.name, card, state: "new" };
-    card.dataset.state = "new";
+    const target = { file, fileName: file.webkitRelativePath || file.name, card, results: {} };
     card.querySelector(".name").textContent = target.fileName;
     card.querySelector(".name").title = target.fileName;
     const image = card.querySelector("img");
     image.src = URL.createObjectURL(file);
     image.alt = target.fileName;
-    card.querySelector(".download").addEventListener("click", () => this.downloadPng(target));
-    card.querySelector(".remove").addEventListener("click", () => { if (target.state !== "running") this.remove(target); });
+    card.querySelector(".download").addEventListener("click", () => this.downloadResult(target));
+    card.querySelector(".remove").addEventListener("click", () => {
+      if (this.result(target).state !== "running") this.remove(target);
+    });
     this.list.append(card);
+    this.#render(target);
     return target;
+  }
+
+  #render(target) {
+    const { card } = target;
+    const result = this.result(target);
+    card.dataset.state = result.state;
+    card.classList.toggle("stale", Boolean(result.stale));
+    card.querySelector(".status").textContent = result.message ?? "";
+    const detail = card.querySelector(".detail");
+    detail.textContent = result.detail ? `Server: ${result.detail}` : "";
+    detail.hidden = !result.detail;
+    card.querySelector(".timings").textContent = result.state === "done" ? result.timings : "";
+    card.querySelector(".download").disabled = !(result.rle || result.record);
+    card.querySelector(".download").textContent = this.mode === "segment" ? "Mask PNG" : "Points JSON";
   }
 
   #changed() {
     const { total, done, failed, busy } = this.counts();
+    const verb = this.mode === "segment" ? "segmented" : "matched";
     this.progress.textContent = total === 0 ? "No targets yet."
-      : `${done} of ${total} segmented${failed ? ` · ${failed} failed` : ""}${busy ? ` · ${busy} in progress` : ""}`;
+      : `${done} of ${total} ${verb}${failed ? ` · ${failed} failed` : ""}${busy ? ` · ${busy} in progress` : ""}`;
     this.onChange();
   }
 }
