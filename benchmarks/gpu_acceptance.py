@@ -1,0 +1,274 @@
+"""One prepared GPU acceptance run: `python -m insid3.benchmarks.gpu_acceptance --out DIR`.
+
+Made for a borrowed GPU box with minutes to spare and no network (torch with CUDA, CuPy, numpy,
+onnx, the CPU onnxruntime; no TensorRT). Phases, each in its own process (one that crashes or
+hangs costs only itself) with its own time limit inside one budget (default 450 s, under the
+8 minutes the run must fit in), the report rewritten in DIR after each (acceptance.json and
+acceptance.md; tests-junit.xml, rope-rescale.json and acceptance.log beside them):
+
+- export (in the background from the start): random-init ViT-S/16 at 768 and ViT-L/16 at 1024
+  bundles through insid3.export, no TensorRT;
+- rope: the per-block RoPE rescale factors torch.manual_seed(0) gives on CUDA for ViT-S/B/L;
+- tests: the GPU tests (`pytest -k "cupy or gpu"`: every CuPy kernel against NumPy, pruned votes
+  under cuBLAS, reciprocal clustering and its CUDA kernel, the torch-cuda backend);
+- parity: torch-cuda features and masks against the CPU backend (fp32, bf16, fp16);
+- side_by_side: ViT-S 768 and ViT-L 1024, ours against the authors' way on this GPU, in fp32 and
+  in bf16 autocast + TF32: CUDA-event stage timings, FPS, peak device memory.
+
+Without a CUDA device it stops at once with one line and exit status 2. The phases themselves
+are in gpu_phases.py (and gpu_side_by_side.py); this module runs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from insid3 import gpu_stack
+from insid3.benchmarks.gpu_report import Budget, PhaseResult, Report
+
+DEFAULT_BUDGET_S = 450.0
+LOG_FILE = "acceptance.log"
+NO_GPU_EXIT = 2
+KILL_GRACE_S = 3.0
+
+
+@dataclass(frozen=True)
+class PhaseSpec:
+    name: str
+    limit_s: float
+    background: bool = False  # started with the run, beside the others
+    min_s: float = 15.0  # below this much time left it is skipped rather than started
+
+
+PHASES = (
+    PhaseSpec("export", limit_s=300, background=True),
+    PhaseSpec("rope", limit_s=45),
+    PhaseSpec("tests", limit_s=150),
+    PhaseSpec("parity", limit_s=75),
+    PhaseSpec("side_by_side", limit_s=260, min_s=40),
+)
+PHASE_NAMES = tuple(spec.name for spec in PHASES)
+
+Command = Callable[[PhaseSpec, Path, float], list[str]]  # (phase, its result file, its limit) -> argv
+
+
+@dataclass
+class _Running:
+    spec: PhaseSpec
+    process: subprocess.Popen
+    started: float
+    limit_s: float
+    result_file: Path
+    log_file: Path
+
+
+def _start(spec: PhaseSpec, limit_s: float, command: Command, work: Path) -> _Running:
+    result_file, log_file = work / f"phase-{spec.name}.json", work / f"phase-{spec.name}.log"
+    result_file.unlink(missing_ok=True)
+    with log_file.open("w") as log:
+        process = subprocess.Popen(
+            command(spec, result_file, limit_s), stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,  # its own process group: killed whole
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    return _Running(spec, process, time.monotonic(), limit_s, result_file, log_file)
+
+
+def _stop(running: _Running) -> None:
+    for sig, wait_s in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)):
+        try:
+            os.killpg(running.process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            running.process.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _last_line(path: Path) -> str:
+    lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "no output"
+
+
+def _collect(running: _Running, forced: str | None) -> PhaseResult:
+    """The phase's result file (complete, or partial where it was stopped), or its last log line."""
+    seconds = time.monotonic() - running.started
+    written = json.loads(running.result_file.read_text()) if running.result_file.is_file() else None
+    base = dict(name=running.spec.name, seconds=seconds, limit_s=running.limit_s)
+    if forced is not None:
+        partial = f"; partial: {written['summary']}" if written else ""
+        summary = f"stopped at its limit of {running.limit_s:.0f} s{partial}" if forced == "timed out" else forced
+        return PhaseResult(**base, status="timed out" if forced == "timed out" else "interrupted", summary=summary,
+                           details=(written or {}).get("details", {}), markdown=tuple((written or {}).get("markdown", ())))
+    if written is None or running.process.returncode != 0:
+        why = f"exit status {running.process.returncode}: {_last_line(running.log_file)}"
+        return PhaseResult(**base, status="error", summary=why, details=(written or {}).get("details", {}))
+    return PhaseResult(**base, status=written["status"], summary=written["summary"],
+                       details=written.get("details", {}), markdown=tuple(written.get("markdown", ())))
+
+
+def run_phases(
+    specs: Sequence[PhaseSpec], budget: Budget, *, command: Command, work: Path,
+    on_result: Callable[[PhaseResult], None], poll_s: float = 0.2,
+) -> dict[str, PhaseResult]:
+    """Background phases start at once; the others run one after another. Each is stopped at its
+    limit (its own, cut to the budget left), and `on_result` hears of each as it ends."""
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict[str, PhaseResult] = {}
+    queue = [spec for spec in specs if not spec.background]
+    running = [_start(spec, budget.limit_for(spec.limit_s), command, work) for spec in specs if spec.background]
+
+    def finish(result: PhaseResult) -> None:
+        results[result.name] = result
+        on_result(result)
+
+    try:
+        while queue or running:
+            if queue and not any(not r.spec.background for r in running):
+                spec = queue.pop(0)
+                limit = budget.limit_for(spec.limit_s)
+                if limit < spec.min_s:
+                    finish(PhaseResult(spec.name, "skipped", 0.0, limit, f"only {budget.remaining():.0f} s of the "
+                                       f"budget left, it needs {spec.min_s:.0f} s to start"))
+                else:
+                    running.append(_start(spec, limit, command, work))
+            for item in list(running):
+                over = time.monotonic() - item.started > item.limit_s or budget.remaining() <= 0
+                if item.process.poll() is None and not over:
+                    continue
+                if item.process.poll() is None:
+                    _stop(item)
+                running.remove(item)
+                finish(_collect(item, "timed out" if over and item.process.returncode != 0 else None))
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        for item in running:
+            _stop(item)
+            finish(_collect(item, "interrupted by Ctrl-C"))
+        raise
+    return results
+
+
+def phase_command(out: Path, work: Path) -> Command:
+    def command(spec: PhaseSpec, result_file: Path, limit_s: float) -> list[str]:
+        return [sys.executable, "-m", "insid3.benchmarks.gpu_phases", spec.name, "--work", str(work),
+                "--out", str(out), "--result", str(result_file), "--seconds", f"{limit_s:.1f}"]
+
+    return command
+
+
+def no_gpu_reason() -> str | None:
+    """One line where this machine cannot run the acceptance phases, else None."""
+    if gpu_stack.driver_cuda_version() is None:
+        return "no CUDA driver on this machine (libcuda not found): the GPU acceptance run needs an NVIDIA GPU"
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed: the GPU acceptance run needs torch with CUDA"
+    if not torch.cuda.is_available():
+        return f"torch {torch.__version__} sees no CUDA device (built for CUDA {torch.version.cuda})"
+    return None
+
+
+def environment() -> dict:
+    stack = gpu_stack.installed_stack()
+    mismatch = gpu_stack.check_stack(stack)
+    gpus = "nvidia-smi not found"
+    if shutil.which("nvidia-smi"):
+        query = ["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.sm", "--format=csv,noheader"]
+        gpus = subprocess.run(query, capture_output=True, text=True, timeout=20).stdout.strip() or "nvidia-smi: nothing"
+    versions = {}
+    for name in ("torch", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "cupy-cuda12x", "cupy-cuda13x"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return {
+        "gpus": gpus,
+        "driver_cuda": gpu_stack.cuda_version_text(stack.driver_cuda) if stack.driver_cuda else None,
+        "wheel_check": mismatch.line if mismatch else "the CUDA wheels fit the driver",
+        "python": platform.python_version(), "cpus": os.cpu_count(),
+        "packages": ", ".join(f"{k} {v}" for k, v in versions.items()),
+    }
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m insid3.benchmarks.gpu_acceptance",
+        description="The prepared GPU acceptance run: tests, parity, side-by-side speed, RoPE factors.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--out", type=Path, required=True, default=argparse.SUPPRESS,
+                        help="folder for the report (JSON, markdown, logs)")
+    parser.add_argument("--work", type=Path, default=argparse.SUPPRESS,
+                        help="folder for bundles and scratch files (default: a new temporary folder)")
+    parser.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S, help="wall-clock budget of the run")
+    parser.add_argument("--phases", default=",".join(PHASE_NAMES), help="comma-separated subset of the phases")
+    return parser
+
+
+def _phases(text: str) -> tuple[PhaseSpec, ...]:
+    asked = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in asked if name not in PHASE_NAMES]
+    if unknown or not asked:
+        raise ValueError(f"--phases: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(PHASE_NAMES)}")
+    return tuple(spec for spec in PHASES if spec.name in asked)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        specs = _phases(args.phases)
+        budget = Budget(args.budget_s)
+    except ValueError as exc:
+        print(f"gpu_acceptance: {exc}", file=sys.stderr)
+        return 2
+    reason = no_gpu_reason()
+    if reason is not None:
+        print(f"gpu_acceptance: {reason}", file=sys.stderr)
+        return NO_GPU_EXIT
+    out = args.out.resolve()
+    work = (getattr(args, "work", None) or Path(tempfile.mkdtemp(prefix="insid3-gpu-acceptance-"))).resolve()
+    report = Report(budget_s=budget.total_s, environment=environment())
+
+    def on_result(result: PhaseResult) -> None:
+        report.phases[result.name], report.elapsed_s = result, budget.elapsed()
+        report.write(out)
+        logs = sorted(work.glob("phase-*.log"))
+        (out / LOG_FILE).write_text("".join(f"==== {p.stem}\n{p.read_text(errors='replace')}" for p in logs))
+        print(f"{budget.elapsed():6.1f} s  {result.name}: {result.status} ({result.seconds:.1f} s) {result.summary}",
+              flush=True)
+
+    report.write(out)
+    print(f"gpu_acceptance: {', '.join(s.name for s in specs)} within {budget.total_s:.0f} s; report in {out}", flush=True)
+    try:
+        run_phases(specs, budget, command=phase_command(out, work), work=work, on_result=on_result)
+    except KeyboardInterrupt:
+        report.outcome, report.elapsed_s = "interrupted", budget.elapsed()
+        report.write(out)
+        print("gpu_acceptance: interrupted; the phases that finished are in the report", file=sys.stderr)
+        return 130
+    report.outcome = "passed" if all(r.status == "passed" for r in report.phases.values()) else "failed"
+    report.elapsed_s = budget.elapsed()
+    report.write(out)
+    print(report.markdown(), flush=True)
+    return 0 if report.outcome == "passed" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""The GPU acceptance run's report and time budget (benchmarks/gpu_acceptance.py).
+
+A run is phases; each ends with a `PhaseResult` (status, seconds, a one-line summary, details,
+markdown lines). The report is rewritten, JSON and markdown, whenever a phase ends, so a run cut
+short still leaves what it finished. `read_report` reads the JSON back. Inside a phase's own process,
+`PhaseContext` is its deadline and its result file, written as it goes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+BUNDLES = {"small-768": ("small", 768), "large-1024": ("large", 1024)}  # exported, then compared
+JSON_FILE = "acceptance.json"
+MARKDOWN_FILE = "acceptance.md"
+STATUSES = ("passed", "failed", "error", "timed out", "skipped", "interrupted")
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    name: str
+    status: str  # one of STATUSES
+    seconds: float
+    limit_s: float
+    summary: str  # one line
+    details: dict = field(default_factory=dict)
+    markdown: tuple[str, ...] = ()  # the phase's own lines for the markdown report
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"phase {self.name}: status {self.status!r} is not one of {', '.join(STATUSES)}")
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> "PhaseResult":
+        return cls(**{**data, "markdown": tuple(data.get("markdown", ()))})
+
+
+class Budget:
+    """The run's wall-clock budget: a phase gets its own limit or what is left, whichever is less."""
+
+    def __init__(self, total_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if total_s <= 0:
+            raise ValueError(f"the budget must be > 0 s, got {total_s}")
+        self.total_s, self._clock = float(total_s), clock
+        self._started = clock()
+
+    def elapsed(self) -> float:
+        return self._clock() - self._started
+
+    def remaining(self) -> float:
+        return max(0.0, self.total_s - self.elapsed())
+
+    def limit_for(self, phase_limit_s: float, reserve_s: float = 0.0) -> float:
+        """Seconds a phase starting now may take: its limit, cut to the budget left less a reserve."""
+        return max(0.0, min(phase_limit_s, self.remaining() - reserve_s))
+
+
+@dataclass
+class Report:
+    budget_s: float
+    environment: dict
+    started_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    phases: dict[str, PhaseResult] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    outcome: str = "running"  # "running", then "passed" | "failed" | "interrupted" | "no GPU"
+
+    def to_json(self) -> dict:
+        return {
+            "tool": "python -m insid3.benchmarks.gpu_acceptance", "started_at": self.started_at,
+            "budget_s": self.budget_s, "elapsed_s": round(self.elapsed_s, 1), "outcome": self.outcome,
+            "environment": self.environment,
+            "phases": {name: asdict(result) for name, result in self.phases.items()},
+        }
+
+    def markdown(self) -> str:
+        lines = [
+            "# GPU acceptance run", "",
+            f"{self.started_at}: {self.outcome}, {self.elapsed_s:.0f} s of a {self.budget_s:.0f} s budget.", "",
+        ]
+        lines += [f"- {key}: {value}" for key, value in self.environment.items()]
+        lines += ["", "| phase | status | seconds | limit | summary |", "|---|---|---|---|---|"]
+        lines += [
+            f"| {r.name} | {r.status} | {r.seconds:.1f} | {r.limit_s:.0f} | {r.summary.replace('|', '/')} |"
+            for r in self.phases.values()
+        ]
+        for result in self.phases.values():
+            if result.markdown:
+                lines += ["", f"## {result.name}", "", *result.markdown]
+        return "\n".join(lines) + "\n"
+
+    def write(self, folder: Path) -> None:
+        """Both files, each replaced whole (written beside, then renamed)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in ((JSON_FILE, json.dumps(self.to_json(), indent=1) + "\n"), (MARKDOWN_FILE, self.markdown())):
+            partial = folder / f".{name}.partial"
+            partial.write_text(text)
+            partial.replace(folder / name)
+
+
+def read_report(folder: str | Path) -> Report:
+    data = json.loads((Path(folder) / JSON_FILE).read_text())
+    report = Report(budget_s=data["budget_s"], environment=data["environment"], started_at=data["started_at"])
+    report.phases = {name: PhaseResult.from_json(result) for name, result in data["phases"].items()}
+    report.elapsed_s, report.outcome = data["elapsed_s"], data["outcome"]
+    return report
+
+
+@dataclass
+class PhaseContext:
+    work: Path
+    out: Path
+    result_file: Path
+    deadline: float  # time.monotonic() by which the phase must have written its result
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def write(self, status: str, summary: str, details: dict, markdown: Sequence[str] = ()) -> None:
+        partial = self.result_file.with_suffix(".partial")
+        partial.write_text(json.dumps(
+            {"status": status, "summary": summary, "details": details, "markdown": list(markdown)}, indent=1
+        ))
+        partial.replace(self.result_file)
+
+
+def bundle_folder(work: Path, key: str) -> Path:
+    return work / "bundles" / key
+
+
+def wait_for_bundle(ctx: PhaseContext, key: str, reserve_s: float) -> Path | None:
+    """The export phase's bundle once published (it appears whole), or None when the time is up."""
+    folder = bundle_folder(ctx.work, key)
+    while not (folder / "insid3.json").is_file():
+        if ctx.left() < reserve_s:
+            return None
+        time.sleep(1.0)
+    return folder
