@@ -134,6 +134,7 @@ def test_a_phase_writes_as_it_goes_and_waits_for_its_bundle(tmp_path):
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" tests="4">
 <testcase classname="tests.test_kernels_linkage" name="test_cuda_kernels_equal_twins[cupy]" time="0.5"/>
+<testcase classname="tests.test_torch_cuda_backend" name="test_without_cupy_it_says_which_extra" time="0.1"/>
 <testcase classname="tests.test_kernels_pruned" name="test_pruned[cupy]" time="0.1">
   <failure message="AssertionError: masks differ&#10;more">trace</failure></testcase>
 <testcase classname="tests.test_tensorrt_runner" name="test_engine" time="0.0">
@@ -145,12 +146,12 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="py
 
 def test_the_tests_phase_reads_pytests_junit_report():
     summary = junit_summary(JUNIT)
-    assert (summary["tests"], summary["passed"], summary["failed"], summary["skipped"]) == (4, 1, 1, 2)
-    assert summary["cupy_passed"] == 1
+    assert (summary["tests"], summary["passed"], summary["failed"], summary["skipped"]) == (5, 2, 1, 2)
+    assert summary["cupy_passed"] == 1  # a CuPy variant, not a test whose name says cupy
     assert summary["failures"] == ["tests.test_kernels_pruned::test_pruned[cupy]: AssertionError: masks differ"]
     assert summary["skip_reasons"] == {"tensorrt is not installed": 2}
-    assert junit_verdict(summary) == ("failed", "1 passed, 1 failed, 2 skipped (1 CuPy variants passed)")
-    assert junit_verdict({**summary, "failed": 0}) == ("passed", "1 passed, 0 failed, 2 skipped (1 CuPy variants passed)")
+    assert junit_verdict(summary) == ("failed", "2 passed, 1 failed, 2 skipped (1 CuPy variants passed)")
+    assert junit_verdict({**summary, "failed": 0}) == ("passed", "2 passed, 0 failed, 2 skipped (1 CuPy variants passed)")
     assert junit_verdict({**summary, "failed": 0, "cupy_passed": 0})[0] == "failed"
 
 
