@@ -9,4 +9,15 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/pip install -q torch==2.13.0
 # The CPU runtime (onnxruntime): never together with the gpu extra's onnxruntime-gpu.
 .venv/bin/pip install -q -e ".[cpu,openvino,export,serve,ray,bench,test]"
+# Debian's chromium for the web page's browser tests (Playwright drives it; it never downloads a
+# browser). Only where apt and root are at hand; elsewhere those tests skip, saying why (in CI,
+# CI=true, they fail instead).
+if [ -x /usr/bin/chromium ]; then
+    :
+elif command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+        || echo "setup.sh: apt-get could not install chromium: the browser tests will skip" >&2
+else
+    echo "setup.sh: no apt-get or not root: chromium not installed, the browser tests will skip" >&2
+fi
 echo "insid3 is set up in $(pwd)/.venv"
