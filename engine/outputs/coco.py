@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,20 @@ def segmentation_of(mask: np.ndarray, kind: str, tolerance: float) -> dict | lis
     return [[round(float(v), 3) for v in polygon.ravel()] for polygon in mask_polygons(mask, tolerance)]
 
 
+def target_record(
+    file_name: str, result: ConceptsResult, *, segmentation: str = "rle", instances: bool = False, min_area: int = 0,
+    tolerance: float = 1.0,
+) -> dict:
+    """One target's entry: file_name, height, width and its annotations (without ids)."""
+    height, width = result.original_size
+    annotations = [
+        {"category_id": category, "segmentation": segmentation_of(mask, segmentation, tolerance),
+         "area": int(mask.sum()), "bbox": mask_bbox(mask)}
+        for category, mask in annotation_pieces(result, instances, min_area)
+    ]
+    return {"file_name": file_name, "height": height, "width": width, "annotations": annotations}
+
+
 def _annotations(record: dict) -> list[dict]:
     """A journal record's annotations (records of earlier releases held one mask's fields)."""
     if "annotations" in record:
@@ -53,6 +68,19 @@ def _annotations(record: dict) -> list[dict]:
         return [{"category_id": 1, "segmentation": record["segmentation"], "area": record["area"],
                  "bbox": record["bbox"]}]
     return []
+
+
+def coco_instances(records: Iterable[dict], names: Sequence[str]) -> dict:
+    """The COCO instances document of target records (`target_record`), categories 1.. named `names`."""
+    images, annotations = [], []
+    for image_id, record in enumerate(records, start=1):
+        images.append({"id": image_id, "file_name": record["file_name"],
+                       "height": record["height"], "width": record["width"]})
+        for annotation in _annotations(record):
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, **annotation, "iscrowd": 0})
+    categories = [{"id": index, "name": name} for index, name in enumerate(names, start=1)]
+    return {"info": {"description": "insid3-segment masks"}, "images": images,
+            "annotations": annotations, "categories": categories}
 
 
 class CocoOutputs:
@@ -87,29 +115,16 @@ class CocoOutputs:
         """The categories come from the job's concepts when the file is built."""
 
     def write(self, target: Path, result: ConceptsResult) -> None:
-        height, width = result.original_size
         options = self.options
-        annotations = [
-            {"category_id": category, "segmentation": segmentation_of(mask, self.segmentation, options.tolerance),
-             "area": int(mask.sum()), "bbox": mask_bbox(mask)}
-            for category, mask in annotation_pieces(result, options.instances, options.min_area)
-        ]
-        record = {"file_name": str(target), "height": height, "width": width, "annotations": annotations}
+        record = target_record(str(target), result, segmentation=self.segmentation, instances=options.instances,
+                               min_area=options.min_area, tolerance=options.tolerance)
         self._journal.write(json.dumps(record) + "\n")
         self._journal.flush()
         os.fsync(self._journal.fileno())
         self.records[record["file_name"]] = record
 
     def coco(self) -> dict:
-        images, annotations = [], []
-        for image_id, record in enumerate(self.records.values(), start=1):
-            images.append({"id": image_id, "file_name": record["file_name"],
-                           "height": record["height"], "width": record["width"]})
-            for annotation in _annotations(record):
-                annotations.append({"id": len(annotations) + 1, "image_id": image_id, **annotation, "iscrowd": 0})
-        categories = [{"id": index, "name": name} for index, name in enumerate(self.options.names, start=1)]
-        return {"info": {"description": "insid3-segment masks"}, "images": images,
-                "annotations": annotations, "categories": categories}
+        return coco_instances(self.records.values(), self.options.names)
 
     def close(self) -> None:
         self._journal.close()

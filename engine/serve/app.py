@@ -4,7 +4,9 @@
                                         -> 201 {"reference_id", "shots", "expires_at"}
     POST   /v1/segment                  multipart: reference_id, image, format=png|rle
                                         -> 200 image/png (mode L, 0/255, the target's size)
-                                           or {"size": [H, W], "counts": "<COCO compressed RLE>"}
+                                           or {"size": [H, W], "counts": "<COCO compressed RLE>"};
+                                        several reference_id (+ name), format=label-png|coco:
+                                        a label PNG or COCO instances (serve/concepts.py)
     DELETE /v1/references/{id}          -> 204
     POST   /v1/match                    keypoint matching, and /v1/match/references (serve/matching.py)
     GET    /healthz                     -> 200 while the process is alive
@@ -42,6 +44,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from insid3.engine.images import PreparedImage
 from insid3.engine.rle import encode_rle
+from insid3.engine.serve.concepts import CONCEPT_FORMATS, ConceptsAnswer, NonEmpty, named_references, respond
 from insid3.engine.serve.errors import (
     BadRequestError,
     NotReadyError,
@@ -173,12 +176,17 @@ def create_app(service: Service) -> FastAPI:
 
     @app.post("/v1/segment")
     async def segment(
-        reference_id: Annotated[str, Form(min_length=1)],
+        reference_id: Annotated[list[NonEmpty], Form(description="repeat for several concepts (serve/concepts.py)")],
         image: Annotated[UploadFile, File(description="the target image")],
-        format: Annotated[Literal["png", "rle"], Form()] = "png",
+        format: Annotated[Literal["png", "rle", "label-png", "coco"], Form()] = "png",
+        name: Annotated[list[NonEmpty] | None, Form(description="one per reference_id: the concepts' names")] = None,
+        instances: Annotated[bool, Form(description="coco: one annotation per connected component")] = False,
+        min_area: Annotated[int, Form(ge=0, description="coco with instances: smaller components dropped")] = 0,
     ) -> Response:
         if not service.is_ready():
             raise NotReadyError("the engine is not loaded")
+        several = len(reference_id) > 1 or format in CONCEPT_FORMATS
+        named_ids = named_references(reference_id, name, format) if several else None
         started = time.perf_counter()
         data = await image.read()
 
@@ -187,7 +195,10 @@ def create_app(service: Service) -> FastAPI:
 
         prepared = await run_in_threadpool(decode_and_prepare)
         preprocess_ms = (time.perf_counter() - started) * 1e3
-        segmented = await service.segment(reference_id, prepared)
+        if named_ids is not None:
+            answer = ConceptsAnswer(format, image.filename or "image", instances, min_area)
+            return await respond(service, named_ids, prepared, answer, timing_headers, preprocess_ms)
+        segmented = await service.segment(reference_id[0], prepared)
         result = segmented.result
         started = time.perf_counter()
         if format == "png":

@@ -13,9 +13,11 @@ from fastapi import FastAPI
 from PIL import Image
 
 from insid3.engine.images import PreparedImage
+from insid3.engine.reference import Reference
 from insid3.engine.segmenter import Segmenter
 from insid3.engine.serve.app import create_app
 from insid3.engine.serve.batching import DynamicBatcher
+from insid3.engine.serve.concepts import Concepts
 from insid3.engine.serve.errors import UnknownReferenceError
 from insid3.engine.serve.matching import Matching
 from insid3.engine.serve.metrics import ServeMetrics
@@ -39,6 +41,7 @@ class LocalService:
             on_batch=self.metrics.batch_size.observe,
         )
         self.matching = Matching(self.runner, self.settings, self.batcher.submit)  # POST /v1/match
+        self.concepts = Concepts(self._reference, self.batcher.submit)  # /v1/segment, several concepts
         self._ready = False
         self.metrics.queue_depth.set_function(lambda: self.batcher.depth)
         self.metrics.references.set_function(lambda: self.store.stats()[0])
@@ -75,11 +78,15 @@ class LocalService:
         entry = await encode_and_store(self.runner, self.store, self.metrics, shots)
         return Registered(entry.reference_id, entry.shots, entry.expires_at_utc)
 
-    async def segment(self, reference_id: str, prepared: PreparedImage) -> Segmented:
+    async def _reference(self, reference_id: str) -> Reference:
         entry = self.store.get(reference_id)
         if entry is None:
             raise UnknownReferenceError(f"reference {reference_id!r} is unknown or expired")
-        item = TargetItem(prepared=prepared, reference=entry.reference, enqueued_at=time.perf_counter())
+        return entry.reference
+
+    async def segment(self, reference_id: str, prepared: PreparedImage) -> Segmented:
+        reference = await self._reference(reference_id)
+        item = TargetItem(prepared=prepared, reference=reference, enqueued_at=time.perf_counter())
         return Segmented(await self.batcher.submit(item))
 
     async def delete(self, reference_id: str) -> bool:

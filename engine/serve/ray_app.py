@@ -60,6 +60,7 @@ from insid3.engine.images import PreparedImage
 from insid3.engine.reference import Reference
 from insid3.engine.segmenter import Segmenter
 from insid3.engine.serve.app import create_app
+from insid3.engine.serve.concepts import Concepts
 from insid3.engine.serve.errors import UnknownReferenceError
 from insid3.engine.serve.metrics import ServeMetrics
 from insid3.engine.serve.ray_matching import MATCH_REGISTRY_NAME, RayMatching
@@ -133,6 +134,9 @@ class Insid3Replica:
         ).remote(s.max_references)
         self.matching = RayMatching(self.runner, s, self._segment_batch, match_registry)
         self.matching.headers["X-Insid3-Replica"] = self.replica_id
+        # /v1/segment with several concepts (serve/concepts.py): the same references and batches.
+        self.concepts = Concepts(self._reference, self._segment_batch)
+        self.concepts.headers["X-Insid3-Replica"] = self.replica_id
         self._ready = False
         self._segment_batch.set_max_batch_size(s.max_batch)
         self._segment_batch.set_batch_wait_timeout_s(s.max_wait_s)
@@ -182,6 +186,9 @@ class Insid3Replica:
     async def _segment_batch(self, items: list[TargetItem]) -> list[SegmentResult | BaseException]:
         self.metrics.batch_size.observe(len(items))
         return await self.runner.call(self.runner.run_batch, items)
+
+    async def _reference(self, reference_id: str) -> Reference:
+        return (await self._resolve(reference_id))[0]
 
     async def _resolve(self, reference_id: str) -> tuple[Reference, str]:
         found = await self.registry.get.remote(reference_id)

@@ -13,6 +13,7 @@ from typing import Protocol
 from PIL import Image
 
 from insid3.engine.images import PreparedImage
+from insid3.engine.serve.concepts import Concepts
 from insid3.engine.serve.metrics import ServeMetrics
 from insid3.engine.serve.references import CachedReference, ReferenceStore, new_reference_id
 from insid3.engine.serve.runner import EngineRunner, SegmentResult
@@ -55,6 +56,7 @@ async def encode_and_store(
 class Service(Protocol):
     settings: ServeSettings
     metrics: ServeMetrics
+    concepts: Concepts  # /v1/segment with several concepts (serve/concepts.py)
 
     async def start(self) -> None: ...
 

@@ -1,0 +1,139 @@
+"""Several concepts on one target over HTTP: `POST /v1/segment` with more than one reference_id,
+or with format label-png or coco.
+
+    POST /v1/segment   multipart: image, reference_id (repeat), name (one per reference_id,
+                       optional: the ids by default), format=label-png|coco, instances=false,
+                       min_area=0
+        label-png -> 200 image/png: an indexed PNG (0 background, i the i-th reference_id) with
+                     the PASCAL VOC palette (16-bit grayscale past 255 concepts), and the names in
+                     order in the X-Insid3-Labels header (a JSON list, ASCII-escaped)
+        coco      -> 200 a COCO instances document for this one image: images (file_name the
+                     upload's name), annotations (compressed RLE, bbox, area, iscrowd 0; with
+                     instances=true one per connected component of at least min_area pixels)
+                     and categories 1.. named after the names
+
+The target joins the same backbone batches as single-concept targets (a `ConceptsItem` in the
+service's queue decodes itself: engine/concepts.py, one clustering for every concept). Errors
+are /v1/segment's: 400 names that do not pair with the ids or repeat, or png/rle asked for
+several concepts; 404 an unknown or expired reference_id.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import StringConstraints
+
+from insid3.engine.concepts import ConceptsResult
+from insid3.engine.images import PreparedImage
+from insid3.engine.outputs.coco import coco_instances, target_record
+from insid3.engine.outputs.files import encoded
+from insid3.engine.outputs.label_png import label_image
+from insid3.engine.reference import Reference
+from insid3.engine.segmenter import Segmenter
+from insid3.engine.serve.errors import BadRequestError
+from insid3.engine.serve.runner import failure_of
+from insid3.engine.timing import StageClock
+
+CONCEPT_FORMATS = ("label-png", "coco")
+NonEmpty = Annotated[str, StringConstraints(min_length=1)]  # a form field that must not be empty (422)
+MAX_CONCEPTS = 64  # reference_ids one request may name
+
+
+@dataclass(frozen=True)
+class ConceptsItem:
+    """One multi-concept target waiting for the backbone, next to the single-concept TargetItems."""
+
+    prepared: PreparedImage
+    references: dict[str, Reference]
+    enqueued_at: float  # time.perf_counter() when it joined the queue
+
+    def decode(self, segmenter: Segmenter, features: Any, clock: StageClock) -> ConceptsResult:
+        return segmenter.decode_concepts(features, self.prepared.original_size, self.references, clock)
+
+    def result(self, found: ConceptsResult, timings_ms: dict[str, float], batch_size: int) -> "ConceptsServed":
+        return ConceptsServed(found, timings_ms, batch_size)
+
+
+@dataclass(frozen=True)
+class ConceptsServed:
+    result: ConceptsResult
+    timings_ms: dict[str, float]  # "queue", "backbone" (the whole batch's call), then decode stages
+    batch_size: int
+
+
+Resolve = Callable[[str], Awaitable[Reference]]  # a reference_id's Reference, or UnknownReferenceError
+Submit = Callable[[ConceptsItem], Awaitable[Any]]  # the service's queue: an outcome or a raised error
+
+
+class Concepts:
+    """The multi-concept half of a service: how it finds references and reaches its batches."""
+
+    def __init__(self, resolve: Resolve, submit: Submit) -> None:
+        self._resolve, self._submit = resolve, submit
+        self.headers: dict[str, str] = {}  # added to every multi-concept response (e.g. the Ray replica)
+
+    async def segment(self, named_ids: list[tuple[str, str]], prepared: PreparedImage) -> ConceptsServed:
+        references = {name: await self._resolve(reference_id) for name, reference_id in named_ids}
+        outcome = await self._submit(ConceptsItem(prepared, references, time.perf_counter()))
+        error = failure_of(outcome)
+        if error is not None:
+            raise error
+        return outcome
+
+
+def named_references(reference_ids: list[str], names: list[str] | None, fmt: str) -> list[tuple[str, str]]:
+    """(name, reference_id) pairs in label order, checked: one name per id, no name twice."""
+    if fmt not in CONCEPT_FORMATS:
+        raise BadRequestError(f"format {fmt} returns one mask: use label-png or coco for {len(reference_ids)} "
+                              "reference_ids")
+    if len(reference_ids) > MAX_CONCEPTS:
+        raise BadRequestError(f"{len(reference_ids)} reference_ids exceed the limit of {MAX_CONCEPTS}")
+    names = list(reference_ids) if not names else names
+    if len(names) != len(reference_ids):
+        raise BadRequestError(f"{len(names)} name field(s) for {len(reference_ids)} reference_id(s): "
+                              "send one name per reference_id, or none")
+    if len(set(names)) != len(names):
+        raise BadRequestError(f"names must differ, got {', '.join(names)}")
+    return list(zip(names, reference_ids))
+
+
+@dataclass(frozen=True)
+class ConceptsAnswer:
+    """How to answer: format (label-png or coco), the upload's file name (COCO's file_name), and
+    COCO's instances / min_area."""
+
+    format: str
+    file_name: str
+    instances: bool = False
+    min_area: int = 0
+
+    def encode(self, result: ConceptsResult) -> Response:
+        """The label PNG or the COCO document of one target's concepts."""
+        if self.format == "label-png":
+            body = encoded(label_image(result.label_map(), len(result)), format="PNG")
+            labels = json.dumps(list(result.names))  # ASCII-escaped: a valid header value
+            return Response(body, media_type="image/png", headers={"X-Insid3-Labels": labels})
+        record = target_record(self.file_name, result, instances=self.instances, min_area=self.min_area)
+        return JSONResponse(coco_instances([record], result.names))
+
+
+async def respond(
+    service: Any, named_ids: list[tuple[str, str]], prepared: PreparedImage, answer: ConceptsAnswer,
+    timing_headers: Callable[[dict, int], dict], preprocess_ms: float,
+) -> Response:
+    """The multi-concept /v1/segment answer, its timings in the same headers as a single mask's."""
+    served = await service.concepts.segment(named_ids, prepared)
+    started = time.perf_counter()
+    response = await run_in_threadpool(answer.encode, served.result)
+    timings = {"preprocess": preprocess_ms, **served.timings_ms, "encode": (time.perf_counter() - started) * 1e3}
+    service.metrics.observe_stages(timings)
+    response.headers.update({**timing_headers(timings, served.batch_size), **service.concepts.headers})
+    return response
