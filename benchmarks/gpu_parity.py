@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from insid3.benchmarks.gpu_report import PhaseContext, wait_for_bundle
+from insid3.kernels import to_numpy
 
 # Per precision: the lowest per-patch cosine and (fp32) largest abs difference of the features
 # against the CPU backend's, and the lowest mean IoU of the masks. fp32 differs by summation
@@ -49,7 +50,7 @@ def _torch_segmenter(bundle, **options):
 
 
 def _run(segmenter, inputs, prepared) -> tuple[np.ndarray, list[np.ndarray]]:
-    features = segmenter.xp.asnumpy(segmenter.encode(prepared)) if segmenter.xp is not np else segmenter.encode(prepared)
+    features = to_numpy(segmenter.encode(prepared))
     reference = segmenter.encode_reference(inputs.shots)
     return features, [segmenter.segment(target, reference=reference) for target in inputs.targets]
 
@@ -90,14 +91,14 @@ def parity_phase(ctx: PhaseContext) -> None:
         ctx.write("passed" if ok else "failed", f"{precision} done", details, lines)
     graphs = _torch_segmenter(bundle, precision="bf16", cuda_graph_batch_sizes=(GRAPH_BATCH,))
     graphs.encode(prepared)  # batch GRAPH_BATCH: captured on this call
-    graph_features = graphs.xp.asnumpy(graphs.encode(prepared))  # and replayed on this one
+    graph_features = to_numpy(graphs.encode(prepared))  # and replayed on this one
     details["cuda_graphs_max_abs_vs_eager"] = float(np.abs(graph_features - eager_bf16).max())
     lines.append(f"\nCUDA graph (bf16, batch {GRAPH_BATCH}, replayed) vs eager: max abs "
                  f"{details['cuda_graphs_max_abs_vs_eager']:.2e}")
     if ctx.left() > COMPILE_NEEDS_S:
         started = time.perf_counter()
         compiled = _torch_segmenter(bundle, precision="bf16", torch_compile=True)
-        compiled_features = compiled.xp.asnumpy(compiled.encode(prepared))
+        compiled_features = to_numpy(compiled.encode(prepared))
         details["compile_first_call_s"] = round(time.perf_counter() - started, 1)
         details["compile_max_abs_vs_eager"] = float(np.abs(compiled_features - eager_bf16).max())
         lines.append(f"torch.compile (bf16): first call {details['compile_first_call_s']} s, max abs vs eager "
