@@ -221,16 +221,18 @@ class Matcher:
         reference.fingerprint.require_same(self.fingerprint)
         clock = clock or StageClock(self.segmenter.backend.synchronize)
         xp = self.xp
-        with clock.stage("debias"):
-            source, target = reference.features, target_features
-            s = self.components(options)
-            if s is not None:
-                frame = self.frame(s)
-                source = kernels.debiased_coordinates(source, frame)
-                target = kernels.debiased_coordinates(target, frame)
         with clock.stage("matching"):
             cells = kernels.snap_points(xp.asarray(points), reference.original_size, self.grid)  # (K, 2)
-            similarity = kernels.keypoint_similarity(source, cells, target, self.grid)  # (K, h, w)
+            descriptors = kernels.source_descriptors(reference.features, cells, self.grid)  # (K, C)
+        with clock.stage("debias"):
+            target = target_features
+            s = self.components(options)
+            if s is not None:  # per vector: the K descriptors and the target's N patches suffice
+                frame = self.frame(s)
+                descriptors = kernels.debiased_coordinates(descriptors, frame)
+                target = kernels.debiased_coordinates(target, frame)
+        with clock.stage("matching"):
+            similarity = kernels.keypoint_similarity(descriptors, target, self.grid)  # (K, h, w)
             matches, peak = kernels.gaussian_soft_argmax(similarity)
             pixels = kernels.patch_to_pixels(matches, target_size, self.grid)
             result = Correspondences(

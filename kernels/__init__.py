@@ -13,12 +13,18 @@ tests and benchmarks reach the pieces inside through the submodules.
         mask, then seed and merge                  §6 + §8
     exact_cluster_scores: a cluster's score exactly where pruned_aggregate only bounded it
     upsample_mask                                  §9
-    snap_points, keypoint_similarity, gaussian_soft_argmax, patch_to_pixels
+    snap_points, source_descriptors, keypoint_similarity, gaussian_soft_argmax, patch_to_pixels
                                                    keypoint matching (docs/correspondence.md)
 """
 
 from insid3.kernels.arrays import array_module, to_numpy
-from insid3.kernels.correspondence import gaussian_soft_argmax, keypoint_similarity, patch_to_pixels, snap_points
+from insid3.kernels.correspondence import (
+    gaussian_soft_argmax,
+    keypoint_similarity,
+    patch_to_pixels,
+    snap_points,
+    source_descriptors,
+)
 from insid3.kernels.debias import debias_frame, debiased_coordinates
 from insid3.kernels.linkage import average_linkage_clusters
 from insid3.kernels.matching import ReferenceSide, forward_candidates, forward_similarity, prototype
@@ -41,6 +47,7 @@ __all__ = [
     "prototype",
     "pruned_aggregate",
     "snap_points",
+    "source_descriptors",
     "to_numpy",
     "upsample_mask",
 ]

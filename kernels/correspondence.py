@@ -1,9 +1,10 @@
 """Keypoint correspondence as array kernels (docs/correspondence.md, "Matching one keypoint").
 
-Four steps, each one function for NumPy and CuPy alike (the module comes from the inputs):
+Five steps, each one function for NumPy and CuPy alike (the module comes from the inputs):
 
     snap_points            source keypoints (x, y) in pixels -> the patch cell (u, v) each reads
-    keypoint_similarity    those cells' descriptors against every target patch: (..., K, h, w)
+    source_descriptors     the source features at those cells: (K, D)
+    keypoint_similarity    the descriptors against every target patch: (..., K, h, w)
     gaussian_soft_argmax   each map -> an expected (x, y) in patch units, and its peak value
     patch_to_pixels        patch units -> target pixels
 
@@ -46,25 +47,38 @@ def snap_points(points: Array, image_size: Sequence[int], grid: Sequence[int]) -
     return xp.minimum(xp.maximum(cells, 0), upper)
 
 
-def keypoint_similarity(source: Array, cells: Array, target: Array, grid: Sequence[int]) -> Array:
-    """Cosine maps of the source cells' descriptors against every target patch.
+def source_descriptors(source: Array, cells: Array, grid: Sequence[int]) -> Array:
+    """(K, D) rows of `source` (N, D) features at the (u, v) cells of `snap_points` (row v, column
+    u of the row-major grid). Taken before debiasing: it acts on each vector alone, so only the K
+    descriptors need it on the source side."""
+    require("source_descriptors", "source", source, ndim=2, dtype="float32")
+    require("source_descriptors", "cells", cells, shape=(None, 2), dtype="integer")
+    array_module(source, cells)
+    rows, columns = (int(side) for side in grid)
+    if source.shape[0] != rows * columns:
+        raise KernelInputError(
+            f"source_descriptors: source {tuple(source.shape)} must hold the N = {rows * columns} patches "
+            f"of the {rows}x{columns} grid"
+        )
+    return source[cells[:, 1] * columns + cells[:, 0]]
 
-    source: (N, D) float32 unit patch features of the source image, row-major patches.
-    cells: (K, 2) integer (u, v) from `snap_points`.
-    target: (..., N, D) float32 unit features of one or more targets (same coordinates as source).
+
+def keypoint_similarity(descriptors: Array, target: Array, grid: Sequence[int]) -> Array:
+    """Cosine maps of K descriptors against every target patch.
+
+    descriptors: (K, D) float32 unit vectors (`source_descriptors`, debiased or not).
+    target: (..., N, D) float32 unit features of one or more targets, in the same coordinates.
     Returns (..., K, h, w) float32.
     """
-    require("keypoint_similarity", "source", source, ndim=2, dtype="float32")
-    require("keypoint_similarity", "cells", cells, shape=(None, 2), dtype="integer")
+    require("keypoint_similarity", "descriptors", descriptors, ndim=2, dtype="float32")
     require("keypoint_similarity", "target", target, min_ndim=2, dtype="float32")
-    xp = array_module(source, cells, target)
+    xp = array_module(descriptors, target)
     rows, columns = (int(side) for side in grid)
-    if source.shape[0] != rows * columns or target.shape[-2:] != source.shape:
+    if target.shape[-2] != rows * columns or target.shape[-1] != descriptors.shape[-1]:
         raise KernelInputError(
-            f"keypoint_similarity: source {tuple(source.shape)} and target {tuple(target.shape)} must both "
-            f"hold (N = {rows * columns}, D) patches of the {rows}x{columns} grid"
+            f"keypoint_similarity: target {tuple(target.shape)} must hold (N = {rows * columns}, "
+            f"D = {descriptors.shape[-1]}) patches of the {rows}x{columns} grid"
         )
-    descriptors = source[cells[:, 1] * columns + cells[:, 0]]  # (K, D), row v, column u
     maps = xp.matmul(descriptors, xp.swapaxes(target, -1, -2))  # (..., K, N)
     return maps.reshape(*maps.shape[:-1], rows, columns)
 

@@ -109,9 +109,11 @@ def test_similarity_maps_equal_the_transcription(xp):
     source, target = (rng.normal(size=(54, 16)).astype(np.float32) for _ in range(2))
     cells = np.array([[0, 0], [8, 5], [3, 2]], np.int64)
     expected = aw.keypoint_similarity(torch.from_numpy(source), torch.from_numpy(target), torch.from_numpy(cells), grid)
-    ours = kernels.keypoint_similarity(xp.asarray(source), xp.asarray(cells), xp.asarray(target), grid)
+    descriptors = kernels.source_descriptors(xp.asarray(source), xp.asarray(cells), grid)
+    np.testing.assert_array_equal(to_numpy(descriptors)[1], source[5 * 9 + 8])  # row v = 5, column u = 8
+    ours = kernels.keypoint_similarity(descriptors, xp.asarray(target), grid)
     np.testing.assert_allclose(to_numpy(ours), expected.numpy(), rtol=1e-5, atol=1e-5)
-    batched = kernels.keypoint_similarity(xp.asarray(source), xp.asarray(cells), xp.asarray(np.stack([target] * 2)), grid)
+    batched = kernels.keypoint_similarity(descriptors, xp.asarray(np.stack([target] * 2)), grid)
     assert batched.shape == (2, 3, 6, 9)
     np.testing.assert_allclose(to_numpy(batched[1]), to_numpy(ours), atol=1e-6)
 
@@ -130,8 +132,9 @@ def test_bad_inputs_are_one_line_errors():
         kernels.snap_points(np.zeros((2, 2)), (10, 10), GRID)
     with pytest.raises(KernelInputError, match=r"points must have shape \(\*, 2\)"):
         kernels.snap_points(np.zeros((2, 3), np.float32), (10, 10), GRID)
-    with pytest.raises(KernelInputError, match="must both hold"):
-        kernels.keypoint_similarity(np.zeros((10, 4), np.float32), np.zeros((1, 2), np.int64),
-                                    np.zeros((10, 4), np.float32), (3, 3))
+    with pytest.raises(KernelInputError, match="must hold the N = 9 patches"):
+        kernels.source_descriptors(np.zeros((10, 4), np.float32), np.zeros((1, 2), np.int64), (3, 3))
+    with pytest.raises(KernelInputError, match=r"must hold \(N = 9, D = 4\)"):
+        kernels.keypoint_similarity(np.zeros((1, 4), np.float32), np.zeros((9, 5), np.float32), (3, 3))
     with pytest.raises(KernelInputError, match="similarity must be float32"):
         kernels.gaussian_soft_argmax(np.zeros((1, 4, 4)))
