@@ -46,7 +46,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-batch", type=int, default=8, help="largest engine batch (default 8)")
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset, 18..22 (default 18)")
     parser.add_argument("--force", action="store_true", help="replace an existing bundle")
+    rescale = parser.add_mutually_exclusive_group()
+    rescale.add_argument("--rope-rescale", type=Path, metavar="FILE",
+                         help="build the positional basis with these per-block RoPE rescale factors (default: eval mode)")
+    rescale.add_argument("--rope-rescale-seed", type=int, metavar="N",
+                         help="... with the factors a CUDA device draws after torch.manual_seed(N), as predicted "
+                              "on this machine (export/rope_rescale.py); the authors' run is N = 0")
     return parser
+
+
+def _rope_rescale(args: argparse.Namespace, config) -> tuple[tuple[float, ...] | None, str | None]:
+    """The factors and where they came from, checked against the size's depth before exporting."""
+    if args.rope_rescale is None and args.rope_rescale_seed is None:
+        return None, None
+    from insid3.export.positional_basis import read_rope_rescale
+    from insid3.export.rope_rescale import predicted_cuda_factors
+
+    if args.rope_rescale is not None:
+        return read_rope_rescale(args.rope_rescale, config.name, config.depth), f"file {args.rope_rescale}"
+    seed = args.rope_rescale_seed
+    return tuple(predicted_cuda_factors(config.depth, seed)), f"CUDA draws after torch.manual_seed({seed}), predicted"
 
 
 def _human_bytes(count: int) -> str:
@@ -98,8 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     config = SIZES[args.size]
     started = time.perf_counter()
     try:
+        rope_rescale, rope_rescale_source = _rope_rescale(args, config)
         settings = ExportSettings(
-            model=config, resolution=args.res,
+            model=config, resolution=args.res, rope_rescale=rope_rescale, rope_rescale_source=rope_rescale_source,
             out_dir=args.out or default_out_dir(config, args.res),
             weights=args.weights, random_init=args.random_init, seed=0 if args.seed is None else args.seed, trt=args.trt,
             precision=args.precision, max_batch=args.max_batch, opset=args.opset, force=args.force,

@@ -50,6 +50,10 @@ class ExportSettings:
     opset: int = DEFAULT_OPSET
     force: bool = False
     onnx_tolerance: float = ONNX_TOLERANCE
+    # One factor per block for the positional basis's RoPE coordinates (export/positional_basis.py);
+    # None: the eval-mode basis. `rope_rescale_source` says where they came from (metadata).
+    rope_rescale: tuple[float, ...] | None = None
+    rope_rescale_source: str | None = None
 
     def validated(self) -> "ExportSettings":
         validate_resolution(self.resolution, self.model.patch_size)
@@ -173,7 +177,11 @@ def _onnx_and_basis(
         lambda: onnx_parity(model, onnx_path, pixels, tolerance=s.onnx_tolerance),
     )
     steps.note(f"      {parity.describe()}")
-    basis = steps.run("positional basis (black image, SVD)", lambda: positional_basis(model, s.resolution))
+    basis = steps.run(
+        "positional basis (black image, SVD)" + (", RoPE rescaled per block" if s.rope_rescale else ""),
+        lambda: positional_basis(model, s.resolution, s.rope_rescale),
+    )
+    rescale = {} if s.rope_rescale is None else {"rope_rescale": list(s.rope_rescale), "rope_rescale_source": s.rope_rescale_source}
     np.save(staging / BASIS_FILE, basis)
     artifacts = [
         describe_file(
@@ -184,7 +192,7 @@ def _onnx_and_basis(
         ),
         describe_file(
             staging, BASIS_FILE, kind="positional_basis", precision="fp32",
-            details={"shape": list(basis.shape), "source": "all-black image, ImageNet-normalised"},
+            details={"shape": list(basis.shape), "source": "all-black image, ImageNet-normalised", **rescale},
         ),
     ]
     return artifacts, pixels, ort_features

@@ -35,10 +35,15 @@ def patch_coordinates(height: int, width: int) -> torch.Tensor:
 
 
 def rope_sin_cos(
-    *, height: int, width: int, periods: torch.Tensor, num_prefix_tokens: int
+    *, height: int, width: int, periods: torch.Tensor, num_prefix_tokens: int, coordinate_scale: float | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """[prefix + h*w, D] float32 sin and cos tables; prefix rows are sin 0, cos 1 (no rotation)."""
+    """[prefix + h*w, D] float32 sin and cos tables; prefix rows are sin 0, cos 1 (no rotation).
+
+    coordinate_scale multiplies the [-1, 1] coordinates first (float32), as the hub's training
+    mode does with its random per-block rescale; None: eval mode, no rescale."""
     coords = patch_coordinates(height, width)  # [N, 2]
+    if coordinate_scale is not None:
+        coords = coords * torch.tensor(coordinate_scale, dtype=torch.float32)
     angles = 2 * math.pi * coords[:, :, None] / periods[None, None, :]  # [N, 2, D/4]
     angles = angles.flatten(1, 2).tile(2)  # [N, D]: (y freqs, x freqs) twice
     prefix = torch.zeros(num_prefix_tokens, angles.shape[1], dtype=torch.float32)
