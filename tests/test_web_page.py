@@ -263,6 +263,37 @@ def test_an_image_over_the_pixel_limit_is_explained_and_the_rest_finish(page, fi
     assert page.locator("#progress").inner_text() == "1 of 2 segmented · 1 failed"
 
 
+def test_a_busy_server_is_waited_out_and_a_lost_one_is_named(page, files):
+    """503 with Retry-After (the queue is full) is retried after it; a dropped connection is a failure in words."""
+    answered = {"target0.png": 0}
+
+    def flaky(route):
+        body = route.request.post_data_buffer or b""
+        if b'filename="target0.png"' in body and answered["target0.png"] == 0:
+            answered["target0.png"] += 1
+            route.fulfill(status=503, headers={"Retry-After": "1"}, content_type="application/json",
+                          body=json.dumps({"detail": "the queue is full (64 targets waiting): retry later"}))
+        elif b'filename="target1.png"' in body:
+            route.abort("connectionrefused")
+        else:
+            route.continue_()
+
+    page.route("**/v1/segment", flaky)
+    path, scene = files["shots"][0]
+    page.set_input_files("#reference-file", str(path))
+    wait_for_shots(page, 1)
+    paint_over(page, scene)
+    page.set_input_files("#target-files", [str(target) for target in files["targets"]])
+    page.click("#run")
+    page.wait_for_function("""() => [...document.querySelectorAll('.target .status')].some(
+        (status) => status.textContent === 'The server is busy with other images. Trying again in 1 s…')""")
+    done, failed = page.locator('.target[data-state="done"]'), page.locator('.target[data-state="failed"]')
+    done.wait_for(timeout=60_000)
+    failed.wait_for(timeout=60_000)
+    assert done.locator(".name").inner_text() == "target0.png" and answered["target0.png"] == 1
+    assert failed.locator(".status").inner_text() == "The server cannot be reached: is insid3-serve still running?"
+
+
 def quadrants_jpeg(orientation: int) -> tuple[bytes, np.ndarray]:
     """A 48 x 32 JPEG of four flat colours with an EXIF orientation tag, and its stored pixels."""
     stored = np.zeros((32, 48, 3), np.uint8)
