@@ -17,5 +17,7 @@ The other tools, each `python -m insid3.benchmarks.<name>`:
 - `suite`: small / base / large x 768 / 1024 px through insid3-bench, with the FLOP table;
 - `kernels`: the post-processing kernels against the authors' way, stage by stage;
 - `loadgen`: insid3-serve under concurrent clients, dynamic batching on vs off.
+- `gpu_acceptance`: the prepared GPU acceptance run (GPU tests, torch-cuda parity, ours vs the
+  authors' way on one GPU, RoPE rescale factors) inside an 8-minute budget (benchmarks/GPU.md).
 `synthetic.py` draws the seeded patch features the kernel tests and benchmark run on.
 """

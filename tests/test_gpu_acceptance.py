@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from insid3 import gpu_stack
 from insid3.benchmarks import gpu_acceptance
 from insid3.benchmarks.gpu_acceptance import PhaseSpec, run_phases
 from insid3.benchmarks.gpu_parity import feature_agreement, within
@@ -22,6 +23,7 @@ def _cli(*args, timeout=60):
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.skipif(gpu_stack.driver_cuda_version() is not None, reason="a CUDA driver is installed here")
 def test_without_a_gpu_it_stops_at_once_with_one_line(tmp_path):
     started = time.monotonic()
     run = _cli("--out", str(tmp_path / "out"))

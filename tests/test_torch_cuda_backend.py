@@ -130,7 +130,8 @@ def test_a_cuda_graph_wrapper_passes_other_batch_sizes_straight_through():
     assert torch.equal(graphs(torch.ones(2, 3)), torch.full((2, 3), 2.0))
 
 
-# ---------------------------------------------------------------- availability (this machine: no GPU)
+# ---------------------------------------------------------------- availability (two of them assume no GPU)
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="cupy is installed here")
 def test_without_cupy_it_says_which_extra_to_install(tiny_bundle):
     reason = torch_cuda_backend.unavailable_reason(load_bundle(tiny_bundle), BackendOptions())
     assert reason == "cupy is not installed (pip install 'insid3[gpu-cu12]' or 'insid3[gpu-cu13]', by the driver's CUDA)"
@@ -150,6 +151,7 @@ def test_a_blocking_wheel_mismatch_is_the_reason(tiny_bundle, cupy_installed, mo
     assert torch_cuda_backend.unavailable_reason(load_bundle(tiny_bundle), BackendOptions()) == line
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="torch sees a CUDA device here")
 def test_no_device_is_named_with_the_mismatch_that_may_explain_it(tiny_bundle, cupy_installed, monkeypatch):
     bundle = load_bundle(tiny_bundle)
     monkeypatch.setattr(torch_cuda_backend, "stack_mismatch", lambda: None)
