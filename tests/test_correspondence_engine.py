@@ -127,10 +127,12 @@ def test_bad_points_are_one_error_naming_the_point(segmenter, images, points, me
         segmenter.match(reference, points, targets[0])
 
 
-def test_an_image_encoded_by_another_bundle_is_refused(tiny_bundle, tmp_path, images):
-    from export_fixtures import make_tiny_bundle
+def test_an_image_encoded_by_another_backbone_is_refused(segmenter, images):
+    from dataclasses import replace
 
-    other = Segmenter.from_bundle(make_tiny_bundle(tmp_path, resolution=224, seed=1), backend="onnxruntime")
-    encoded = other.encode_image(images[0])
+    from insid3.engine.correspondence import FeatureFingerprint
+
+    encoded = segmenter.encode_image(images[0])
+    foreign = replace(encoded, fingerprint=FeatureFingerprint(model_sha256="0" * 64, resolution=224))
     with pytest.raises(SettingsError, match="another backbone or resolution"):
-        Segmenter.from_bundle(tiny_bundle, backend="onnxruntime").match(encoded, POINTS, images[1][0])
+        segmenter.match(foreign, POINTS, images[1][0])
