@@ -5,7 +5,9 @@
 import { maskFromAlpha } from "./masks.js";
 import { storedCanvas } from "./orientation.js";
 
-const UNDO_DEPTH = 30; // snapshots per shot: full-size ImageData, so bounded
+// Undo keeps full-size snapshots (4 bytes a pixel): at most 30, and at most ~200 MB per shot.
+const UNDO_DEPTH = 30;
+const UNDO_BYTES = 200 * 2 ** 20;
 // Cyan, not the overlays' magenta: what you marked and what was found are told apart at a glance.
 const PAINT = "rgb(0, 210, 255)";
 let shotsLoaded = 0;
@@ -89,7 +91,8 @@ export class Painter {
   #snapshot() {
     const { mask, undo } = this.shot;
     undo.push(mask.getContext("2d").getImageData(0, 0, mask.width, mask.height));
-    if (undo.length > UNDO_DEPTH) undo.shift();
+    const depth = Math.max(3, Math.min(UNDO_DEPTH, Math.floor(UNDO_BYTES / (4 * mask.width * mask.height))));
+    while (undo.length > depth) undo.shift();
   }
 
   // Pointer position on the mask's pixel grid, and how many grid pixels one screen pixel covers.
