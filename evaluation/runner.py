@@ -42,6 +42,7 @@ class EpisodeResult:
     episode: Episode
     counts: Counts
     note: str | None = None
+    prediction: np.ndarray | None = None  # the bool mask on the grid, when the runner keeps them
 
 
 @dataclass
@@ -85,6 +86,7 @@ class EpisodeRunner:
         protocol: str = "square",
         batch_size: int = 8,
         max_window: int = 64,
+        keep_predictions: bool = False,
     ) -> None:
         if batch_size < 1 or max_window < 1:
             raise ValueError(f"batch_size and max_window must be >= 1, got {batch_size}, {max_window}")
@@ -94,6 +96,7 @@ class EpisodeRunner:
         self.protocol = protocol
         self.batch_size = batch_size
         self.max_window = max_window
+        self.keep_predictions = keep_predictions
         self.resolution = segmenter.bundle.metadata.resolution
         prediction_size(protocol, self.resolution, (1, 1))  # the protocol's name, checked now
         self.stats = RunnerStats()
@@ -156,7 +159,8 @@ class EpisodeRunner:
             prediction, note = seg.decode(features[loaded.target_key], grid, reference, clock), None
         gt = on_grid(target.mask, self.protocol, self.resolution)
         ignore = None if target.ignore is None else on_grid(target.ignore, self.protocol, self.resolution)
-        return EpisodeResult(loaded.episode, intersection_union(prediction, gt, ignore), note)
+        kept = prediction if self.keep_predictions else None
+        return EpisodeResult(loaded.episode, intersection_union(prediction, gt, ignore), note, kept)
 
     def run(self, episodes: Iterable[Episode]) -> Iterator[EpisodeResult]:
         """Score `episodes` in order, yielding each result as soon as it is known."""

@@ -1,0 +1,141 @@
+"""insid3-eval beside the authors' way, on the same episodes and weights, in one process.
+
+    python -m insid3.evaluation.speed --bundle B --dataset coco --data-root R --episodes 24 --passes 3
+    python -m insid3.evaluation.speed --bundle B --synthetic DIR --episodes 24   # writes a COCO-20i layout
+
+Each pass runs the first N episodes through insid3-eval's runner (a fresh feature cache, the
+backbone batched across episodes, decoding overlapping encoding) and then through
+insid3.authors_way as the authors' evaluation script does (every reference re-encoded with its
+target, torch eager, sklearn clustering, per-cluster loops), alternately; it reports the median
+episodes/s of each side, their ratio, and whether every episode's counts agree. The authors'
+script itself needs their repository and a CUDA device, so its transcription stands in for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import statistics
+import sys
+import time
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from insid3.engine.scenes import draw_scene
+from insid3.engine.segmenter import Segmenter
+from insid3.errors import Insid3Error
+from insid3.evaluation.datasets import REGISTRY, build_benchmark
+from insid3.evaluation.features_cache import FeatureCache
+from insid3.evaluation.metrics import IoUMeter
+from insid3.evaluation.runner import EpisodeRunner
+from insid3.evaluation.sampling import episode_rng
+
+
+def write_synthetic_coco(root: Path, images_per_class: int = 6, size: tuple[int, int] = (480, 640)) -> Path:
+    """A COCO-20i layout of drawn scenes (engine/scenes.py): fold 0's 20 classes, each with its own
+    images of one concept, label value c + 1 on the concept's pixels. Returns the data root."""
+    base = root / "COCO2014"
+    lists: dict[int, list[str]] = {c: [] for c in range(80)}
+    for j, c in enumerate(range(0, 80, 4)):
+        for i in range(images_per_class):
+            name = f"val2014/COCO_val2014_{1000 * c + i:012d}.jpg"
+            scene = draw_scene(seed=1000 * c + i, size=size, concept=j % 3)
+            (base / name).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(scene.image).save(base / name, quality=95)
+            label = base / "annotations" / name.replace(".jpg", ".png")
+            label.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((scene.mask * (c + 1)).astype(np.uint8), mode="L").save(label)
+            lists[c].append(name)
+    (base / "splits" / "val").mkdir(parents=True, exist_ok=True)
+    for fold in range(4):
+        split = {c: lists[c] if c % 4 == fold else [] for c in range(80)}
+        (base / "splits" / "val" / f"fold{fold}.pkl").write_bytes(pickle.dumps(split))
+    return root
+
+
+def _pass(results, benchmark) -> tuple[float, list, IoUMeter]:
+    meter = IoUMeter(benchmark.class_ids, benchmark.num_classes)
+    started, counts = time.perf_counter(), []
+    for result in results:
+        meter.update(result.counts, result.episode.class_id)
+        counts.append(result.counts)
+    return time.perf_counter() - started, counts, meter
+
+
+def measure(args: argparse.Namespace) -> dict:
+    from insid3.authors_way import load_model
+    from insid3.evaluation.authors_side import run_authors_way
+
+    benchmark = build_benchmark(args.dataset, str(args.data_root), args.fold, args.shots)
+    segmenter = Segmenter.from_bundle(args.bundle, backend=args.backend, precision=args.precision)
+    model = load_model(args.bundle)
+    episodes = list(islice(benchmark.episodes(episode_rng()), args.episodes))
+    ours_rates, theirs_rates, agree, encoded = [], [], True, 0
+    for p in range(args.passes):
+        runner = EpisodeRunner(segmenter, benchmark, FeatureCache(segmenter.xp), batch_size=args.batch_size)
+        seconds, ours, ours_meter = _pass(runner.run(episodes), benchmark)
+        ours_rates.append(len(episodes) / seconds)
+        encoded = runner.stats.images_encoded
+        seconds, theirs, theirs_meter = _pass(run_authors_way(model, benchmark, episodes), benchmark)
+        theirs_rates.append(len(episodes) / seconds)
+        differing = sum(a != b for a, b in zip(ours, theirs))
+        agree = agree and differing == 0
+        print(f"pass {p + 1}: ours {ours_rates[-1]:.3f} ep/s, authors' way {theirs_rates[-1]:.3f} ep/s, "
+              f"{differing} of {len(episodes)} episodes with other counts", file=sys.stderr, flush=True)
+    ours_median, theirs_median = statistics.median(ours_rates), statistics.median(theirs_rates)
+    return {
+        "dataset": args.dataset, "fold": args.fold, "shots": args.shots, "episodes": len(episodes),
+        "bundle": segmenter.describe(), "passes": args.passes, "batch_size": args.batch_size,
+        "ours_episodes_per_second": ours_rates, "authors_episodes_per_second": theirs_rates,
+        "ours_median": ours_median, "authors_median": theirs_median, "ratio": ours_median / theirs_median,
+        "images_needed": sum(1 + len(e.references) for e in episodes), "images_encoded_by_ours": encoded,
+        "counts_identical": agree, "miou_ours": ours_meter.miou(), "miou_authors": theirs_meter.miou(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m insid3.evaluation.speed", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--bundle", required=True, help="engine bundle folder")
+    parser.add_argument("--dataset", default="coco", choices=list(REGISTRY), help="benchmark")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data-root", type=Path, help="datasets folder")
+    source.add_argument("--synthetic", type=Path, help="write a synthetic COCO-20i layout here and use it")
+    parser.add_argument("--fold", type=int, default=0, help="fold")
+    parser.add_argument("--shots", type=int, default=1, help="references per episode")
+    parser.add_argument("--episodes", type=int, default=24, help="first N episodes")
+    parser.add_argument("--passes", type=int, default=3, help="alternating passes per side (medians reported)")
+    parser.add_argument("--backend", default="auto", help="our backend")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="our precision (openvino)")
+    parser.add_argument("--batch-size", type=int, default=8, help="our new images per backbone call")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    args = parser.parse_args(argv)
+    if min(args.episodes, args.passes, args.shots, args.batch_size) < 1:
+        parser.error("--episodes, --passes, --shots and --batch-size must be >= 1")
+    try:
+        if args.synthetic is not None:
+            if args.dataset != "coco":
+                parser.error("--synthetic writes a COCO-20i layout: use --dataset coco")
+            if not (args.synthetic / "COCO2014").is_dir():
+                write_synthetic_coco(args.synthetic)
+            args.data_root = args.synthetic
+        figures = measure(args)
+    except Insid3Error as exc:
+        print(f"insid3-eval speed: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("insid3-eval speed: interrupted", file=sys.stderr)
+        return 130
+    text = json.dumps(figures, indent=1)
+    print(text)
+    if args.json is not None:
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
