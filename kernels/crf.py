@@ -75,11 +75,10 @@ def band_regions(mask: Array, radius: int) -> tuple[Array, Array, Array]:
     padded[r : r + height, r + 1 : r + 1 + width] = mask
     prefix = xp.cumsum(padded, axis=1, dtype=xp.int32)  # image column x sits at padded column x + r + 1
     count = xp.zeros((height, width), dtype=xp.int32)
-    columns = xp.arange(width)
     half_widths = disk_half_widths(r)
     for row, w in enumerate(half_widths):  # disk row dy = row - r reads padded row y + dy + r = y + row
         rows = prefix[row : row + height]
-        count += rows[:, columns + r + w + 1] - rows[:, columns + r - w]
+        count += rows[:, r + w + 1 : r + w + 1 + width] - rows[:, r - w : r - w + width]
     size = sum(2 * w + 1 for w in half_widths)
     dilated, eroded = count > 0, count == size
     return dilated ^ eroded, eroded, ~dilated
@@ -112,7 +111,7 @@ def softmax_pairs(scores: Array) -> Array:
     """Softmax over the last axis of (N, 2) float32, as torch's CPU kernel rounds it: exp of the
     shifted scores correctly rounded (computed in double), float32 sum and division."""
     xp = array_module(scores)
-    shifted = scores - scores.max(axis=1, keepdims=True)
+    shifted = scores - xp.maximum(scores[:, :1], scores[:, 1:])
     e = xp.exp(shifted.astype(xp.float64)).astype(xp.float32)
     return e / (e[:, :1] + e[:, 1:])
 
@@ -122,16 +121,23 @@ def sparsemax_pairs(z: Array) -> Array:
     shift by the max, sort descending (hi = 0, lo), cumsum - 1 = (-1, lo - 1), support 2 when
     2 lo > lo - 1, tau = cumsum at the support / its size, output max(z - tau, 0)."""
     xp = array_module(z)
-    shifted = z - z.max(axis=1, keepdims=True)
-    hi, lo = shifted.max(axis=1), shifted.min(axis=1)
+    # Element-wise max / min of the two columns: reductions over an axis of 2 are slow in NumPy.
+    shifted = z - xp.maximum(z[:, :1], z[:, 1:])
+    hi, lo = xp.maximum(shifted[:, 0], shifted[:, 1]), xp.minimum(shifted[:, 0], shifted[:, 1])
     one = xp.float32(1)
     first, second = hi - one, (hi + lo) - one
     tau = xp.where(xp.float32(2) * lo > second, second / xp.float32(2), first / one)
     return xp.maximum(shifted - tau[:, None], xp.float32(0))
 
 
+def _rows_differ(a: Array, b: Array) -> Array:
+    """(N,) flags of the rows of two (N, 2) arrays that differ in either column."""
+    return (a[:, 0] != b[:, 0]) | (a[:, 1] != b[:, 1])
+
+
 class _Pairwise:
-    """P x = -(w_s K_s x + w_b K_b x) over both labels, on lattices built once for the image."""
+    """P x = -(w_s K_s x + w_b K_b x) over both labels, on lattices built once for the image.
+    Where the filters recompute only some pixels (the CPU's), so does this."""
 
     def __init__(self, guide: Array, params: CrfParameters) -> None:
         xp = array_module(guide)
@@ -142,28 +148,52 @@ class _Pairwise:
         self.bilateral = LatticeFilter(build_lattice(bilateral, params.precision))
         self.weights = (xp.float32(params.spatial_weight), xp.float32(params.bilateral_weight))
 
-    def __call__(self, x: Array) -> Array:
+    def __call__(self, x: Array, previous: Array | None) -> tuple[Array, Array | None]:
+        """(P x, the (N,) flags of the pixels where it may differ from `previous`, or None: all)."""
         xp = array_module(x)
         spatial_w, bilateral_w = self.weights
         spatial = self.spatial(x).astype(xp.float32, copy=False)
         bilateral = self.bilateral(x).astype(xp.float32, copy=False)
-        return -(spatial_w * spatial + bilateral_w * bilateral)
+        flags_s, flags_b = self.spatial.recomputed, self.bilateral.recomputed
+        if previous is None or flags_s is None or flags_b is None:
+            return -(spatial_w * spatial + bilateral_w * bilateral), None
+        changed = flags_s | flags_b
+        rows = xp.nonzero(changed)[0]
+        px = previous.copy()
+        px[rows] = -(spatial_w * spatial[rows] + bilateral_w * bilateral[rows])
+        return px, changed
 
 
 def frank_wolfe(scores: Array, guide: Array, params: CrfParameters) -> Array:
     """(N, 2) float32 final x (background, foreground) of params.iterations fixed steps of size 1:
-    x <- x + (sparsemax(-(P x - u)) - x), from x = softmax(u), u = (-l, l) row-major."""
+    x <- x + (sparsemax(-(P x - u)) - x), from x = softmax(u), u = (-l, l) row-major.
+
+    A pixel's step can only differ from its previous one where P x or x itself changed, so each
+    step updates those pixels only (all of them where the filters give no change flags)."""
     xp = array_module(scores, guide)
     flat = scores.reshape(-1)
     u = xp.stack([-flat, flat], axis=1)
     pairwise = _Pairwise(guide, params)
     x = softmax_pairs(u)
-    px = pairwise(x)
+    px, px_changed = pairwise(x, None)
+    moved = None  # (N,) flags of the pixels whose x changed in the last step; None: all
     for step in range(params.iterations):
-        s = sparsemax_pairs(-(px - u))
-        x = x + (s - x)
+        if px_changed is None or moved is None:
+            s = sparsemax_pairs(-(px - u))
+            stepped = x + (s - x)
+            moved = _rows_differ(stepped, x)
+            x = stepped
+        else:
+            rows = xp.nonzero(px_changed | moved)[0]
+            x_rows = x[rows]
+            s = sparsemax_pairs(-(px[rows] - u[rows]))
+            stepped = x_rows + (s - x_rows)
+            moved = xp.zeros(x.shape[0], dtype=bool)
+            moved[rows] = _rows_differ(stepped, x_rows)
+            x = x.copy()
+            x[rows] = stepped
         if step < params.iterations - 1:
-            px = pairwise(x)
+            px, px_changed = pairwise(x, px)
     return x
 
 

@@ -28,6 +28,7 @@ from typing import Literal
 import numpy as np
 
 from insid3.kernels import lattice_numba as nb
+from insid3.kernels import lattice_numba_build as nbb
 from insid3.kernels.arrays import Array, KernelInputError, array_module, require
 from insid3.kernels.lattice_geometry import (
     MAX_DIMS,
@@ -78,11 +79,11 @@ def _numba_tables(positions: np.ndarray, precision: Precision):
     scale = np.asarray(scale_factors(d, precision), dtype=dtype_of(precision))
     keys = np.empty((n, d + 1), dtype=np.int64)
     weights = np.empty((n, d + 1), dtype=dtype_of(precision))
-    check_key_range(nb.simplex_geometry(positions, scale, keys, weights), d)
-    vid, vertices, table_keys, table_ids, shift = nb.vertex_table(keys)
+    check_key_range(nbb.simplex_geometry(positions, scale, keys, weights), d)
+    vid, vertices, table_keys, table_ids, shift = nbb.vertex_table(keys)
     offsets = np.asarray(direction_offsets(d), dtype=np.int64)
-    neighbours = nb.neighbour_table(vertices, offsets, table_keys, table_ids, shift)
-    return vid, weights, neighbours, *nb.splat_order(vid, vertices.shape[0])
+    neighbours = nbb.neighbour_table(vertices, offsets, table_keys, table_ids, shift)
+    return vid, weights, neighbours, *nbb.splat_order(vid, vertices.shape[0])
 
 
 def _array_tables(positions: Array, precision: Precision):
@@ -112,7 +113,7 @@ def build_lattice(positions: Array, precision: Precision = "float32", method: Me
     vid, weights, neighbours, entries, starts = build(positions, precision)
     ones = xp.ones(vid.shape[0], weights.dtype)
     partial = Lattice(precision, vid, weights, neighbours, entries, starts, ones, method)
-    homogeneous = _full_filter(partial, ones[:, None], normalise=False)[:, 0]
+    homogeneous = _full_filter(partial, ones[:, None], scale=ones)[:, 0]
     if xp is np:
         scale = nb.reciprocal(homogeneous)
     else:
@@ -120,24 +121,19 @@ def build_lattice(positions: Array, precision: Precision = "float32", method: Me
     return Lattice(precision, vid, weights, neighbours, entries, starts, scale, method)
 
 
-def _splat(lattice: Lattice, values: Array) -> Array:
+def _array_filter(lattice: Lattice, values: Array, scale: Array) -> Array:
+    """The GPU's pass: splat by vertex (its CUDA kernel, or the Numba twin on NumPy), then the
+    blur and slice as array calls: a zero row stands for a missing neighbour, each blend is
+    computed in double and stored in the table's dtype (a no-op for float64)."""
     xp = array_module(values)
     if xp is np:
-        if lattice.method == "numba":
-            return nb.splat(lattice.vid, lattice.weights, values, lattice.vertex_count)
         table = np.empty((lattice.vertex_count, values.shape[1]), dtype=lattice.dtype)
         every = np.arange(lattice.vertex_count, dtype=np.int32)
         nb.splat_by_vertex(lattice.entries, lattice.starts, lattice.weights, values, table, every, every.shape[0])
-        return table
-    from insid3.kernels.lattice_cupy import splat_by_vertex
+    else:
+        from insid3.kernels.lattice_cupy import splat_by_vertex
 
-    return splat_by_vertex(lattice.entries, lattice.starts, lattice.weights, values)
-
-
-def _composed_blur(lattice: Lattice, table: Array) -> Array:
-    """The blur as array calls: a zero row stands for a missing neighbour; each blend computed in
-    double, stored in the table's dtype (a no-op for float64)."""
-    xp = array_module(table)
+        table = splat_by_vertex(lattice.entries, lattice.starts, lattice.weights, values)
     padded = xp.concatenate([table, xp.zeros((1, table.shape[1]), dtype=table.dtype)])
     missing = lattice.vertex_count
     for j in range(lattice.neighbours.shape[0]):
@@ -146,38 +142,34 @@ def _composed_blur(lattice: Lattice, table: Array) -> Array:
         wide = padded.astype(xp.float64)
         blended = 0.25 * wide[up] + 0.5 * wide[:-1] + 0.25 * wide[down]
         padded = xp.concatenate([blended.astype(table.dtype), padded[-1:]])
-    return padded[:-1]
-
-
-def _composed_slice(lattice: Lattice, table: Array) -> Array:
-    xp = array_module(table)
     sums = xp.zeros((lattice.pixels, table.shape[1]), dtype=table.dtype)
     for q in range(lattice.vid.shape[1]):
-        sums = sums + lattice.weights[:, q, None] * table[lattice.vid[:, q]]
-    return sums
+        sums = sums + lattice.weights[:, q, None] * padded[lattice.vid[:, q]]
+    return sums * scale[:, None]
 
 
-def _full_filter(lattice: Lattice, values: Array, normalise: bool = True) -> Array:
-    """Splat, blur, slice, then (normalise) times the pixel's reciprocal homogeneous weight."""
-    xp = array_module(values)
-    table = _splat(lattice, values)
-    if xp is np and lattice.method == "numba":
-        sums = nb.slice_sums(lattice.vid, lattice.weights, nb.blur(table, lattice.neighbours))
-        return nb.scale_rows(sums, lattice.scale) if normalise else sums
-    sums = _composed_slice(lattice, _composed_blur(lattice, table))
-    return sums * lattice.scale[:, None] if normalise else sums
+def _full_filter(lattice: Lattice, values: Array, scale: Array | None = None) -> Array:
+    """Splat, blur, slice, times `scale` (default the lattice's: the normalisation)."""
+    scale = lattice.scale if scale is None else scale
+    if lattice.method == "arrays":
+        return _array_filter(lattice, values, scale)
+    tables = np.empty((lattice.neighbours.shape[0] + 1, lattice.vertex_count, values.shape[1]), lattice.dtype)
+    out = np.empty(values.shape, dtype=lattice.dtype)
+    nb.filter_pass(lattice.vid, lattice.weights, lattice.neighbours, scale, values, tables, out)
+    return out
 
 
 class LatticeFilter:
-    """Normalised filtering of (N, c) values on one lattice; on the CPU hash table, each call
-    recomputes only what the pixels changed since the previous call touch (bit for bit the same
-    as `full`). `last_recomputed`: how many pixels' outputs the last call recomputed."""
+    """Normalised filtering of (N, c) values on one lattice. With the Numba lattice each call
+    recomputes only what the pixels changed since the previous call touch, bit for bit the same
+    as `full` (lattice_numba.refilter). `recomputed`: the (N,) flags of the pixels whose output
+    the last call recomputed, or None when it recomputed every pixel."""
 
     def __init__(self, lattice: Lattice, *, incremental: bool = True) -> None:
         self.lattice = lattice
         self.incremental = incremental and lattice.method == "numba"
-        self._state: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self.last_recomputed = 0
+        self._state: tuple[np.ndarray, ...] | None = None
+        self.recomputed: Array | None = None
 
     def full(self, values: Array) -> Array:
         return _full_filter(self.lattice, self._checked(values))
@@ -185,17 +177,20 @@ class LatticeFilter:
     def __call__(self, values: Array) -> Array:
         values = self._checked(values)
         if not self.incremental:
-            self.last_recomputed = self.lattice.pixels
+            self.recomputed = None
             return _full_filter(self.lattice, values)
         lattice = self.lattice
         if self._state is None or self._state[0].shape != values.shape:
-            previous = np.full(values.shape, np.nan, dtype=lattice.dtype)
-            tables = np.zeros((lattice.neighbours.shape[0] + 1, lattice.vertex_count, values.shape[1]), lattice.dtype)
-            self._state = (previous, tables, np.zeros(values.shape, dtype=lattice.dtype))
-        previous, tables, out = self._state
-        resliced = nb.refilter(lattice.vid, lattice.weights, lattice.entries, lattice.starts,
-                               lattice.neighbours, lattice.scale, values, previous, tables, out)
-        self.last_recomputed = int(resliced.sum())
+            self._state = (
+                np.full(values.shape, np.nan, dtype=lattice.dtype),  # the previous input: none
+                np.empty((lattice.neighbours.shape[0] + 1, lattice.vertex_count, values.shape[1]), lattice.dtype),
+                np.empty(values.shape, dtype=lattice.dtype),
+                np.empty(values.shape[0], dtype=bool),
+            )
+        previous, tables, out, resliced = self._state
+        nb.refilter(lattice.vid, lattice.weights, lattice.entries, lattice.starts,
+                    lattice.neighbours, lattice.scale, values, previous, tables, out, resliced)
+        self.recomputed = resliced.copy()
         return out.copy()
 
     def _checked(self, values: Array) -> Array:
