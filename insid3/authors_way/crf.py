@@ -126,15 +126,20 @@ def frank_wolfe(u: torch.Tensor, image: torch.Tensor, crf: AuthorsCrf, precision
     return torch.log(x + 1e-9)
 
 
-def refine(
-    mask: torch.Tensor, pixels: torch.Tensor, crf: AuthorsCrf, precision: Precision = "float32"
-) -> torch.Tensor:
-    """The refined (S, S) bool mask: only band pixels can change (docs/crf.md, "The band")."""
-    band, core_in, core_out = band_regions(mask, crf.band_px)
-    scores = frank_wolfe(unaries(mask, crf), guide_image(pixels), crf, precision)
+def write_back(mask: torch.Tensor, scores: torch.Tensor, band_px: int) -> torch.Tensor:
+    """M0 with its band pixels set to (foreground score > background score) and the cores set."""
+    band, core_in, core_out = band_regions(mask, band_px)
     foreground = scores[0, 1] > scores[0, 0]
     result = mask.clone()
     result[band] = foreground[band]
     result[core_in] = True
     result[core_out] = False
     return result
+
+
+def refine(
+    mask: torch.Tensor, pixels: torch.Tensor, crf: AuthorsCrf, precision: Precision = "float32"
+) -> torch.Tensor:
+    """The refined (S, S) bool mask: only band pixels can change (docs/crf.md, "The band")."""
+    scores = frank_wolfe(unaries(mask, crf), guide_image(pixels), crf, precision)
+    return write_back(mask, scores, crf.band_px)
