@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import ndimage
@@ -163,13 +163,14 @@ def pixel_clusters(labels: np.ndarray, patch_grid: tuple[int, int], size: tuple[
 
 
 def _exact_where_contested(
-    target: EncodedTarget, labels: np.ndarray, decoded: dict[str, ConceptDecode], references: dict[str, Reference],
+    target: EncodedTarget, labels: Any, decoded: dict[str, ConceptDecode], references: dict[str, Reference],
     keeps: dict[str, np.ndarray],
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per concept with a candidate, its (low, high) score ranges, with every cluster that another
-    concept keeps too made exact (kernels.exact_cluster_scores votes the rest of their patches)."""
+    concept keeps too made exact (kernels.exact_cluster_scores votes the rest of their patches).
+    labels: the target's (N,) cluster ids on the device; keeps: (K,) bool per concept."""
     xp = kernels.array_module(target.features)
-    claims = sum(keeps.values(), np.zeros(labels.max() + 1, dtype=np.int64))
+    claims = sum(keeps.values(), np.zeros_like(next(iter(keeps.values())), dtype=np.int64))
     ranges = {}
     for name, keep in keeps.items():
         one = decoded[name]
@@ -178,7 +179,7 @@ def _exact_where_contested(
         ids = np.nonzero(keep & (claims >= 2) & (low != high))[0]
         if ids.size:
             exact = kernels.to_numpy(kernels.exact_cluster_scores(
-                labels=target.labels(StageClock()), forward=one.forward, features=target.features,
+                labels=labels, forward=one.forward, features=target.features,
                 debiased=target.debiased, sim_fwd=one.similarity, reference=references[name].side,
                 seed=one.aggregate.seed, clusters=xp.asarray(ids),
             ))
@@ -205,7 +206,8 @@ def decode_concepts(
             clock.add(stage, ms)
         own_ms[name] = {stage: mine.ms.get(stage, 0.0) for stage in PER_CONCEPT_STAGES}
     grid = segmenter.bundle.metadata.patch_grid
-    labels = kernels.to_numpy(target.labels(clock)) if target.clustered else np.zeros(0, dtype=np.int64)
+    device_labels = target.labels(clock) if target.clustered else None  # computed already: no clustering here
+    labels = np.zeros(0, dtype=np.int64) if device_labels is None else kernels.to_numpy(device_labels)
     clusters = int(labels.max()) + 1 if labels.size else 0
     patch_masks, keeps = {}, {}
     for name, one in decoded.items():
@@ -214,7 +216,7 @@ def decode_concepts(
         if has_seed:
             keeps[name] = np.bincount(labels[patch_masks[name]], minlength=clusters) > 0
     with clock.stage("aggregation"):
-        ranges = _exact_where_contested(target, labels, decoded, references, keeps) if keeps else {}
+        ranges = _exact_where_contested(target, device_labels, decoded, references, keeps) if keeps else {}
     concepts = []
     for index, (name, one) in enumerate(decoded.items(), start=1):
         zeros = np.zeros(clusters, dtype=np.float32)
