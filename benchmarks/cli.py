@@ -20,6 +20,7 @@ from pathlib import Path
 
 from insid3.errors import Insid3Error, SettingsError
 from insid3.format.bundle import Bundle, load_bundle
+from insid3.format.refinement import RefineSettings, add_refine_arguments, refine_from_args
 
 PROG = "insid3-bench"
 
@@ -37,6 +38,7 @@ class BenchSettings:
     images: Path | None
     threads: int | None
     compare_reference: bool
+    refine: RefineSettings = RefineSettings()
 
     def validated(self) -> "BenchSettings":
         for name, value, least in (("--shots", self.shots, 1), ("--iters", self.iters, 1),
@@ -48,6 +50,9 @@ class BenchSettings:
             raise SettingsError(f"--batch-size must be >= 1, got {bad[0]}")
         if self.threads is not None and self.threads < 1:
             raise SettingsError(f"--threads must be >= 1, got {self.threads}")
+        if self.refine.crf and self.compare_reference:
+            raise SettingsError("--refine crf cannot --compare-reference: the authors' CRF library is not installable "
+                                "here (python -m insid3.benchmarks.crf times ours beside a local build of it)")
         return self
 
 
@@ -72,6 +77,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", type=int, default=3, help="drawn target scenes (ignored with --images)")
     p.add_argument("--images", type=Path, help="folder: NAME.jpg + NAME.mask.png references, other images targets")
     p.add_argument("--threads", type=int, help="CPU threads for both sides (None: the libraries' own)")
+    add_refine_arguments(p)
     p.add_argument("--compare-reference", action="store_true",
                    help="also run the authors' way (torch + sklearn) on the same images and weights")
     p.add_argument("--json", type=Path, help="write the report as JSON")
@@ -85,7 +91,7 @@ def settings_from(args: argparse.Namespace) -> BenchSettings:
         bundle=args.bundle, backend=args.backend, precision=args.precision,
         batch_sizes=tuple(sorted(set(args.batch_sizes))), shots=args.shots, iters=args.iters, warmup=args.warmup,
         targets=args.targets, images=args.images, threads=args.threads,
-        compare_reference=args.compare_reference,
+        compare_reference=args.compare_reference, refine=refine_from_args(args),
     ).validated()
 
 
@@ -142,7 +148,7 @@ def run_benchmark(settings: BenchSettings) -> dict:
     ours_spec = OursSpec(
         bundle=str(bundle.folder), backend=settings.backend, precision=settings.precision,
         num_threads=settings.threads, batch_sizes=settings.batch_sizes, iters=settings.iters,
-        warmup=settings.warmup, inputs=inputs,
+        warmup=settings.warmup, inputs=inputs, refine=settings.refine,
     )
     authors_spec = (
         AuthorsSpec(bundle=str(bundle.folder), num_threads=settings.threads, warmup=settings.warmup, inputs=inputs)
@@ -168,7 +174,7 @@ def config_of(bundle: Bundle, settings: BenchSettings, backend: dict, source: st
         "weights": meta.weights.kind, "backend": backend["name"], "precision": backend["precision"],
         "shots": settings.shots, "targets": targets, "iters": settings.iters, "warmup": settings.warmup,
         "batch_sizes": list(settings.batch_sizes), "threads": settings.threads, "inputs": source,
-        "bundle": str(bundle.folder),
+        "bundle": str(bundle.folder), "refine": settings.refine.to_json(),
     }
 
 

@@ -15,6 +15,7 @@ from insid3.benchmarks.passes import MeasuredSide, PassRecord, pass_times
 from insid3.benchmarks.stats import mean_iou, summarise
 from insid3.engine.segmenter import Segmenter
 from insid3.engine.timing import STAGES
+from insid3.format.refinement import RefineSettings
 
 REFERENCE_ENCODE_REPEATS = 3
 
@@ -29,6 +30,7 @@ class OursSpec:
     iters: int  # passes per batch size in the throughput runs
     warmup: int
     inputs: BenchInputs
+    refine: RefineSettings = RefineSettings()
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,8 @@ class OursResult:
 
 
 def load(spec: OursSpec, precision: str) -> Segmenter:
-    return Segmenter.from_bundle(spec.bundle, spec.backend, precision=precision, num_threads=spec.num_threads)
+    return Segmenter.from_bundle(spec.bundle, spec.backend, precision=precision, num_threads=spec.num_threads,
+                                 refine=spec.refine)
 
 
 class OursSide(MeasuredSide):

@@ -37,6 +37,7 @@ from insid3.engine.reference import EncodingFingerprint, Reference
 from insid3.engine.segmenter import Segmenter
 from insid3.errors import InputImageError, Insid3Error
 from insid3.format.bundle import Bundle, load_bundle
+from insid3.format.refinement import add_refine_arguments, refine_from_args
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 __all__ = ["COCO_FILE", "main"]
@@ -56,6 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--backend", default="auto", help="auto, tensorrt, onnxruntime, openvino, torch")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="CPU precision (openvino)")
     parser.add_argument("--batch-size", type=int, default=8, help="targets per backbone call")
+    add_refine_arguments(parser)
     parser.add_argument("--format", choices=FORMATS, default="png",
                         help="png: masks per concept; label-png: label map + legend.json; coco/coco-rle: "
                              "masks.coco.json; yolo-seg: labels/*.txt + data.yaml")
@@ -156,6 +158,9 @@ def open_outputs(args: argparse.Namespace, bundle: Bundle, out: Path, concepts: 
     outputs = open_writer(out, options)
     fingerprint = asdict(EncodingFingerprint.of(bundle, bundle.metadata.defaults.svd_components))
     hyperparameters, fmt = bundle.metadata.defaults.to_json(), options.describe()
+    refine = refine_from_args(args)
+    if refine.crf:  # recorded only when on, so the bilinear jobs of earlier releases still resume
+        hyperparameters["refine"] = refine.to_json()
     if args.ref:  # one unnamed concept: the manifest of earlier releases
         manifest = JobManifest.describe_run(fingerprint, list(zip(args.ref, args.ref_mask)), hyperparameters, fmt,
                                             args.precision)
@@ -182,7 +187,8 @@ def run(args: argparse.Namespace) -> int:
     failures: list[tuple[Path, str]] = []
     done = 0
     try:
-        segmenter = Segmenter.from_bundle(args.bundle, backend=args.backend, precision=args.precision)
+        segmenter = Segmenter.from_bundle(args.bundle, backend=args.backend, precision=args.precision,
+                                          refine=refine_from_args(args))
         print(f"insid3-segment: {segmenter.describe()}", file=sys.stderr)
         # Shot by shot, as set_reference + add_reference encode them (earlier releases' masks).
         references = {

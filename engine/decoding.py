@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from insid3 import kernels
+from insid3.engine.refinement import Refiner
 from insid3.engine.timing import StageClock
 
 
@@ -23,8 +24,9 @@ class EncodedTarget:
     (N, D), and its §7 clusters, computed on the first concept that needs them (one with a
     forward candidate: without one the mask is empty whatever the clusters) and then reused."""
 
-    def __init__(self, *, features: Any, debiased: Any, tau: float) -> None:
+    def __init__(self, *, features: Any, debiased: Any, tau: float, pixels: Any = None) -> None:
         self.features, self.debiased, self.tau = features, debiased, tau
+        self.pixels = pixels  # (3, R, R) normalised, for the CRF refinement only (engine/refinement.py)
         self._labels: Any = None
 
     @property
@@ -39,11 +41,11 @@ class EncodedTarget:
         return self._labels
 
 
-def encode_target(features: Any, frame: Any, tau: float, clock: StageClock) -> EncodedTarget:
+def encode_target(features: Any, frame: Any, tau: float, clock: StageClock, pixels: Any = None) -> EncodedTarget:
     """Doc §4 for one target's (N, C) features, in the DebiasFrame's coordinates."""
     with clock.stage("debias"):
         debiased = kernels.debiased_coordinates(features, frame)
-    return EncodedTarget(features=features, debiased=debiased, tau=tau)
+    return EncodedTarget(features=features, debiased=debiased, tau=tau, pixels=pixels)
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,8 +69,10 @@ def decode_concept(
     resolution: int,
     original_size: tuple[int, int],
     clock: StageClock,
+    refiner: Refiner | None = None,
 ) -> ConceptDecode:
-    """Doc §6, §8 and §9 for one reference on an encoded target."""
+    """Doc §6, §8 and §9 for one reference on an encoded target (§9 finished by `refiner`:
+    bilinear by default, or the dense CRF, engine/refinement.py)."""
     with clock.stage("matching"):
         similarity = kernels.forward_similarity(target.debiased, reference.prototype)
         forward = kernels.forward_candidates(similarity)
@@ -92,7 +96,6 @@ def decode_concept(
     else:  # no forward patch means no candidate: the empty mask (doc §6)
         with clock.stage("aggregation"):
             patch_mask = forward
-    with clock.stage("upsample"):
-        mask = kernels.upsample_mask(patch_mask.reshape(patch_grid), resolution, original_size)
-        mask = kernels.to_numpy(mask)  # the one place results leave the device
+    refiner = refiner or Refiner(resolution)
+    mask = refiner.finish(patch_mask.reshape(patch_grid), original_size, target.pixels, clock)  # to the host
     return ConceptDecode(mask=mask, similarity=similarity, forward=forward, aggregate=aggregate)

@@ -31,16 +31,20 @@ from insid3.engine.correspondence import EncodedImage, Matcher, MatchOptions
 from insid3.engine.decoding import ConceptDecode, EncodedTarget
 from insid3.engine.images import ImageLike, PreparedImage, prepare_image, prepare_reference_mask
 from insid3.engine.reference import EncodingFingerprint, Reference, ReferenceShot
+from insid3.engine.refinement import Refiner
 from insid3.engine.timing import STAGES, StageClock
 from insid3.errors import NoReferenceError, SettingsError
 from insid3.format.bundle import Bundle, load_bundle
+from insid3.format.refinement import RefineSettings
 from insid3.format.settings import Hyperparameters
 
 log = logging.getLogger("insid3.engine")
 
 
 class Segmenter:
-    def __init__(self, bundle: Bundle, backend: Backend, hyperparameters: Hyperparameters) -> None:
+    def __init__(
+        self, bundle: Bundle, backend: Backend, hyperparameters: Hyperparameters, *, refine: RefineSettings | None = None
+    ) -> None:
         meta = bundle.metadata
         basis = bundle.positional_basis()
         self.hyperparameters = hyperparameters.validated(meta.embed_dim)
@@ -52,6 +56,9 @@ class Segmenter:
         self.bundle = bundle
         self.backend = backend
         self.xp = backend.xp
+        # How §9's mask is finished: bilinear (default) or the dense CRF (engine/refinement.py).
+        self.refine = RefineSettings.of(refine)
+        self._refiner = Refiner(meta.resolution, self.refine, tuple(meta.mean), tuple(meta.std))
         # Debiased features live in span(B)^perp, B = the first s basis vectors: every dot product
         # of doc §4-§8 is computed in its C - s orthonormal coordinates (kernels.DebiasFrame),
         # built once here on the backend's device.
@@ -77,8 +84,10 @@ class Segmenter:
         *,
         precision: str = "fp32",
         num_threads: int | None = None,
+        refine: str | RefineSettings = "bilinear",
     ) -> "Segmenter":
-        """Load a bundle and a backend; None hyperparameters take the bundle's defaults."""
+        """Load a bundle and a backend; None hyperparameters take the bundle's defaults. refine:
+        "bilinear" (the authors' default) or "crf" (their dense-CRF refinement, docs/crf.md)."""
         bundle = load_bundle(path)
         defaults = bundle.metadata.defaults
         hyperparameters = Hyperparameters(
@@ -87,8 +96,9 @@ class Segmenter:
             merge_threshold=defaults.merge_threshold if merge_threshold is None else float(merge_threshold),
         )
         hyperparameters.validated(bundle.metadata.embed_dim)  # fail before loading a backend
+        refine = RefineSettings.of(refine)
         options = BackendOptions(precision=precision, num_threads=num_threads)
-        return cls(bundle, load_backend(bundle, backend, options), hyperparameters)
+        return cls(bundle, load_backend(bundle, backend, options), hyperparameters, refine=refine)
 
     # ------------------------------------------------------------------ references
     def encode_shots(self, shots: Sequence[tuple[ImageLike, ImageLike]]) -> tuple[ReferenceShot, ...]:
@@ -158,10 +168,11 @@ class Segmenter:
         self.images_encoded[role] += len(prepared)
         return parts[0] if len(parts) == 1 else self.xp.concatenate(parts)
 
-    def encode_target(self, features: Any, clock: StageClock) -> EncodedTarget:
+    def encode_target(self, features: Any, clock: StageClock, pixels: Any = None) -> EncodedTarget:
         """The target's half of steps 4-9 for its (N, C) features: debiased now, clustered on the
-        first concept that needs it (engine/decoding.py)."""
-        return decoding.encode_target(features, self._frame, self.hyperparameters.tau, clock)
+        first concept that needs it (engine/decoding.py). pixels: its PreparedImage.pixels, which
+        the CRF refinement reads."""
+        return decoding.encode_target(features, self._frame, self.hyperparameters.tau, clock, pixels)
 
     def decode_concept(
         self, target: EncodedTarget, original_size: tuple[int, int], reference: Reference, clock: StageClock
@@ -172,6 +183,7 @@ class Segmenter:
         return decoding.decode_concept(
             target, reference.side, merge_threshold=self.hyperparameters.merge_threshold,
             patch_grid=meta.patch_grid, resolution=meta.resolution, original_size=original_size, clock=clock,
+            refiner=self._refiner,
         )
 
     def decode(
@@ -180,11 +192,14 @@ class Segmenter:
         original_size: tuple[int, int],
         reference: Reference | None = None,
         clock: StageClock | None = None,
+        pixels: Any = None,
     ) -> np.ndarray:
-        """Steps 4-9 for one target's (N, C) features: the bool (H, W) mask."""
+        """Steps 4-9 for one target's (N, C) features: the bool (H, W) mask. pixels: the target's
+        PreparedImage.pixels (required with refine="crf")."""
         reference = self._require(reference)
         clock = clock or StageClock(self.backend.synchronize)
-        return self.decode_concept(self.encode_target(features, clock), original_size, reference, clock).mask
+        target = self.encode_target(features, clock, pixels)
+        return self.decode_concept(target, original_size, reference, clock).mask
 
     def decode_concepts(
         self,
@@ -192,12 +207,13 @@ class Segmenter:
         original_size: tuple[int, int],
         concepts: Mapping[str, Reference],
         clock: StageClock | None = None,
+        pixels: Any = None,
     ) -> ConceptsResult:
         """Steps 4-9 for several concepts on one target's features: the target side once
         (engine/concepts.py); each mask equals `decode` with that concept's reference."""
         concepts = self._require_concepts(concepts)
         clock = clock or StageClock(self.backend.synchronize)
-        return decode_concepts(self, self.encode_target(features, clock), original_size, concepts, clock)
+        return decode_concepts(self, self.encode_target(features, clock, pixels), original_size, concepts, clock)
 
     def _require_concepts(self, concepts: Mapping[str, Reference]) -> dict[str, Reference]:
         named = dict(concepts)
@@ -220,7 +236,7 @@ class Segmenter:
             prepared = self.prepare(target)
         with clock.stage("backbone"):
             features = self.encode([prepared])
-        mask = self.decode(features[0], prepared.original_size, reference, clock)
+        mask = self.decode(features[0], prepared.original_size, reference, clock, pixels=prepared.pixels)
         self.last_timings = {stage: clock.ms.get(stage, 0.0) for stage in STAGES}
         return mask
 
@@ -233,7 +249,7 @@ class Segmenter:
             prepared = self.prepare(target)
         with clock.stage("backbone"):
             features = self.encode([prepared])
-        result = self.decode_concepts(features[0], prepared.original_size, concepts, clock)
+        result = self.decode_concepts(features[0], prepared.original_size, concepts, clock, pixels=prepared.pixels)
         self.last_timings = {stage: clock.ms.get(stage, 0.0) for stage in STAGES}
         return result
 
@@ -259,7 +275,7 @@ class Segmenter:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         reference = self._require(reference)
         for count, (item, features, totals) in enumerate(self._encoded_stream(prepared, batch_size), start=1):
-            mask = self.decode(features, item.original_size, reference, totals)
+            mask = self.decode(features, item.original_size, reference, totals, pixels=item.pixels)
             self.last_timings = {s: totals.ms.get(s, 0.0) / count for s in STAGES}
             yield item, mask
 
@@ -271,7 +287,7 @@ class Segmenter:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         concepts = self._require_concepts(concepts)
         for count, (item, features, totals) in enumerate(self._encoded_stream(prepared, batch_size), start=1):
-            result = self.decode_concepts(features, item.original_size, concepts, totals)
+            result = self.decode_concepts(features, item.original_size, concepts, totals, pixels=item.pixels)
             self.last_timings = {s: totals.ms.get(s, 0.0) / count for s in STAGES}
             yield item, result
 
@@ -337,5 +353,5 @@ class Segmenter:
         b = self.backend
         return (
             f"{self.bundle.metadata.arch} @ {self.bundle.metadata.resolution}px on {b.name} "
-            f"({b.device}, {b.precision}); {self.hyperparameters}"
+            f"({b.device}, {b.precision}); {self.hyperparameters}; refine {self.refine.describe()}"
         )

@@ -11,7 +11,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-STAGES = ("preprocess", "backbone", "debias", "matching", "clustering", "aggregation", "upsample")
+# "refine" is the dense-CRF refinement (engine/refinement.py); 0 ms with the default bilinear one.
+STAGES = ("preprocess", "backbone", "debias", "matching", "clustering", "aggregation", "upsample", "refine")
 
 
 def no_sync() -> None:

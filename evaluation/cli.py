@@ -24,11 +24,12 @@ from insid3.evaluation.features_cache import FeatureCache
 from insid3.evaluation.grid import PROTOCOLS
 from insid3.evaluation.report import folds_report, write_json, write_markdown
 from insid3.evaluation.session import RunOptions, run_fold, run_identity
+from insid3.format.refinement import REFINE_METHODS
 
 EXIT_USAGE = 2
-# Mask refinements: the authors' bilinear upsampling (doc §9). A dense-CRF option plugs in here
-# once the Segmenter has a refine setting: add its name and pass it to Segmenter.from_bundle.
-REFINEMENTS = ("bilinear",)
+# Mask refinements: the authors' bilinear upsampling (doc §9), or their dense CRF (docs/crf.md), the
+# setting behind their published numbers (its lattice in the float32 of their CUDA run).
+REFINEMENTS = REFINE_METHODS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     benchmarks = {fold: build_benchmark(args.dataset, args.data_root, fold, shots) for fold in folds}  # fail fast
     segmenter = Segmenter.from_bundle(
         args.bundle, backend=args.backend, svd_components=args.svd_components, tau=args.tau,
-        merge_threshold=args.merge_threshold, precision=args.precision,
+        merge_threshold=args.merge_threshold, precision=args.precision, refine=args.refine,
     )
     print(f"insid3-eval: {segmenter.describe()}", file=sys.stderr)
     meta = segmenter.bundle.metadata

@@ -156,7 +156,8 @@ class EpisodeRunner:
         else:
             stacked = seg.xp.stack([features[key] for key in loaded.reference_keys])
             reference = Reference.from_shots(seg.shots_from_features(stacked, masks), seg.fingerprint)
-            prediction, note = seg.decode(features[loaded.target_key], grid, reference, clock), None
+            pixels = seg.prepare(target.rgb).pixels if seg.refine.crf else None  # the CRF reads the image
+            prediction, note = seg.decode(features[loaded.target_key], grid, reference, clock, pixels=pixels), None
         gt = on_grid(target.mask, self.protocol, self.resolution)
         ignore = None if target.ignore is None else on_grid(target.ignore, self.protocol, self.resolution)
         kept = prediction if self.keep_predictions else None

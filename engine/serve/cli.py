@@ -19,6 +19,7 @@ import threading
 
 from insid3.engine.serve.settings import ServeSettings
 from insid3.errors import Insid3Error
+from insid3.format.refinement import add_refine_arguments
 
 log = logging.getLogger("insid3.serve")
 
@@ -43,6 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-upload-mb", type=float, default=d.max_upload_bytes / 2**20, help="largest request body")
     parser.add_argument("--max-image-pixels", type=int, default=d.max_image_pixels,
                         help="largest image (width x height) decoded")
+    add_refine_arguments(parser)
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="log verbosity")
     ray = parser.add_argument_group("Ray Serve")
     ray.add_argument("--ray", action="store_true", help="run as a Ray Serve deployment")
@@ -91,6 +93,8 @@ def settings_from(args: argparse.Namespace) -> ServeSettings:
         max_reference_bytes=int(args.max_reference_mb * 2**20),
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         max_image_pixels=args.max_image_pixels,
+        refine=args.refine,
+        crf_lattice=args.crf_lattice,
     ).validated()
 
 
@@ -101,7 +105,7 @@ def serve_local(args: argparse.Namespace, settings: ServeSettings) -> None:
     from insid3.engine.serve.local import create_local_app
 
     listener = bind_listener(args.host, args.port)
-    segmenter = Segmenter.from_bundle(args.bundle, backend=settings.backend)
+    segmenter = Segmenter.from_bundle(args.bundle, backend=settings.backend, refine=settings.refine_settings)
     log.info("engine: %s", segmenter.describe())
     app = create_local_app(segmenter, settings)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)

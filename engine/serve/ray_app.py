@@ -123,7 +123,9 @@ class Insid3Replica:
     def __init__(self, bundle: str, settings: dict) -> None:
         self.settings = ServeSettings.from_json(settings)
         self.metrics = ServeMetrics()
-        self.runner = EngineRunner(Segmenter.from_bundle(bundle, backend=self.settings.backend))
+        self.runner = EngineRunner(
+            Segmenter.from_bundle(bundle, backend=self.settings.backend, refine=self.settings.refine_settings)
+        )
         s = self.settings
         self.store = ReferenceStore(s.max_references, s.max_reference_bytes, s.reference_ttl_s)
         self.registry = reference_registry(s.max_references)

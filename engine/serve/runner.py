@@ -85,7 +85,8 @@ class EngineRunner:
             clock = StageClock(self.segmenter.backend.synchronize)
             try:
                 if isinstance(item, TargetItem):
-                    value = self.segmenter.decode(features[index], item.prepared.original_size, item.reference, clock)
+                    value = self.segmenter.decode(features[index], item.prepared.original_size, item.reference, clock,
+                                                  pixels=item.prepared.pixels)
                 else:  # another request kind sharing the backbone batch decodes itself (serve/matching.py)
                     value = item.decode(self.segmenter, features[index], clock)
             except Exception as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from insid3.errors import SettingsError
+from insid3.format.refinement import RefineSettings
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,12 @@ class ServeSettings:
     max_shots: int = 16
     max_upload_bytes: int = 32 << 20
     max_image_pixels: int = 40_000_000
+    refine: str = "bilinear"  # mask refinement of every request: "bilinear" or "crf" (docs/crf.md)
+    crf_lattice: str = "float32"  # the CRF lattice's arithmetic
+
+    @property
+    def refine_settings(self) -> RefineSettings:
+        return RefineSettings(method=self.refine, lattice_precision=self.crf_lattice)
 
     def validated(self) -> "ServeSettings":
         positive_ints = ("max_batch", "max_queue", "max_references", "max_reference_bytes", "max_shots",
@@ -42,6 +49,7 @@ class ServeSettings:
             raise SettingsError(f"max_wait_ms={self.max_wait_ms} must be >= 0")
         if self.reference_ttl_s <= 0:
             raise SettingsError(f"reference_ttl_s={self.reference_ttl_s} must be > 0")
+        RefineSettings(method=self.refine, lattice_precision=self.crf_lattice)  # a SettingsError names a bad one
         return self
 
     @property
