@@ -37,6 +37,8 @@ export function plainWords(status, detail) {
   if (status === 400 && /corrupt|empty/.test(detail)) return `The file of ${which} is damaged, incomplete or empty.`;
   if (status === 400 && /no points given/.test(detail)) return "Click on the reference to place at least one point first.";
   if (status === 400 && /lies outside/.test(detail)) return "A point lies outside the reference image.";
+  if (status === 400 && /names must differ/.test(detail)) return "Two concepts have the same name: give each its own.";
+  if (status === 422 && /^name/.test(detail)) return "Every concept needs a name.";
   if (status === 404) return "The server no longer has this reference (it expired or was evicted).";
   if (status === 503 && /queue/.test(detail)) return "The server is busy with other images.";
   if (status === 503) return "The server is still loading its model; try again in a moment.";
@@ -89,6 +91,25 @@ export async function segmentTarget(referenceId, file) {
   form.append("image", file, file.name);
   const response = await call("/v1/segment", form);
   return { rle: await response.json(), ...timingsOf(response) };
+}
+
+// Several concepts on one target (format label-png and coco of POST /v1/segment, asked side by
+// side: the label map resolves the concepts' overlaps, COCO keeps each concept's whole mask, and
+// neither can be made from the other) -> {labelPng: Blob, labels: [name...], coco, timings, batchSize}.
+export async function segmentConcepts(referenceIds, names, file) {
+  const ask = (format) => {
+    const form = new FormData();
+    referenceIds.forEach((id, index) => {
+      form.append("reference_id", id);
+      form.append("name", names[index]);
+    });
+    form.append("format", format);
+    form.append("image", file, file.name);
+    return call("/v1/segment", form);
+  };
+  const [labelAnswer, cocoAnswer] = await Promise.all([ask("label-png"), ask("coco")]);
+  return { labelPng: await labelAnswer.blob(), labels: JSON.parse(labelAnswer.headers.get("X-Insid3-Labels") ?? "[]"),
+    coco: await cocoAnswer.json(), ...timingsOf(labelAnswer) };
 }
 
 // What every engine answer reports: per-stage milliseconds, and how many targets shared the backbone call.

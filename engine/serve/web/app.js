@@ -1,7 +1,10 @@
-// The page's wiring: the reference shots with their painter (segment mode) or point picker
+// The page's wiring: the concepts (one in segment and match mode, several in concepts mode), the
+// shown concept's reference shots with their painter (segment, concepts mode) or point picker
 // (match mode), the target list, keyboard shortcuts, drag and drop, and the jobs against the API.
 
 import { serverState } from "./api.js";
+import { ConceptBar, conceptsProblem, drawLegend, newConcept } from "./concepts.js";
+import { dropZone, keepDropsOnThePage } from "./drop.js";
 import { Jobs } from "./jobs.js";
 import { maskPng } from "./masks.js";
 import { PointPicker } from "./matching.js";
@@ -11,10 +14,17 @@ import { download, TargetList } from "./targets.js";
 const $ = (selector) => document.querySelector(selector);
 const isImage = (file) => file.type.startsWith("image/") || /\.(jpe?g|png|webp|bmp|gif|tiff?)$/i.test(file.name);
 
-const state = { mode: "segment", shots: [], current: null, version: 0 };
+const MODES = ["segment", "concepts", "match"];
+const first = newConcept([]);
+// concept: the shown one (the first outside concepts mode); picked: the one concepts mode shows.
+const state = { mode: "segment", concepts: [first], concept: first, picked: first,
+  get shots() { return this.concept.shots; }, set shots(shots) { this.concept.shots = shots; },
+  get current() { return this.concept.current; }, set current(shot) { this.concept.current = shot; } };
 
 const painter = new Painter({ frame: $("#reference-frame"), cursor: $("#brush-cursor"), onChange: referenceChanged });
-const picker = new PointPicker({ frame: $("#reference-frame"), layer: $("#reference-points"), onChange: pointsChanged });
+const picker = new PointPicker({ frame: $("#reference-frame"), layer: $("#reference-points"), onChange: changed });
+const bar = new ConceptBar({ list: $("#concept-list"), template: $("#concept-template"), onPick: showConcept,
+  onRename: changed, onRemove: removeConcept });
 const targets = new TargetList({ list: $("#targets"), template: $("#target-template"), progress: $("#progress"),
   onChange: updateButtons });
 const jobs = new Jobs({ state, targets, onReferenceError: (error) => showError($("#reference-error"), error) });
@@ -25,25 +35,28 @@ function showError(element, error) {
   element.querySelector(".detail").textContent = error?.detail ? `Server: ${error.detail}` : "";
 }
 
-function referenceChanged() {
-  state.version += 1;
-  targets.markStale("segment", jobs.version("segment"));
+// After any edit of what results depend on: results of an earlier version are marked as such.
+function changed() {
+  for (const mode of MODES) targets.markStale(mode, jobs.version(mode));
+  drawLegend($("#legend"), state.concepts);
   showError($("#reference-error"), null);
   updateButtons();
 }
 
-function pointsChanged() {
-  targets.markStale("match", jobs.version("match"));
-  showError($("#reference-error"), null);
-  updateButtons();
+function referenceChanged() {
+  state.concept.version += 1; // the shown concept's shots or masks changed
+  bar.mark(state.concept);
+  changed();
 }
 
 function updateButtons() {
-  const { total, withMask, withMatches } = targets.counts();
+  const { total, withMask, withMatches, withLabels } = targets.counts();
   const noShot = state.current === null;
-  $("#run").disabled = noShot || total === 0;
-  $("#run").textContent = state.mode === "segment" ? "Segment" : "Match";
+  const anyShot = state.mode === "concepts" ? state.concepts.some((concept) => concept.shots.length) : !noShot;
+  $("#run").disabled = !anyShot || total === 0;
+  $("#run").textContent = state.mode === "match" ? "Match" : "Segment";
   $("#download-coco").disabled = withMask === 0;
+  $("#download-concepts-coco").disabled = withLabels === 0;
   $("#download-matches").disabled = withMatches === 0;
   $("#clear-targets").disabled = total === 0;
   $("#add-shot").classList.toggle("disabled", noShot);
@@ -55,10 +68,40 @@ function updateButtons() {
 function setMode(mode) {
   state.mode = mode;
   document.body.dataset.mode = mode;
-  painter.active = mode === "segment";
+  painter.active = mode !== "match";
   picker.active = mode === "match";
   targets.setMode(mode);
-  showError($("#reference-error"), null);
+  showConcept(mode === "concepts" && state.concepts.includes(state.picked) ? state.picked : state.concepts[0]);
+}
+
+// ---- concepts ----
+
+function showConcept(concept) {
+  state.concept = concept;
+  if (state.mode === "concepts") state.picked = concept;
+  bar.mark(concept);
+  selectShot(concept.current);
+}
+
+// A new concept starts with the shown image (its mask empty): several concepts on one image.
+async function addConcept() {
+  const concept = newConcept(state.concepts);
+  const shown = state.current;
+  if (shown) concept.shots.push(concept.current = await loadShot(shown.file));
+  state.concepts.push(concept);
+  bar.render(state.concepts, concept);
+  showConcept(concept);
+  bar.focusName(concept);
+}
+
+function removeConcept(concept) {
+  if (state.concepts.length < 2) return;
+  const index = state.concepts.indexOf(concept);
+  state.concepts = state.concepts.filter((c) => c !== concept);
+  jobs.drop(concept);
+  bar.render(state.concepts, state.concept);
+  if (concept === state.concept) showConcept(state.concepts[Math.max(0, index - 1)]);
+  else changed();
 }
 
 // ---- reference shots ----
@@ -77,10 +120,10 @@ function renderShots() {
 
 function selectShot(shot) {
   state.current = shot;
-  painter.show(shot);
+  painter.show(shot, state.mode === "concepts" ? state.concept.colour : undefined);
   picker.show(shot);
   renderShots();
-  pointsChanged(); // matching uses the shown shot
+  changed(); // matching uses the shown shot
 }
 
 function removeShot(shot) {
@@ -102,8 +145,11 @@ async function addShot(file, replace) {
 }
 
 function run() {
-  if (state.mode === "match" && !state.current?.points.length) {
-    showError($("#reference-error"), new Error("Click on the reference to place the points to match first."));
+  const problem = state.mode === "concepts" ? conceptsProblem(state.concepts)
+    : state.mode === "match" && !state.current?.points.length ? "Click on the reference to place the points to match first."
+      : null;
+  if (problem) {
+    showError($("#reference-error"), new Error(problem));
     return;
   }
   jobs.run().finally(updateButtons);
@@ -114,35 +160,6 @@ function addTargets(files) {
   if (!images.length) return;
   targets.add(images);
   if (jobs.isCurrent()) run(); // the reference is on the server already: go on
-}
-
-// ---- drag and drop: files or whole folders ----
-
-async function entryFiles(entry) {
-  if (entry.isFile) return [await new Promise((resolve, reject) => entry.file(resolve, reject))];
-  const reader = entry.createReader();
-  const files = [];
-  for (;;) {
-    const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
-    if (!batch.length) return files;
-    for (const child of batch) files.push(...(await entryFiles(child)));
-  }
-}
-
-async function droppedFiles(transfer) {
-  const entries = [...transfer.items].map((item) => item.webkitGetAsEntry?.()).filter(Boolean);
-  if (!entries.length) return [...transfer.files];
-  return (await Promise.all(entries.map(entryFiles))).flat();
-}
-
-function dropZone(element, onFiles) {
-  element.addEventListener("dragover", (event) => { event.preventDefault(); element.classList.add("dragging"); });
-  element.addEventListener("dragleave", () => element.classList.remove("dragging"));
-  element.addEventListener("drop", async (event) => {
-    event.preventDefault();
-    element.classList.remove("dragging");
-    onFiles(await droppedFiles(event.dataTransfer));
-  });
 }
 
 // ---- controls ----
@@ -161,7 +178,7 @@ function setSize(size) {
   painter.setSize(clamped);
 }
 
-const undo = () => (state.mode === "segment" ? painter.undo() : picker.undo());
+const undo = () => (state.mode === "match" ? picker.undo() : painter.undo());
 
 const onFile = (selector, handler) => $(selector).addEventListener("change", (event) => {
   const files = [...event.target.files];
@@ -181,22 +198,25 @@ $("#tool-brush").addEventListener("click", () => setTool("brush"));
 $("#tool-eraser").addEventListener("click", () => setTool("eraser"));
 $("#brush-size").addEventListener("input", (event) => setSize(Number(event.target.value)));
 $("#undo").addEventListener("click", undo);
-$("#clear-mask").addEventListener("click", () => (state.mode === "segment" ? painter.clear() : picker.clear()));
+$("#clear-mask").addEventListener("click", () => (state.mode === "match" ? picker.clear() : painter.clear()));
 $("#download-reference-mask").addEventListener("click", async () => {
   download(await maskPng(shotMask(state.current)), `${state.current.name.replace(/\.[^.]*$/, "")}.mask.png`);
 });
 $("#run").addEventListener("click", run);
 $("#show-overlay").addEventListener("change", (event) => document.body.classList.toggle("no-overlay", !event.target.checked));
 $("#download-coco").addEventListener("click", () => targets.downloadCoco($("#category").value.trim()));
+$("#download-concepts-coco").addEventListener("click", () => {
+  targets.downloadConceptsCoco(state.concepts.map((concept) => concept.name));
+});
 $("#download-matches").addEventListener("click", () => targets.downloadMatches());
+$("#add-concept").addEventListener("click", () => addConcept().catch((error) => showError($("#reference-error"), error)));
 $("#clear-targets").addEventListener("click", () => targets.clear());
 dropZone($("#reference-panel"), (files) => {
   const [file] = files.filter(isImage);
   if (file) addShot(file, state.shots.length === 0);
 });
 dropZone($("#targets-panel"), addTargets);
-// A file dropped anywhere else must not make the browser navigate away from the page.
-for (const type of ["dragover", "drop"]) window.addEventListener(type, (event) => event.preventDefault());
+keepDropsOnThePage();
 
 document.addEventListener("keydown", (event) => {
   if (event.target.matches("input[type=text], input:not([type]), textarea")) return;
@@ -210,6 +230,9 @@ document.addEventListener("keydown", (event) => {
   else if (key === "e") setTool("eraser");
   else if (key === "[") setSize(painter.size - 4);
   else if (key === "]") setSize(painter.size + 4);
+  else if (state.mode === "concepts" && /^[1-9]$/.test(key) && state.concepts[Number(key) - 1]) {
+    showConcept(state.concepts[Number(key) - 1]);
+  }
 });
 
 async function showServerState() {
@@ -222,7 +245,7 @@ async function showServerState() {
 
 setSize(Number($("#brush-size").value));
 setTool("brush");
+bar.render(state.concepts, first);
 setMode("segment");
-updateButtons();
 showServerState();
 document.body.dataset.ready = "true"; // the page's scripts are wired (the browser tests wait on it)

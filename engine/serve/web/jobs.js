@@ -3,54 +3,98 @@
 // IN_FLIGHT targets at once, waiting out a busy server as its Retry-After says.
 
 import {
-  ApiError, deleteReference, matchTarget, registerMatchReference, registerReference, segmentTarget,
+  ApiError, deleteReference, matchTarget, registerMatchReference, registerReference, segmentConcepts, segmentTarget,
 } from "./api.js";
+import { readPngValues } from "./labels.js";
 import { maskPng } from "./masks.js";
 import { shotMask } from "./painter.js";
 
 const IN_FLIGHT = 4; // enough to fill the server's batches, far below its queue
 const BUSY_RETRIES = 20;
 const sleep = (seconds) => new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+const lowerFirst = (text) => text.charAt(0).toLowerCase() + text.slice(1);
 
 export class Jobs {
-  // state: the page's {mode, shots, current, version}; targets: the TargetList;
-  // onReferenceError(error): a reference the server refused.
+  // state: the page's {mode, concepts (concepts.js; the first one is segment and match mode's)};
+  // targets: the TargetList; onReferenceError(error): a reference the server refused.
   constructor({ state, targets, onReferenceError }) {
-    Object.assign(this, { state, targets, onReferenceError, registered: null, running: false, again: false,
+    Object.assign(this, { state, targets, onReferenceError, registrations: new Map(), running: false, again: false,
       lastRun: null });
   }
 
-  // What a result depends on: every shot and mask (segment), or the shown shot and its points (match).
+  // What a result depends on: the first concept's shots and masks (segment), the first concept's
+  // shown shot and its points (match), or every concept's shots, masks and name (concepts).
   version(mode = this.state.mode) {
-    const shot = this.state.current;
-    return mode === "segment" ? `shots-${this.state.version}` : `shot-${shot?.id}-points-${shot?.pointsVersion}`;
+    const { concepts } = this.state;
+    const shot = concepts[0].current;
+    if (mode === "match") return `shot-${shot?.id}-points-${shot?.pointsVersion}`;
+    if (mode === "segment") return `concept-${concepts[0].id}.${concepts[0].version}`;
+    return concepts.map((concept) => `${concept.id}.${concept.version}=${concept.name}`).join("|");
   }
 
-  // -> {id, version, call(file)}: the server's reference for this version, and how to run a target on it.
+  // -> {id, version, forget(), call(target), extra}: the server's reference for this version, and
+  // how to run a target on it.
   reference(mode = this.state.mode) {
-    return mode === "segment" ? this.#segmentReference() : this.#matchReference();
+    if (mode === "match") return this.#matchReference();
+    return mode === "segment" ? this.#segmentReference() : this.#conceptsReference();
   }
 
-  #segmentReference() {
-    const version = this.version("segment");
-    if (this.registered?.version === version) return this.registered.promise;
-    const stale = this.registered;
+  // A concept the page no longer has: its reference on the server goes too.
+  drop(concept) {
+    this.registrations.get(concept.id)?.promise.then((id) => deleteReference(id)).catch(() => null);
+    this.registrations.delete(concept.id);
+  }
+
+  // The server's reference_id for a concept's shots and masks as they are now, registered once
+  // per version (the one of an earlier version is deleted). -> the promise of the id
+  #registered(concept) {
+    const known = this.registrations.get(concept.id);
+    if (known?.version === concept.version) return known.promise;
     const promise = (async () => {
-      if (stale) stale.promise.then((reference) => deleteReference(reference.id)).catch(() => null);
-      const shots = await Promise.all(this.state.shots.map(async (shot) => ({ file: shot.file,
+      if (known) known.promise.then((id) => deleteReference(id)).catch(() => null);
+      const shots = await Promise.all(concept.shots.map(async (shot) => ({ file: shot.file,
         maskPng: await maskPng(shotMask(shot)) })));
-      const { reference_id: id } = await registerReference(shots);
-      return { id, version, forget: () => { if (this.registered?.promise === promise) this.registered = null; },
-        call: (target) => segmentTarget(id, target.file), extra: {} };
+      return (await registerReference(shots)).reference_id;
     })();
-    this.registered = { version, promise };
-    promise.catch(() => { if (this.registered?.promise === promise) this.registered = null; });
+    this.registrations.set(concept.id, { version: concept.version, promise });
+    promise.catch(() => this.#forget(concept, promise));
     return promise;
   }
 
-  // The shown shot's image, registered once (its points travel with every target).
+  #forget(concept, promise) {
+    if (this.registrations.get(concept.id)?.promise === promise) this.registrations.delete(concept.id);
+  }
+
+  async #segmentReference() {
+    const version = this.version("segment");
+    const concept = this.state.concepts[0];
+    const promise = this.#registered(concept);
+    const id = await promise;
+    return { id, version, forget: () => this.#forget(concept, promise), call: (target) => segmentTarget(id, target.file),
+      extra: {} };
+  }
+
+  // Every concept registered (a refusal says which concept), then each target asked for all of them.
+  async #conceptsReference() {
+    const version = this.version("concepts");
+    const concepts = [...this.state.concepts];
+    const names = concepts.map((concept) => concept.name);
+    const promises = concepts.map((concept) => this.#registered(concept));
+    const ids = await Promise.all(promises.map((promise, index) => promise.catch((error) => {
+      if (!(error instanceof ApiError)) throw error;
+      throw new ApiError(`In the concept “${names[index]}”, ${lowerFirst(error.message)}`, error);
+    })));
+    const call = async (target) => {
+      const answer = await segmentConcepts(ids, names, target.file);
+      return { ...answer, label: await readPngValues(answer.labelPng) };
+    };
+    return { id: ids.join(" "), version, call, extra: { colours: concepts.map((concept) => concept.colour) },
+      forget: () => concepts.forEach((concept, index) => this.#forget(concept, promises[index])) };
+  }
+
+  // The first concept's shown shot's image, registered once (its points travel with every target).
   async #matchReference() {
-    const shot = this.state.current;
+    const shot = this.state.concepts[0].current;
     const version = this.version("match");
     const points = shot.points.map((point) => [...point]);
     shot.matchRegistration ??= registerMatchReference(shot.file);
@@ -63,7 +107,7 @@ export class Jobs {
 
   async #runOne(target, mode, reference) {
     for (let attempt = 0; ; attempt += 1) {
-      this.targets.set(target, mode, "running", mode === "segment" ? "Segmenting…" : "Matching…");
+      this.targets.set(target, mode, "running", mode === "match" ? "Matching…" : "Segmenting…");
       try {
         this.targets.done(target, mode, await reference.call(target), reference.version, reference.extra);
         return;

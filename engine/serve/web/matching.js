@@ -2,8 +2,7 @@
 // in every target (POST /v1/match). Markers are numbered, one colour per point, and placed in
 // percent of their image, so they stay put however the image is scaled on screen.
 
-const COLOURS = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
-  "#bcf60c", "#fabebe"];
+import { COLOURS } from "./colours.js";
 
 // points: [[x, y], ...] in pixels of an image of size [H, W]; titles: a tooltip per marker.
 export function drawMarkers(layer, points, [height, width], titles = []) {

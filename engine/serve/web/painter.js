@@ -9,6 +9,7 @@ import { storedCanvas } from "./orientation.js";
 const UNDO_DEPTH = 30;
 const UNDO_BYTES = 200 * 2 ** 20;
 // Cyan, not the overlays' magenta: what you marked and what was found are told apart at a glance.
+// (Concepts mode paints each concept in its own colour: show(shot, colour).)
 const PAINT = "rgb(0, 210, 255)";
 let shotsLoaded = 0;
 
@@ -31,17 +32,20 @@ export class Painter {
   // frame: the element holding the shown shot's two canvases; cursor: the brush outline.
   // onChange(shot): called after every edit of a mask.
   constructor({ frame, cursor, onChange }) {
-    Object.assign(this, { frame, cursor, onChange, shot: null, tool: "brush", size: 24, last: null, active: true });
+    Object.assign(this, { frame, cursor, onChange, shot: null, tool: "brush", size: 24, last: null, active: true,
+      colour: PAINT });
     frame.addEventListener("pointerdown", (event) => this.#down(event));
     frame.addEventListener("pointermove", (event) => this.#move(event));
     for (const type of ["pointerup", "pointercancel"]) frame.addEventListener(type, (event) => this.#up(event));
     frame.addEventListener("pointerleave", () => { this.cursor.hidden = true; });
   }
 
-  show(shot) {
-    this.shot = shot;
+  // The shot to edit (null: none), its paint shown and laid on in `colour`.
+  show(shot, colour = PAINT) {
+    Object.assign(this, { shot, colour });
     this.frame.querySelectorAll("canvas").forEach((canvas) => canvas.remove());
     if (shot) this.frame.prepend(shot.image, shot.mask);
+    if (shot) this.#tint();
     this.frame.hidden = !shot;
   }
 
@@ -56,6 +60,7 @@ export class Painter {
     const snapshot = this.shot?.undo.pop();
     if (!snapshot) return false;
     this.shot.mask.getContext("2d").putImageData(snapshot, 0, 0);
+    this.#tint(); // a snapshot from before the shot was shown in another colour
     this.onChange(this.shot);
     return true;
   }
@@ -85,7 +90,17 @@ export class Painter {
     }
     this.#snapshot();
     this.shot.mask.getContext("2d").putImageData(painted, 0, 0);
+    this.#tint();
     this.onChange(this.shot);
+  }
+
+  // Every painted pixel in the current colour, its alpha (what the mask is made of) kept as it is.
+  #tint() {
+    const context = this.shot.mask.getContext("2d");
+    context.save();
+    Object.assign(context, { globalCompositeOperation: "source-in", fillStyle: this.colour });
+    context.fillRect(0, 0, this.shot.mask.width, this.shot.mask.height);
+    context.restore();
   }
 
   #snapshot() {
@@ -141,7 +156,7 @@ export class Painter {
   #stroke(from, to) {
     const context = this.shot.mask.getContext("2d");
     context.globalCompositeOperation = this.tool === "eraser" ? "destination-out" : "source-over";
-    Object.assign(context, { strokeStyle: PAINT, fillStyle: PAINT, lineCap: "round", lineJoin: "round" });
+    Object.assign(context, { strokeStyle: this.colour, fillStyle: this.colour, lineCap: "round", lineJoin: "round" });
     context.lineWidth = this.size * to.scale;
     context.beginPath();
     if (from.x === to.x && from.y === to.y) { // a click: a dot (a zero-length line draws nothing)

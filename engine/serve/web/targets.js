@@ -1,7 +1,10 @@
 // The target list: one card per dropped or picked image. Each card keeps one result per mode
-// ("segment": a mask; "match": the reference's points found in it) with its state (waiting,
-// running, done, failed) and shows the current mode's; downloads are per target or for all.
+// ("segment": a mask; "concepts": a label map and a COCO document; "match": the reference's
+// points found in it) with its state (waiting, running, done, failed) and shows the current
+// mode's; downloads are per target or for all.
 
+import { rgbOf } from "./colours.js";
+import { labelImageData, labelSummary, mergeCoco } from "./labels.js";
 import { cocoInstances, decodeRle, maskArea, maskBbox, maskPng, tintedImageData } from "./masks.js";
 import { drawMarkers, matchRecord } from "./matching.js";
 
@@ -18,12 +21,16 @@ export function download(blob, fileName) {
 const jsonBlob = (data) => new Blob([JSON.stringify(data, null, 1)], { type: "application/json" });
 const stem = (name) => name.replace(/^.*\//, "").replace(/\.[^.]*$/, "");
 
-function drawOverlay(canvas, mask) {
-  const scale = Math.min(1, OVERLAY_SIDE / Math.max(mask.width, mask.height));
+const DOWNLOAD_LABEL = { segment: "Mask PNG", concepts: "Label PNG", match: "Points JSON" };
+
+// tinted: ImageData of the image's full size, drawn scaled down to at most OVERLAY_SIDE.
+function drawOverlay(canvas, tinted) {
+  const { width, height } = tinted;
+  const scale = Math.min(1, OVERLAY_SIDE / Math.max(width, height));
   const full = document.createElement("canvas");
-  [full.width, full.height] = [mask.width, mask.height];
-  full.getContext("2d").putImageData(tintedImageData(mask), 0, 0);
-  [canvas.width, canvas.height] = [Math.max(1, Math.round(mask.width * scale)), Math.max(1, Math.round(mask.height * scale))];
+  [full.width, full.height] = [width, height];
+  full.getContext("2d").putImageData(tinted, 0, 0);
+  [canvas.width, canvas.height] = [Math.max(1, Math.round(width * scale)), Math.max(1, Math.round(height * scale))];
   const context = canvas.getContext("2d");
   context.imageSmoothingEnabled = false; // a mask's edge stays an edge
   context.drawImage(full, 0, 0, canvas.width, canvas.height);
@@ -77,13 +84,15 @@ export class TargetList {
   set(target, mode, state, message = "", detail = "") {
     const kept = state === "failed" ? {} : target.results[mode]; // a failure replaces an older result
     if (state === "failed" && mode === "segment") target.card.querySelector(".overlay").width = 0;
+    if (state === "failed" && mode === "concepts") target.card.querySelector(".labels").width = 0;
     if (state === "failed" && mode === "match") target.card.querySelector(".markers").replaceChildren();
     target.results[mode] = { ...kept, state, message, detail };
     this.#render(target);
     this.#changed();
   }
 
-  // payload: the API's answer (api.js segmentTarget / matchTarget); extra: what matchRecord needs.
+  // payload: the API's answer (api.js segmentTarget / segmentConcepts with its decoded label map
+  // / matchTarget); extra: the concepts' colours, or what matchRecord needs.
   done(target, mode, payload, version, extra = {}) {
     const result = { state: "done", version, stale: false, message: "", detail: "",
       timings: timingText(payload.timings, payload.batchSize) };
@@ -91,7 +100,11 @@ export class TargetList {
       const mask = decodeRle(payload.rle);
       Object.assign(result, { rle: payload.rle, area: maskArea(mask), bbox: maskBbox(mask) });
       if (!result.area) result.message = "No pixel of this image matches the reference.";
-      drawOverlay(target.card.querySelector(".overlay"), mask);
+      drawOverlay(target.card.querySelector(".overlay"), tintedImageData(mask));
+    } else if (mode === "concepts") {
+      Object.assign(result, { labelPng: payload.labelPng, coco: payload.coco,
+        message: labelSummary(payload.label, payload.labels) });
+      drawOverlay(target.card.querySelector(".labels"), labelImageData(payload.label, extra.colours.map(rgbOf)));
     } else {
       result.record = matchRecord({ ...extra, target: target.fileName, answer: payload });
       const titles = payload.peak_similarity.map((peak, i) => `point ${i + 1}: peak similarity ${peak.toFixed(3)}`);
@@ -105,6 +118,7 @@ export class TargetList {
   async downloadResult(target) {
     const result = this.result(target);
     if (result.rle) download(await maskPng(decodeRle(result.rle)), `${stem(target.fileName)}.png`);
+    if (result.labelPng) download(result.labelPng, `${stem(target.fileName)}.png`); // the server's file as it came
     if (result.record) download(jsonBlob(result.record), `${stem(target.fileName)}.json`);
   }
 
@@ -112,6 +126,13 @@ export class TargetList {
   downloadCoco(category) {
     const records = this.targets.map((t) => ({ fileName: t.fileName, ...t.results.segment })).filter((r) => r.rle);
     download(jsonBlob(cocoInstances(records, category || "object")), "masks.coco.json");
+  }
+
+  // Every target's concepts as one COCO file, the categories `names` (the page's concepts) first.
+  downloadConceptsCoco(names) {
+    const entries = this.targets.filter((t) => t.results.concepts?.coco)
+      .map((t) => ({ fileName: t.fileName, coco: t.results.concepts.coco }));
+    download(jsonBlob(mergeCoco(entries, names)), "concepts.coco.json");
   }
 
   // Every target's matches: a list of insid3-match's per-target records.
@@ -135,6 +156,7 @@ export class TargetList {
     const count = (...states) => this.targets.filter((t) => states.includes(this.result(t).state)).length;
     return { total: this.targets.length, done: count("done"), failed: count("failed"), busy: count("running", "waiting"),
       withMask: this.targets.filter((t) => t.results.segment?.rle).length,
+      withLabels: this.targets.filter((t) => t.results.concepts?.coco).length,
       withMatches: this.targets.filter((t) => t.results.match?.record).length };
   }
 
@@ -165,13 +187,13 @@ export class TargetList {
     detail.textContent = result.detail ? `Server: ${result.detail}` : "";
     detail.hidden = !result.detail;
     card.querySelector(".timings").textContent = result.state === "done" ? result.timings : "";
-    card.querySelector(".download").disabled = !(result.rle || result.record);
-    card.querySelector(".download").textContent = this.mode === "segment" ? "Mask PNG" : "Points JSON";
+    card.querySelector(".download").disabled = !(result.rle || result.labelPng || result.record);
+    card.querySelector(".download").textContent = DOWNLOAD_LABEL[this.mode];
   }
 
   #changed() {
     const { total, done, failed, busy } = this.counts();
-    const verb = this.mode === "segment" ? "segmented" : "matched";
+    const verb = this.mode === "match" ? "matched" : "segmented";
     this.progress.textContent = total === 0 ? "No targets yet."
       : `${done} of ${total} ${verb}${failed ? ` · ${failed} failed` : ""}${busy ? ` · ${busy} in progress` : ""}`;
     this.onChange();
