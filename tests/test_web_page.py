@@ -10,65 +10,18 @@ a missing browser is a failure: CI must run them.
 
 import io
 import json
-import os
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from web_browser import MISSING, SCENE_SIZE, SKIP_HERE, downloaded, paint_over, png_file, read_mask_png, wait_for_shots
 
 from insid3.engine.scenes import draw_scene
-from insid3.engine.serve.launch import running_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
-MAX_IMAGE_PIXELS = 100_000  # the scenes (240 x 320 = 76,800) pass; the "too large" target does not
-SCENE_SIZE = (240, 320)
-
-
-def browser_missing() -> str | None:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "playwright is not installed (the test extra: pip install -e '.[test]')"
-    if not CHROMIUM.is_file():
-        return f"no chromium at {CHROMIUM} (./setup.sh installs Debian's chromium with apt where it can)"
-    return None
-
-
-MISSING = browser_missing()
-IN_CI = os.environ.get("CI") == "true"
-if MISSING and not IN_CI:
+if SKIP_HERE:
     pytest.skip(MISSING, allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if MISSING:  # in CI: every test fails, saying why; the rest of the suite still runs
-        pytest.fail(f"CI must run the browser tests: {MISSING}", pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture(scope="module")
-def server(browser, tiny_bundle, tmp_path_factory):
-    log = tmp_path_factory.mktemp("web-serve") / "server.log"
-    args = ["--bundle", str(tiny_bundle), "--backend", "onnxruntime", "--max-batch", "4", "--max-wait-ms", "50",
-            "--max-image-pixels", str(MAX_IMAGE_PIXELS)]
-    with running_server(args, log) as running:
-        yield running
-
-
-def png_file(folder: Path, name: str, array: np.ndarray) -> Path:
-    path = folder / name
-    Image.fromarray(array).save(path)
-    return path
+pytest_plugins = ["web_fixtures"]  # browser, server, page, artifacts
 
 
 @pytest.fixture(scope="module")
@@ -83,69 +36,6 @@ def files(tmp_path_factory):
         "targets": [png_file(folder, f"target{i}.png", scene.image) for i, scene in enumerate(targets)],
         "too_large": png_file(folder, "too-large.png", too_large),
     }
-
-
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory, pytestconfig):
-    """Where screenshots go: $INSID3_TEST_ARTIFACTS (CI collects it), else a pytest temporary folder.
-
-    The folder is printed past pytest's output capture, so every run says where to look."""
-    folder = Path(os.environ.get("INSID3_TEST_ARTIFACTS") or tmp_path_factory.mktemp("web-artifacts"))
-    folder.mkdir(parents=True, exist_ok=True)
-    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
-    if reporter is not None and capture is not None:
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(f"\nweb page test artefacts (screenshots): {folder}")
-    return folder
-
-
-@pytest.fixture
-def page(browser, server):
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
-    opened = context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda error: errors.append(str(error)))
-    opened.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    opened.goto(server.url)
-    opened.wait_for_selector("body[data-ready=true]")
-    yield opened
-    context.close()
-    # An answer the page shows as an error also logs "Failed to load resource": those are expected.
-    assert [e for e in errors if "Failed to load resource" not in e] == []
-
-
-def wait_for_shots(page, count: int) -> None:
-    """Until the page holds `count` shots, the last one shown (loading decodes the file: async)."""
-    page.wait_for_function("n => document.querySelectorAll('#shots .shot').length === n", arg=count)
-    page.wait_for_selector("#reference-frame canvas.shot-mask")
-
-
-def paint_over(page, scene, strokes: int = 3) -> None:
-    """Drag the brush across the scene's concept: a few horizontal strokes through its box."""
-    box = page.locator("#reference-frame canvas.shot-mask").bounding_box()
-    ys, xs = np.nonzero(scene.mask)
-    height, width = scene.mask.shape
-    for row in np.linspace(np.percentile(ys, 30), np.percentile(ys, 70), strokes):
-        left, right = np.percentile(xs, 25), np.percentile(xs, 75)
-        page.mouse.move(box["x"] + box["width"] * left / width, box["y"] + box["height"] * row / height)
-        page.mouse.down()
-        page.mouse.move(box["x"] + box["width"] * right / width, box["y"] + box["height"] * row / height, steps=8)
-        page.mouse.up()
-
-
-def downloaded(page, locator) -> tuple[str, bytes]:
-    with page.expect_download() as info:
-        locator.click()
-    return info.value.suggested_filename, Path(info.value.path()).read_bytes()
-
-
-def read_mask_png(data: bytes) -> np.ndarray:
-    image = Image.open(io.BytesIO(data))
-    assert image.format == "PNG" and image.mode == "L"
-    array = np.asarray(image)
-    assert set(np.unique(array)) <= {0, 255}
-    return array > 0
 
 
 def api_masks(server, shots: list[tuple[bytes, bytes]], targets: list[bytes]) -> list[np.ndarray]:
@@ -172,7 +62,7 @@ def test_painted_reference_segments_targets_as_the_api_does(page, server, files,
     for index, (path, scene) in enumerate(files["shots"]):
         page.set_input_files("#reference-file" if index == 0 else "#shot-file", str(path))
         wait_for_shots(page, index + 1)
-        paint_over(page, scene)
+        paint_over(page, scene.mask)
         name, mask_png = downloaded(page, page.locator("#download-reference-mask"))
         assert name == f"ref{index}.mask.png" and read_mask_png(mask_png).shape == scene.mask.shape
         assert read_mask_png(mask_png).any()
@@ -225,11 +115,11 @@ def test_brush_eraser_undo_and_an_empty_mask_in_plain_words(page, files):
     path, scene = files["shots"][0]
     page.set_input_files("#reference-file", str(path))
     wait_for_shots(page, 1)
-    paint_over(page, scene)
+    paint_over(page, scene.mask)
     painted = read_mask_png(downloaded(page, page.locator("#download-reference-mask"))[1]).sum()
     page.keyboard.press("e")
     assert page.get_attribute("#tool-eraser", "aria-pressed") == "true"
-    paint_over(page, scene, strokes=1)
+    paint_over(page, scene.mask, strokes=1)
     erased = read_mask_png(downloaded(page, page.locator("#download-reference-mask"))[1]).sum()
     assert 0 < erased < painted
     page.keyboard.press("b")
@@ -250,7 +140,7 @@ def test_an_image_over_the_pixel_limit_is_explained_and_the_rest_finish(page, fi
     path, scene = files["shots"][0]
     page.set_input_files("#reference-file", str(path))
     wait_for_shots(page, 1)
-    paint_over(page, scene)
+    paint_over(page, scene.mask)
     page.set_input_files("#target-files", [str(files["too_large"]), str(files["targets"][1])])
     page.click("#run")
     page.locator('.target[data-state="done"]').wait_for(timeout=60_000)
@@ -282,7 +172,7 @@ def test_a_busy_server_is_waited_out_and_a_lost_one_is_named(page, files):
     path, scene = files["shots"][0]
     page.set_input_files("#reference-file", str(path))
     wait_for_shots(page, 1)
-    paint_over(page, scene)
+    paint_over(page, scene.mask)
     page.set_input_files("#target-files", [str(target) for target in files["targets"]])
     page.click("#run")
     page.wait_for_function("""() => [...document.querySelectorAll('.target .status')].some(
