@@ -1,0 +1,190 @@
+"""`python -m insid3.benchmarks.crf`: what the dense-CRF refinement (refine="crf") costs.
+
+Two measurements, both in this process, medians over `--repeats` after one untimed call:
+
+1. The refine stage alone at each `--sizes` S: kernels.crf.crf_refine on an S x S target and the
+   mask INSID3 would refine (the target's true mask through a 1/16 bilinear round trip, as §9
+   produces it from a patch mask), in both lattice arithmetics, and, with `--authors-crf DIR`
+   (a local CPU build of the authors' library: benchmarks/crf_authors.py), INSID3's own
+   crf_refine on the same inputs, interleaved call by call, with the masks compared.
+2. With `--bundle B` (repeatable; one per resolution), the whole pipeline per stage,
+   refine="bilinear" and refine="crf" interleaved on drawn scene pairs.
+
+The target is a drawn scene (engine/scenes.py) unless `--image` and `--mask` name a photo.
+
+    python -m insid3.benchmarks.crf --sizes 768 1024 --authors-crf /tmp/authors-crf \\
+        --bundle bundles/s768 --bundle bundles/s1024 --json crf.json --markdown crf.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from insid3.engine.images import load_mask, load_rgb, normalise_pixels
+from insid3.engine.refinement import IMAGENET_MEAN, IMAGENET_STD
+from insid3.engine.scenes import draw_scene, scene_pairs
+from insid3.engine.segmenter import Segmenter
+from insid3.engine.timing import STAGES
+from insid3.errors import Insid3Error
+from insid3.kernels.crf import CrfParameters, band_regions, crf_refine, guide_image
+from insid3.kernels.resize import resize_nearest, threshold_bilinear
+
+PROG = "python -m insid3.benchmarks.crf"
+
+
+def refine_inputs(size: int, image: Path | None, mask: Path | None) -> tuple[np.ndarray, np.ndarray, str]:
+    """(normalised (3, S, S) pixels, the S x S mask to refine, a description of the target)."""
+    if image is not None:
+        rgb, truth, what = load_rgb(image), load_mask(mask), f"{image.name} ({mask.name})"
+    else:
+        scene = draw_scene(seed=3, size=(480, 640), concept=0)
+        rgb, truth, what = Image.fromarray(scene.image), scene.mask, "a drawn 640 x 480 scene"
+    pixels = normalise_pixels(rgb, size, IMAGENET_MEAN, IMAGENET_STD)
+    square = resize_nearest(truth, (size, size))
+    patches = threshold_bilinear(square, (size // 16, size // 16))
+    return pixels, threshold_bilinear(patches, (size, size)), what
+
+
+def _timed(function) -> tuple[float, object]:
+    started = time.perf_counter()
+    value = function()
+    return (time.perf_counter() - started) * 1e3, value
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def measure_refine(size: int, pixels: np.ndarray, first: np.ndarray, repeats: int, authors) -> dict:
+    """ms per call of each side at one size, and what each mask changed."""
+    guide = guide_image(pixels, IMAGENET_MEAN, IMAGENET_STD)
+    sides = {precision: (lambda p=precision: crf_refine(first, guide, CrfParameters.at_size(size, precision=p)))
+             for precision in ("float32", "float64")}
+    if authors is not None:
+        import torch
+
+        init_crf, refine = authors
+        module = init_crf(size)
+        tensor, initial = torch.from_numpy(pixels)[None], torch.from_numpy(first)
+        sides["authors (CPU build)"] = lambda: refine(*module, tensor, initial).numpy()
+    masks = {name: call() for name, call in sides.items()}  # untimed: Numba's cache, the library's start
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(repeats):
+        for name, call in sides.items():
+            ms, masks[name] = _timed(call)
+            times[name].append(ms)
+    band = band_regions(first, CrfParameters.at_size(size).radius)[0]
+    report = {"size": size, "band_pixels": int(band.sum()), "sides": {}}
+    for name in sides:
+        entry = {"ms": float(statistics.median(times[name])), "ms_per_call": times[name],
+                 "changed_pixels": int((masks[name] ^ first).sum())}
+        if authors is not None and name != "authors (CPU build)":
+            theirs = masks["authors (CPU build)"]
+            entry.update(differing_pixels=int((masks[name] ^ theirs).sum()), iou_vs_authors=_iou(masks[name], theirs))
+        report["sides"][name] = entry
+    return report
+
+
+def measure_pipeline(bundle: Path, repeats: int) -> dict:
+    """Median ms per stage of refine="bilinear" and "crf", interleaved on drawn scene pairs."""
+    pairs = scene_pairs(2, size=(480, 640), seed=21)
+    sides = {refine: Segmenter.from_bundle(bundle, refine=refine) for refine in ("bilinear", "crf")}
+    references = {refine: s.encode_reference([(pairs[0][0].image, pairs[0][0].mask)]) for refine, s in sides.items()}
+    stages: dict[str, list[dict]] = {refine: [] for refine in sides}
+    for refine, segmenter in sides.items():  # untimed warm-up
+        segmenter.segment(pairs[0][1].image, references[refine])
+    for _ in range(repeats):
+        for _, target in pairs:
+            for refine, segmenter in sides.items():
+                ms, _ = _timed(lambda s=segmenter, r=refine: s.segment(target.image, references[r]))
+                stages[refine].append({**segmenter.last_timings, "total": ms})
+    keys = (*STAGES, "total")
+    meta = sides["crf"].bundle.metadata
+    return {"bundle": str(bundle), "arch": meta.arch, "resolution": meta.resolution,
+            "backend": sides["crf"].backend.name,
+            "stages_ms": {refine: {k: float(statistics.median(t[k] for t in runs)) for k in keys}
+                          for refine, runs in stages.items()}}
+
+
+def markdown(report: dict) -> str:
+    lines = [f"<!-- {report['command']} -->", "# The dense-CRF refinement's cost (refine=\"crf\")", "",
+             f"Target: {report['target']}; medians of {report['repeats']} interleaved calls; {report['machine']}.", "",
+             "## The refine stage alone", "", "| S | band px | side | ms | changed px | px differing from the authors' "
+             "| IoU vs the authors' |", "|---:|---:|---|---:|---:|---:|---:|"]
+    for entry in report["refine"]:
+        for name, side in entry["sides"].items():
+            versus = (f"{side['differing_pixels']} | {side['iou_vs_authors']:.4f}" if "iou_vs_authors" in side
+                      else "- | -")
+            lines.append(f"| {entry['size']} | {entry['band_pixels']} | {name} | {side['ms']:.0f} | "
+                         f"{side['changed_pixels']} | {versus} |")
+        if "authors (CPU build)" in entry["sides"]:
+            ratio = entry["sides"]["authors (CPU build)"]["ms"] / entry["sides"]["float32"]["ms"]
+            lines.append(f"| {entry['size']} | | ours (float32) is {ratio:.1f}x faster | | | | |")
+    for run in report["pipeline"]:
+        lines += ["", f"## The pipeline per stage: {run['arch']} @ {run['resolution']} px on {run['backend']}", "",
+                  "| stage (ms) | bilinear | crf |", "|---|---:|---:|"]
+        for stage in (*STAGES, "total"):
+            lines.append(f"| {stage} | {run['stages_ms']['bilinear'][stage]:.1f} | {run['stages_ms']['crf'][stage]:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[768, 1024], help="refinement sizes S (px)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per side (medians)")
+    parser.add_argument("--image", type=Path, help="a target photo (default: a drawn scene)")
+    parser.add_argument("--mask", type=Path, help="its true mask (with --image)")
+    parser.add_argument("--authors-crf", type=Path, help="a build of the authors' library (benchmarks/crf_authors.py)")
+    parser.add_argument("--bundle", type=Path, action="append", default=[], help="also time the pipeline on it")
+    parser.add_argument("--machine", default="this machine", help="how to describe the machine in the report")
+    parser.add_argument("--json", type=Path, help="write the report as JSON")
+    parser.add_argument("--markdown", type=Path, help="write the report as markdown")
+    args = parser.parse_args(argv)
+    try:
+        if (args.image is None) != (args.mask is None):
+            raise Insid3Error("--image and --mask go together")
+        if args.repeats < 1 or any(s < 16 or s % 16 for s in args.sizes):
+            raise Insid3Error("--repeats must be >= 1 and --sizes multiples of 16")
+        if args.authors_crf is not None:
+            from insid3.benchmarks.crf_authors import load
+
+            authors = load(args.authors_crf)
+        else:
+            authors = None
+        report = {"command": " ".join([PROG, *(argv if argv is not None else sys.argv[1:])]),
+                  "repeats": args.repeats, "machine": args.machine, "refine": [], "pipeline": []}
+        for size in args.sizes:
+            pixels, first, report["target"] = refine_inputs(size, args.image, args.mask)
+            report["refine"].append(measure_refine(size, pixels, first, args.repeats, authors))
+            print(f"{PROG}: S={size}: " + ", ".join(f"{k} {v['ms']:.0f} ms" for k, v in report["refine"][-1]["sides"].items()),
+                  file=sys.stderr)
+        for bundle in args.bundle:
+            report["pipeline"].append(measure_pipeline(bundle, args.repeats))
+            print(f"{PROG}: pipeline {bundle}: done", file=sys.stderr)
+    except Insid3Error as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+    text = markdown(report)
+    if args.markdown:
+        args.markdown.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
