@@ -39,6 +39,10 @@ def compare(args: argparse.Namespace) -> dict:
     a, b = first.bundle.metadata, second.bundle.metadata
     if (a.arch, a.resolution, a.weights) != (b.arch, b.resolution, b.weights):
         raise SettingsError("the two bundles must share their weights, architecture and resolution (only the basis differs)")
+    s = first.hyperparameters.svd_components
+    basis_a, basis_b = first.bundle.positional_basis()[:, :s], second.bundle.positional_basis()[:, :s]
+    # 1 when the two s-dimensional subspaces removed by debiasing coincide, 0 when orthogonal
+    overlap = float(np.sum((basis_a.astype(np.float64).T @ basis_b.astype(np.float64)) ** 2) / s) if s else 1.0
     benchmark = build_benchmark(args.dataset, str(args.data_root), args.fold, args.shots)
     results = []
     for segmenter in (first, second):
@@ -55,6 +59,7 @@ def compare(args: argparse.Namespace) -> dict:
     return {
         "dataset": args.dataset, "fold": args.fold, "shots": args.shots, "episodes": len(ious),
         "bundle": str(args.bundle), "other": str(args.other), "backend": first.backend.name,
+        "svd_components": s, "subspace_overlap": overlap,
         "miou_bundle": miou_a, "miou_other": miou_b, "miou_difference": miou_b - miou_a,
         "mask_iou_median": statistics.median(ious), "mask_iou_mean": float(np.mean(ious)), "mask_iou_min": min(ious),
         "episodes_identical": sum(x == 0 for x in changed), "pixels_changed_mean": float(np.mean(changed)),

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from insid3.evaluation import sensitivity, speed
 
 
@@ -26,7 +28,7 @@ def test_sensitivity_of_a_bundle_against_itself_is_nil_and_other_weights_are_ref
             "--backend", "onnxruntime", "--json", str(tmp_path / "s.json")]
     assert sensitivity.main([*argv, "--other", str(tiny_bundle)]) == 0
     figures = json.loads((tmp_path / "s.json").read_text())
-    assert figures["mask_iou_min"] == 1.0 and figures["episodes_identical"] == 2 and figures["miou_difference"] == 0
+    assert figures["subspace_overlap"] == pytest.approx(1.0) and figures["mask_iou_min"] == 1.0 and figures["episodes_identical"] == 2 and figures["miou_difference"] == 0
     other = tmp_path / "other"
     shutil.copytree(tiny_bundle, other)
     metadata = json.loads((other / "insid3.json").read_text())
