@@ -5,18 +5,19 @@ reused for every filtering (docs/crf.md, "The lattice").
     smooth = LatticeFilter(lattice)                    # one per lattice and value layout
     out = smooth(values)                               # (N, c): normalised Gaussian filtering
 
-One algorithm for both back ends. The per-pixel geometry (kernels/lattice_geometry.py) is
-array code both run. The vertex table is a Numba hash on the CPU and a sort (kernels/
-lattice_table.py) on the GPU: the same vertices, numbered differently, which changes no result.
-Splat, blur and slice are Numba loops on the CPU (kernels/lattice_numba.py) and, on the GPU,
-one CUDA kernel for the splat (each vertex's sum in pixel order: composed calls cannot fix that
-order) and composed calls for blur and slice. `table="sorted"` runs the GPU's table and its
-composed blur and slice on NumPy, with the Numba twin of the splat kernel, so the CPU tests
-exercise the GPU's lines.
+One algorithm, two constructions. method="numba" (the CPU's): each pixel's simplex and weights,
+a hash table of the vertices and the splat order in Numba (kernels/lattice_numba_build.py), and
+splat, blur and slice as Numba loops (kernels/lattice_numba.py). method="arrays" (the GPU's, the
+only one for CuPy): the same geometry as array code (kernels/lattice_geometry.py, held equal to
+the Numba one bit for bit), the vertices by a sort (kernels/lattice_table.py), one CUDA kernel
+for the splat (each vertex's sum in pixel order, which composed calls cannot fix) and composed
+calls for blur and slice. On NumPy, method="arrays" runs all of that with the Numba twin of the
+splat kernel, so the CPU tests exercise the GPU's lines. The two number the vertices
+differently, which changes no result.
 
 The homogeneous channel's splat, blur and reciprocal depend on the image only: computed at build
-time, bit for bit what the library recomputes on every call. On the CPU a filter also remembers
-its last input and recomputes only what depends on the pixels that changed (exact; see
+time, bit for bit what the library recomputes on every call. With method="numba" a filter also
+remembers its last input and recomputes only what depends on the pixels that changed (exact; see
 `lattice_numba.refilter`): after the CRF's first steps only pixels near the mask's boundary change.
 """
 
