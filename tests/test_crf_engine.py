@@ -146,8 +146,9 @@ def test_every_command_shows_the_refine_option_and_its_default():
         result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
         text = " ".join(result.stdout.split())
         assert result.returncode == 0 and "--refine {bilinear,crf}" in text, module
+        assert "(default: bilinear)" in text, module
         if module != "insid3.evaluation.cli":
-            assert "--crf-lattice {float32,float64}" in text, module
+            assert "--crf-lattice {float32,float64}" in text and "(default: float32)" in text, module
 
 
 def test_insid3_serve_refine_crf_answers_the_segmenters_mask(tiny_bundle, segmenters, pairs, tmp_path):
