@@ -216,3 +216,22 @@ def test_a_malformed_file_is_one_line(tmp_path):
     (tmp_path / "iSAID/splits/val/fold1.txt").write_text("P0600\n")
     with pytest.raises(DatasetError, match="line 1"):
         build_benchmark("isaid", str(tmp_path), 1, 1)
+
+
+def test_paco_part_draws_again_when_a_crop_is_empty(roots, tmp_path):
+    import pickle
+
+    layouts.write_paco_part(tmp_path)
+    path = tmp_path / "PACO-Part/paco/paco_part_val.pkl"
+    val = pickle.loads(path.read_bytes())
+    for annotation in val["img2anno"][2]:
+        annotation["obj_bbox"] = [50.0, 40.0, 5.0, 5.0]  # outside the 40 x 30 image: an empty crop
+    path.write_bytes(pickle.dumps(val))
+    _, found = episodes("paco_part", tmp_path, 0, 1, 40)
+    used = [e.target.entry for e in found] + [r.entry for e in found for r in e.references]
+    assert 2 not in used and len(found) == 40
+    # the same episodes as the unmodified layout until its first episode with image 2, then others
+    _, plain = episodes("paco_part", roots["paco_part"], 0, 1, 40)
+    first = next(i for i, e in enumerate(plain) if 2 in [e.target.entry] + [r.entry for r in e.references])
+    key = lambda e: (e.class_id, e.target.entry, e.target.object, [(r.entry, r.object) for r in e.references])  # noqa: E731
+    assert [key(e) for e in found[:first]] == [key(e) for e in plain[:first]] and key(found[first]) != key(plain[first])
