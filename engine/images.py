@@ -15,6 +15,7 @@ from PIL import Image, UnidentifiedImageError
 
 from insid3.engine.rendering import mask_foreground, render_rgb
 from insid3.errors import InputImageError, ReferenceMaskError
+from insid3.kernels.resize import resize_nearest
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
 
@@ -97,9 +98,9 @@ def prepare_image(
 
 
 def resize_mask(mask: np.ndarray, resolution: int) -> np.ndarray:
-    """The reference mask at R x R: PIL NEAREST, then > 0.5 (doc §1)."""
-    image = Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
-    return np.asarray(image.resize((resolution, resolution), Image.NEAREST)) > 127
+    """The reference mask at R x R by torch's nearest rule (F.interpolate(mode="nearest"), as the
+    authors' load_mask; PIL's NEAREST picks other source pixels), then > 0.5 (doc §1)."""
+    return resize_nearest(np.asarray(mask, dtype=bool), (resolution, resolution))
 
 
 def prepare_reference_mask(mask_source: ImageLike, image_size: tuple[int, int], resolution: int) -> np.ndarray:

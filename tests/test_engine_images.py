@@ -53,11 +53,16 @@ def test_rgb_mask_file_is_foreground_where_any_channel_is_positive(tmp_path):
     assert load_mask(tmp_path / "m.png").sum() == 1 and load_mask(tmp_path / "m.png")[1, 2]
 
 
-def test_resize_mask_is_pil_nearest():
-    mask = np.zeros((20, 30), bool)
-    mask[5:9, 3:20] = True
-    expected = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((16, 16), Image.NEAREST)) > 0
-    np.testing.assert_array_equal(resize_mask(mask, 16), expected)
+@pytest.mark.parametrize("shape, resolution", [((20, 30), 16), ((480, 640), 1024), ((333, 500), 768)])
+def test_resize_mask_is_torchs_nearest(shape, resolution):
+    """The authors resize reference masks with F.interpolate(mode="nearest"), not PIL's NEAREST
+    (which picks other source pixels: about a fifth of them differ at 480 x 640 -> 1024)."""
+    torch = pytest.importorskip("torch")
+    mask = np.random.default_rng(0).random(shape) > 0.5
+    expected = torch.nn.functional.interpolate(
+        torch.from_numpy(mask).float()[None, None], size=(resolution, resolution), mode="nearest"
+    )[0, 0].numpy() > 0.5
+    np.testing.assert_array_equal(resize_mask(mask, resolution), expected)
 
 
 def test_missing_file_names_it(tmp_path):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from insid3.authors_way.model import AuthorsModel
-from insid3.engine.images import ImageLike, PreparedImage, prepare_image, prepare_reference_mask
+from insid3.engine.images import ImageLike, PreparedImage, load_mask, prepare_image
 
 
 def preprocess_image(model: AuthorsModel, image: ImageLike) -> PreparedImage:
@@ -14,7 +15,8 @@ def preprocess_image(model: AuthorsModel, image: ImageLike) -> PreparedImage:
 
 
 def preprocess_shot(model: AuthorsModel, image: ImageLike, mask: ImageLike) -> tuple[PreparedImage, torch.Tensor]:
-    """A reference image and its mask at R x R (nearest, > 0.5), the mask on the model's device."""
+    """A reference image and its mask at R x R (torch's nearest, > 0.5), on the model's device."""
     prepared = preprocess_image(model, image)
-    resized = prepare_reference_mask(mask, prepared.original_size, model.resolution)
-    return prepared, torch.from_numpy(resized).to(model.device)
+    full = torch.from_numpy(load_mask(mask)).float()[None, None]
+    resized = F.interpolate(full, size=(model.resolution, model.resolution), mode="nearest")[0, 0] > 0.5
+    return prepared, resized.to(model.device)
