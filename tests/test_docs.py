@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("insid3", "export", "engine", "kernels", "benchmarks")
+SOURCES = ("insid3", "export", "engine", "kernels", "benchmarks", "evaluation")
 
 
 def cited_sections() -> dict[str, set[str]]:
