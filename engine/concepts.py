@@ -13,7 +13,7 @@ each concept then costs its forward matching, its pruned aggregation and its ups
 Scores. Each concept scores every cluster of the target as doc §8 does (cross * intra * area
 weight; the seed's weight is 1). The pruned aggregation computes a score exactly only where its
 decision needs it, so `ConceptMask.score_low/score_high` give a range that holds the score,
-a single value where it is exact (kernels/pruned.py, "Scores").
+a single value where it is exact (kernels/pruned_scores.py).
 
 Label map. A pixel is labelled with a concept whose mask holds it. Where several masks hold it,
 the pixel goes to the concept that scores the pixel's cluster highest (the cluster of the patch

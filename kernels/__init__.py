@@ -28,7 +28,8 @@ from insid3.kernels.correspondence import (
 from insid3.kernels.debias import debias_frame, debiased_coordinates
 from insid3.kernels.linkage import average_linkage_clusters
 from insid3.kernels.matching import ReferenceSide, forward_candidates, forward_similarity, prototype
-from insid3.kernels.pruned import exact_cluster_scores, pruned_aggregate
+from insid3.kernels.pruned import pruned_aggregate
+from insid3.kernels.pruned_scores import exact_cluster_scores
 from insid3.kernels.resize import downsample_mask, upsample_mask
 
 __all__ = [

@@ -35,14 +35,8 @@ cluster is the seed (the usual case) the narrower bounds after the walk decide a
 same clusters with the same intra values and nothing is left to vote: one call in all.
 Otherwise the plan is redone for the actual seed; the extra votes only narrow bounds.
 
-Scores. The mask needs score_k exactly only where its bounds straddle the threshold, so the
-result carries every cluster's score as a range [score_low_k, score_high_k] (`_score_range`):
-a single value (low == high, the exact float32 score) for the seed, for clusters without a
-forward patch (0) and for every cluster whose forward patches were all voted; otherwise the
-float32 scores at the hit bounds, or +-fl(fl(|cross_k| * B) * a(hi_k)) where intra_k was never
-computed. Whoever needs a bounded score exactly (the label map of several concepts, where two
-concepts claim one cluster) asks `exact_cluster_scores`, which votes the rest of those clusters'
-forward patches and gives the same float32 value the full computation would.
+Scores. Every cluster's score comes back as a range, exact where known; kernels/pruned_scores.py
+(`score_range`, `exact_cluster_scores`) says which and gives the bounded ones exactly.
 """
 
 from __future__ import annotations
@@ -52,9 +46,11 @@ from types import ModuleType
 
 import numpy as np
 
-from insid3.kernels.aggregation import area_weights, cluster_prototypes, intra_bound, mean_forward_similarity, row_dots
-from insid3.kernels.arrays import Array, KernelInputError, array_module, require
-from insid3.kernels.matching import ReferenceSide, backward_candidates, backward_votes
+from insid3.kernels.aggregation import area_weights, cluster_prototypes, intra_bound, row_dots
+from insid3.kernels.arrays import Array, KernelInputError, array_module
+from insid3.kernels.matching import ReferenceSide
+from insid3.kernels.pruned_ballot import Ballot, Clusters, count_clusters, validated
+from insid3.kernels.pruned_scores import score_range
 
 # Rows voted in the first step of the seed walk; each further step doubles it.
 FIRST_CHUNK = 16
@@ -73,19 +69,6 @@ class PrunedAggregate:
     seed: int | None
     score_low: Array
     score_high: Array
-
-
-@dataclass(frozen=True, eq=False)
-class _Clusters:
-    """What doc §8 knows of the target's K clusters before any backward vote."""
-
-    labels: Array  # (N,) int64 cluster ids in [0, K)
-    count: int  # K
-    areas: Array  # (K,) patches per cluster
-    cross: Array  # (K,) float32 mean forward similarity, cross_k
-    forward_rows: Array  # the forward patches, ascending
-    forward_counts: Array  # (K,) forward patches per cluster: hits_k <= forward_counts_k
-    reachable: Array  # clusters with a forward patch, ascending: the only ones a seed can be
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,90 +92,7 @@ class _Plan:
     undecided: Array
 
 
-def _votes(debiased: Array, rows: Array, reference: ReferenceSide) -> Array:
-    """Candidate flags (forward already known) of `rows`: backward majority vote."""
-    votes = backward_votes(debiased[rows], reference.debiased, reference.patch_masks)
-    return backward_candidates(votes, int(reference.debiased.shape[0]))
-
-
-class _Ballot:
-    """The backward votes cast so far, the one thing that changes during a call: which patches
-    were voted, which of those are candidates, and how many were voted."""
-
-    def __init__(self, debiased: Array, reference: ReferenceSide) -> None:
-        xp = array_module(debiased)
-        self._debiased, self._reference = debiased, reference
-        self.is_voted = xp.zeros(debiased.shape[0], dtype=bool)
-        self.is_hit = xp.zeros(debiased.shape[0], dtype=bool)
-        self.count = 0
-
-    def cast(self, rows: Array) -> None:
-        """Vote `rows` (none of them voted before)."""
-        if rows.shape[0]:
-            self.is_voted[rows] = True
-            self.is_hit[rows] = _votes(self._debiased, rows, self._reference)
-            self.count += int(rows.shape[0])
-
-    def unvoted(self, rows: Array) -> Array:
-        xp = array_module(rows)
-        return rows[xp.nonzero(~self.is_voted[rows])[0]]
-
-    def hit_bounds(self, clusters: _Clusters) -> tuple[Array, Array]:
-        """(lo, hi) per cluster: hits among the voted patches, plus the forward ones not voted yet."""
-        xp = array_module(self.is_hit)
-        labels, k = clusters.labels, clusters.count
-        low = xp.bincount(labels[xp.nonzero(self.is_hit)[0]], minlength=k)
-        return low, low + clusters.forward_counts - xp.bincount(labels[xp.nonzero(self.is_voted)[0]], minlength=k)
-
-
-def _validated(
-    labels: Array, forward: Array, features: Array, debiased: Array, sim_fwd: Array, reference: ReferenceSide,
-    first_chunk: int,
-) -> ModuleType:
-    """The array module of the inputs, after checking every shape and dtype against `labels`."""
-    fn = "pruned_aggregate"
-    require(fn, "labels", labels, ndim=1, dtype="integer")
-    n = labels.shape[0]
-    require(fn, "forward", forward, shape=(n,), dtype="bool")
-    require(fn, "features", features, shape=(n, None), dtype="float32")
-    require(fn, "debiased", debiased, shape=(n, None), dtype="float32")
-    width = debiased.shape[1]
-    require(fn, "sim_fwd", sim_fwd, shape=(n,), dtype="float32")
-    require(fn, "reference.prototype", reference.prototype, shape=(width,), dtype="float32")
-    require(fn, "reference.debiased", reference.debiased, shape=(None, None, width), dtype="float32")
-    shots, ref_patches, _ = reference.debiased.shape
-    require(fn, "reference.patch_masks", reference.patch_masks, shape=(shots, ref_patches), dtype="bool")
-    reference_arrays = (reference.debiased, reference.patch_masks, reference.prototype)
-    xp = array_module(labels, forward, features, debiased, sim_fwd, *reference_arrays)
-    if n == 0:
-        raise KernelInputError(f"{fn}: labels is empty")
-    if int(first_chunk) < 1:
-        raise KernelInputError(f"{fn}: first_chunk must be >= 1, got {first_chunk!r}")
-    if int(labels.min()) < 0:
-        raise KernelInputError(f"{fn}: labels must be >= 0, got a minimum of {int(labels.min())}")
-    return xp
-
-
-def _count_clusters(labels: Array, forward: Array, sim_fwd: Array) -> _Clusters:
-    """Areas, cross_k and forward patches per cluster: everything known before any vote."""
-    xp = array_module(labels, forward, sim_fwd)
-    labels = labels.astype(xp.int64, copy=False)
-    k = int(labels.max()) + 1
-    areas = xp.bincount(labels, minlength=k)
-    forward_rows = xp.nonzero(forward)[0]
-    forward_counts = xp.bincount(labels[forward_rows], minlength=k)
-    return _Clusters(
-        labels=labels,
-        count=k,
-        areas=areas,
-        cross=mean_forward_similarity(labels, sim_fwd, areas),
-        forward_rows=forward_rows,
-        forward_counts=forward_counts,
-        reachable=xp.nonzero(forward_counts > 0)[0],
-    )
-
-
-def _walk_order(clusters: _Clusters, debiased: Array, prototype: Array) -> _Walk:
+def _walk_order(clusters: Clusters, debiased: Array, prototype: Array) -> _Walk:
     """Step 1's order: <p, q~_k> of the reachable clusters only, sorted (stable) descending."""
     xp = array_module(debiased, prototype)
     labels, reachable = clusters.labels, clusters.reachable
@@ -204,7 +104,7 @@ def _walk_order(clusters: _Clusters, debiased: Array, prototype: Array) -> _Walk
     return _Walk(clusters=walk, rows=rows[xp.argsort(rank[labels[rows]], kind="stable")])
 
 
-def _undecided_rows(undecided: Array, walk: _Walk, ballot: _Ballot, clusters: _Clusters, start: int = 0) -> Array:
+def _undecided_rows(undecided: Array, walk: _Walk, ballot: Ballot, clusters: Clusters, start: int = 0) -> Array:
     """The forward patches of `undecided` clusters not voted yet, from walk position `start`."""
     xp = array_module(undecided)
     marked = xp.zeros(clusters.count, dtype=bool)
@@ -213,7 +113,7 @@ def _undecided_rows(undecided: Array, walk: _Walk, ballot: _Ballot, clusters: _C
     return rest[xp.nonzero(marked[clusters.labels[rest]] & ~ballot.is_voted[rest])[0]]
 
 
-def _seed_walk(walk: _Walk, ballot: _Ballot, clusters: _Clusters, first_chunk: int) -> int | None:
+def _seed_walk(walk: _Walk, ballot: Ballot, clusters: Clusters, first_chunk: int) -> int | None:
     """Step 1: vote the walk chunk by chunk (doubling) until a candidate turns up; its cluster
     is the seed. None when every forward patch was voted without one."""
     xp = array_module(walk.rows)
@@ -234,7 +134,7 @@ def _score_bounds(
     hits_low: Array,
     hits_high: Array,
     *,
-    clusters: _Clusters,
+    clusters: Clusters,
     features: Array,
     threshold: np.float32,
     reuse: _Plan | None = None,
@@ -264,7 +164,7 @@ def _score_bounds(
 
 
 def _votes_where_they_matter(
-    plan: _Plan, ballot: _Ballot, walk: _Walk, clusters: _Clusters, threshold: np.float32
+    plan: _Plan, ballot: Ballot, walk: _Walk, clusters: Clusters, threshold: np.float32
 ) -> Array:
     """Step 3: the (K,) decisions of `plan`, with its undecided clusters' remaining rows voted
     and those clusters scored exactly (none are left when the walk's first cluster was the
@@ -281,29 +181,11 @@ def _votes_where_they_matter(
     return foreground
 
 
-def _merge(foreground: Array, plan: _Plan, seed: int, clusters: _Clusters, threshold: np.float32) -> Array:
+def _merge(foreground: Array, plan: _Plan, seed: int, clusters: Clusters, threshold: np.float32) -> Array:
     """Step 4: the (N,) bool patch mask of step 3's (K,) decisions, which it completes in place
     with the seed's own score (a_seed = 1)."""
     foreground[seed] = plan.seed_score > threshold
     return foreground[clusters.labels]
-
-
-def _score_range(plan: _Plan, ballot: _Ballot, seed: int, clusters: _Clusters, channels: int) -> tuple[Array, Array]:
-    """(low, high) (K,) float32 around every cluster's score after step 3 (module docstring,
-    "Scores"): exact where every forward patch of the cluster was voted."""
-    xp = array_module(plan.combined)
-    hits_low, hits_high = ballot.hit_bounds(clusters)
-    low, high = xp.zeros(clusters.count, dtype=xp.float32), xp.zeros(clusters.count, dtype=xp.float32)
-    others = clusters.reachable[clusters.reachable != seed]
-    reach = (xp.abs(clusters.cross[others]) * intra_bound(channels)) * area_weights(hits_high[others],
-                                                                                    clusters.areas[others])
-    low[others], high[others] = -reach, reach
-    tight = plan.tight
-    at_low = plan.combined * area_weights(hits_low[tight], clusters.areas[tight])
-    at_high = plan.combined * area_weights(hits_high[tight], clusters.areas[tight])
-    low[tight], high[tight] = xp.minimum(at_low, at_high), xp.maximum(at_low, at_high)  # combined may be < 0
-    low[seed] = high[seed] = plan.seed_score
-    return low, high
 
 
 def _no_candidate(n: int, voted_rows: int, clusters: int, xp: ModuleType) -> PrunedAggregate:
@@ -331,14 +213,16 @@ def pruned_aggregate(
     docstring), the number of patches that were voted, and the seed.
     Host syncs: K, the number of reachable / undecided clusters, one per step of the seed walk.
     """
-    xp = _validated(labels, forward, features, debiased, sim_fwd, reference, first_chunk)
+    xp = validated(labels, forward, features, debiased, sim_fwd, reference)
+    if int(first_chunk) < 1:
+        raise KernelInputError(f"pruned_aggregate: first_chunk must be >= 1, got {first_chunk!r}")
     n = labels.shape[0]
     threshold = xp.float32(merge_threshold)
-    clusters = _count_clusters(labels, forward, sim_fwd)
+    clusters = count_clusters(labels, forward, sim_fwd)
     if clusters.reachable.shape[0] == 0:
         return _no_candidate(n, 0, clusters.count, xp)
     walk = _walk_order(clusters, debiased, reference.prototype)
-    ballot = _Ballot(debiased, reference)
+    ballot = Ballot(debiased, reference)
     # Guess: the seed is the first cluster of the walk (the usual case). Its undecided clusters'
     # rows are voted in the same call as the first chunk, so that a right guess needs one call.
     guess, first = int(walk.clusters[0]), int(first_chunk)
@@ -351,45 +235,7 @@ def pruned_aggregate(
     hits_low, hits_high = ballot.hit_bounds(clusters)
     final = _score_bounds(seed, hits_low, hits_high, **scoring, reuse=guessed if seed == guess else None)
     foreground = _votes_where_they_matter(final, ballot, walk, clusters, threshold)
-    low, high = _score_range(final, ballot, seed, clusters, int(features.shape[1]))
+    low, high = score_range(tight=final.tight, combined=final.combined, seed_score=final.seed_score, ballot=ballot,
+                            seed=seed, clusters=clusters, channels=int(features.shape[1]))
     return PrunedAggregate(_merge(foreground, final, seed, clusters, threshold), ballot.count, seed, low, high)
 
-
-def exact_cluster_scores(
-    *,
-    labels: Array,
-    forward: Array,
-    features: Array,
-    debiased: Array,
-    sim_fwd: Array,
-    reference: ReferenceSide,
-    seed: int,
-    clusters: Array,
-) -> Array:
-    """Doc §8's float32 score of each cluster in `clusters` ((M,) distinct ids) given the seed
-    `seed` (pruned_aggregate's), the other arguments as pruned_aggregate's: (M,) float32, bit for
-    bit what §8 computes with every patch voted. Votes every forward patch of `clusters` (a row's
-    vote does not depend on which rows are voted with it, matching.backward_votes), and computes
-    cross_k * intra_k from those clusters' own patches (aggregation.py: the same bits whichever
-    clusters are computed together). score_seed = cross * intra (a_seed = 1)."""
-    xp = _validated(labels, forward, features, debiased, sim_fwd, reference, FIRST_CHUNK)
-    stats = _count_clusters(labels, forward, sim_fwd)
-    ids = xp.asarray(clusters, dtype=xp.int64).reshape(-1)
-    if ids.shape[0] and (int(ids.min()) < 0 or int(ids.max()) >= stats.count):
-        raise KernelInputError(f"exact_cluster_scores: cluster ids must lie in [0, {stats.count})")
-    if not 0 <= int(seed) < stats.count:
-        raise KernelInputError(f"exact_cluster_scores: seed {seed} is not a cluster id in [0, {stats.count})")
-    marked = xp.zeros(stats.count, dtype=bool)
-    marked[ids] = True
-    rows = stats.forward_rows[xp.nonzero(marked[stats.labels[stats.forward_rows]])[0]]
-    ballot = _Ballot(debiased, reference)
-    ballot.cast(rows)
-    hits = xp.bincount(stats.labels[xp.nonzero(ballot.is_hit)[0]], minlength=stats.count)
-    others = ids[ids != int(seed)]
-    both = xp.concatenate([xp.asarray([int(seed)], dtype=xp.int64), others])
-    prototypes = cluster_prototypes(features, stats.labels, both, stats.count)
-    combined = stats.cross[both] * row_dots(prototypes, prototypes[0])
-    scores = xp.zeros(stats.count, dtype=xp.float32)
-    scores[others] = combined[1:] * area_weights(hits[others], stats.areas[others])
-    scores[int(seed)] = combined[0]
-    return scores[ids]

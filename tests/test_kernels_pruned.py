@@ -251,10 +251,11 @@ def test_one_vote_call_when_the_first_cluster_is_the_seed(xp, monkeypatch):
     """The undecided clusters of the likeliest seed are voted with the walk's first chunk: when
     that cluster is the seed, one backward-vote call (one pass over the references) in all."""
     import insid3.kernels.pruned as pruned
+    import insid3.kernels.pruned_ballot as ballot
 
     calls = []
-    real = pruned._votes
-    monkeypatch.setattr(pruned, "_votes", lambda *args: calls.append(int(args[1].shape[0])) or real(*args))
+    real = ballot._votes
+    monkeypatch.setattr(ballot, "_votes", lambda *args: calls.append(int(args[1].shape[0])) or real(*args))
     more_than_the_chunk = 0
     for seed, shots, threshold in ((0, 1, 0.2), (1, 2, 0.2), (2, 3, 0.1), (3, 1, 0.3)):
         labels, target, proto, refs, masks = _scene(xp, shots, seed=seed)
