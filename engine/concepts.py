@@ -8,7 +8,8 @@ instances (`Segmenter.segment_concepts`).
     result.instances(min_area=50) # connected components of each concept's mask
 
 The target goes through the backbone once, is debiased once and clustered once (engine/decoding.py);
-each concept then costs its forward matching, its pruned aggregation and its upsampling.
+each concept then costs its forward matching, its pruned aggregation and its upsampling (and,
+with refine='crf', its CRF refinement).
 
 Scores. Each concept scores every cluster of the target as doc §8 does (cross * intra * area
 weight; the seed's weight is 1). The pruned aggregation computes a score exactly only where its
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 
 # 8-connected components: pixels touching by a corner belong to one instance.
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
-PER_CONCEPT_STAGES = ("matching", "aggregation", "upsample")
+PER_CONCEPT_STAGES = ("matching", "aggregation", "upsample", "refine")  # refine: 0 ms unless the CRF is on
 
 
 @dataclass(frozen=True, eq=False)
@@ -197,7 +198,7 @@ def decode_concepts(
 ) -> ConceptsResult:
     """Each concept's §6-§9 on the encoded target (`Segmenter.decode_concept`, as `decode` runs
     it), then the exact scores that overlaps need (charged to "aggregation"). Each concept's own
-    matching, aggregation and upsampling are also kept in its `timings_ms`."""
+    matching, aggregation, upsampling and refinement are also kept in its `timings_ms`."""
     decoded, own_ms = {}, {}
     for name, reference in references.items():
         mine = StageClock(segmenter.backend.synchronize)

@@ -54,7 +54,7 @@ def test_each_mask_is_segment_alone_bit_for_bit(segmenter, concepts, targets, mo
             alone = segmenter.segment(target, concepts[concept.name])
             assert concept.mask.dtype == bool and concept.mask.shape == target.shape[:2]
             np.testing.assert_array_equal(concept.mask, alone)
-            assert set(concept.timings_ms) == {"matching", "aggregation", "upsample"}
+            assert set(concept.timings_ms) == {"matching", "aggregation", "upsample", "refine"}
 
 
 def test_the_stream_gives_the_same_results(segmenter, concepts, targets):

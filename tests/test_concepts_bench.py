@@ -15,7 +15,7 @@ def test_the_benchmark_reports_the_ratio_and_the_per_concept_stages(tiny_bundle,
     numbers = json.loads(out.read_text())
     assert numbers["concepts"] == 3 and numbers["ratio"] == pytest.approx(numbers["many_ms"] / numbers["one_ms"])
     assert numbers["separate_ms"] > 0 and set(numbers["per_concept_stages_ms"]) == {"matching", "aggregation",
-                                                                                    "upsample"}
+                                                                                    "upsample", "refine"}
     assert f"| segment_concepts(target, 3 references) | {numbers['many_ms']:.1f} | {numbers['ratio']:.2f}x |" in text
     assert "Per concept on top of the shared target side" in text and "| clustering |" in text
 
