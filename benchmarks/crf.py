@@ -29,11 +29,11 @@ import numpy as np
 from PIL import Image
 
 from insid3.engine.images import load_mask, load_rgb, normalise_pixels
-from insid3.engine.refinement import IMAGENET_MEAN, IMAGENET_STD
 from insid3.engine.scenes import draw_scene, scene_pairs
 from insid3.engine.segmenter import Segmenter
 from insid3.engine.timing import STAGES
 from insid3.errors import Insid3Error
+from insid3.format.bundle import IMAGENET_MEAN, IMAGENET_STD
 from insid3.kernels.crf import CrfParameters, band_regions, crf_refine, guide_image
 from insid3.kernels.resize import resize_nearest, threshold_bilinear
 

@@ -96,6 +96,6 @@ def decode_concept(
     else:  # no forward patch means no candidate: the empty mask (doc §6)
         with clock.stage("aggregation"):
             patch_mask = forward
-    refiner = refiner or Refiner(resolution)
+    refiner = refiner or Refiner(resolution=resolution)
     mask = refiner.finish(patch_mask.reshape(patch_grid), original_size, target.pixels, clock)  # to the host
     return ConceptDecode(mask=mask, similarity=similarity, forward=forward, aggregate=aggregate)

@@ -18,16 +18,14 @@ import numpy as np
 from insid3 import kernels
 from insid3.engine.timing import StageClock
 from insid3.errors import SettingsError
+from insid3.format.bundle import IMAGENET_MEAN, IMAGENET_STD
 from insid3.format.refinement import RefineSettings
 from insid3.kernels.arrays import array_module
 from insid3.kernels.crf import CrfParameters, crf_refine, guide_image
 from insid3.kernels.resize import threshold_bilinear
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Refiner:
     """Finishes masks at one bundle resolution R; mean and std undo the bundle's normalisation
     (the authors' CRF reads the target's pixels in [0, 1])."""

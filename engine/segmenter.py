@@ -58,7 +58,7 @@ class Segmenter:
         self.xp = backend.xp
         # How §9's mask is finished: bilinear (default) or the dense CRF (engine/refinement.py).
         self.refine = RefineSettings.of(refine)
-        self._refiner = Refiner(meta.resolution, self.refine, tuple(meta.mean), tuple(meta.std))
+        self._refiner = Refiner(resolution=meta.resolution, settings=self.refine, mean=tuple(meta.mean), std=tuple(meta.std))
         # Debiased features live in span(B)^perp, B = the first s basis vectors: every dot product
         # of doc §4-§8 is computed in its C - s orthonormal coordinates (kernels.DebiasFrame),
         # built once here on the backend's device.
