@@ -98,6 +98,9 @@ def test_planted_predictions_give_the_per_pair_mean_over_all_pairs(tmp_path):
     assert [round(100 * means["all"][a], 2) for a in ALPHAS] == list(EXPECTED)
     # What the wrong averaging modes would report: per category, and per point.
     assert [round(100 * (means["cat"][a] + means["dog"][a]) / 2, 2) for a in ALPHAS] == [50.0, 58.33, 66.67, 66.67]
+    per_point = [pair_pck(np.asarray([p], np.float32), np.asarray([t], np.float32), max(b[2] - b[0], b[3] - b[1]), 1)
+                 for (_, _, _, truth, b), predicted in zip(PAIRS, PLANTED) for p, t in zip(predicted, truth)]
+    assert [round(100 * float(np.mean([s[a] for s in per_point])), 2) for a in ALPHAS] == [16.67, 33.33, 50.0, 50.0]
     table = tmp_path / "per_class_score.txt"
     table.write_text(per_class_table(means))
     read = read_per_class_table(table)

@@ -111,9 +111,10 @@ def test_incremental_refiltering_equals_full_passes():
         assert np.array_equal(out, smooth.full(values))
         # Pixels not flagged kept their output; the flags are what the CRF relies on.
         assert np.array_equal(out[~smooth.recomputed], previous[~smooth.recomputed])
-        assert smooth.recomputed.sum() <= values.shape[0] and (changed > 0) == smooth.recomputed.any()
+        assert (changed > 0) == smooth.recomputed.any()
+        if changed <= 5:  # a few changed pixels recompute their neighbourhood only, not every pixel
+            assert not smooth.recomputed.all(), changed
         previous = out
-    assert 0 < int(np.count_nonzero(smooth.recomputed)) or changed == 0
 
 
 def _gaussian(positions, values):
