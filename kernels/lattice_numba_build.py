@@ -179,6 +179,8 @@ def simplex_geometry(positions, scale, keys, weights):
                 coordinate = rem0[i] + q
                 if rank[i] > d - q:
                     coordinate -= d + 1
+                # lattice_geometry's KEY_OFFSET and KEY_BITS, written out: Numba's disk cache would not
+                # notice a change to an imported constant (the geometry test holds the keys equal).
                 key += (coordinate + 2048) << (12 * i)
             keys[p, q] = key
     return extent
