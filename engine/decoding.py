@@ -66,13 +66,12 @@ def decode_concept(
     *,
     merge_threshold: float,
     patch_grid: tuple[int, int],
-    resolution: int,
     original_size: tuple[int, int],
     clock: StageClock,
-    refiner: Refiner | None = None,
+    refiner: Refiner,
 ) -> ConceptDecode:
-    """Doc §6, §8 and §9 for one reference on an encoded target (§9 finished by `refiner`:
-    bilinear by default, or the dense CRF, engine/refinement.py)."""
+    """Doc §6, §8 and §9 for one reference on an encoded target (§9 finished by `refiner` at its
+    resolution R: bilinear, or the dense CRF, engine/refinement.py)."""
     with clock.stage("matching"):
         similarity = kernels.forward_similarity(target.debiased, reference.prototype)
         forward = kernels.forward_candidates(similarity)
@@ -96,6 +95,5 @@ def decode_concept(
     else:  # no forward patch means no candidate: the empty mask (doc §6)
         with clock.stage("aggregation"):
             patch_mask = forward
-    refiner = refiner or Refiner(resolution=resolution)
     mask = refiner.finish(patch_mask.reshape(patch_grid), original_size, target.pixels, clock)  # to the host
     return ConceptDecode(mask=mask, similarity=similarity, forward=forward, aggregate=aggregate)

@@ -182,8 +182,7 @@ class Segmenter:
         meta = self.bundle.metadata
         return decoding.decode_concept(
             target, reference.side, merge_threshold=self.hyperparameters.merge_threshold,
-            patch_grid=meta.patch_grid, resolution=meta.resolution, original_size=original_size, clock=clock,
-            refiner=self._refiner,
+            patch_grid=meta.patch_grid, original_size=original_size, clock=clock, refiner=self._refiner,
         )
 
     def decode(
