@@ -29,8 +29,8 @@ from insid3.engine.cli_segment import check_paths, expand_targets
 from insid3.engine.correspondence import MatchOptions, check_points, parse_points
 from insid3.engine.images import PreparedImage, load_rgb
 from insid3.engine.job_manifest import JobManifest, claim_folder
-from insid3.engine.job_outputs import remove_temporaries
 from insid3.engine.match_outputs import MatchOutputs, record_of
+from insid3.engine.outputs.files import remove_temporaries
 from insid3.engine.reference import EncodingFingerprint
 from insid3.engine.segmenter import Segmenter
 from insid3.errors import InputImageError, Insid3Error, KeypointError

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from insid3.engine import job_outputs
 from insid3.engine.cli_segment import main
 from insid3.engine.job_manifest import MANIFEST_FILE
-from insid3.engine.job_outputs import COCO_FILE, COCO_JOURNAL
+from insid3.engine.outputs.coco import COCO_FILE, COCO_JOURNAL, CocoOutputs
+from insid3.engine.outputs.masks import PngOutputs
 from insid3.engine.scenes import draw_scene
 
 
@@ -52,7 +52,7 @@ def _interrupt_after(monkeypatch, writer, calls: int):
 @pytest.mark.parametrize("fmt", ["png", "coco-rle"])
 def test_ctrl_c_keeps_what_is_done_and_the_rerun_resumes(tiny_bundle, workspace, tmp_path, capsys, monkeypatch, fmt):
     out = tmp_path / "out"
-    writer = job_outputs.PngOutputs if fmt == "png" else job_outputs.CocoOutputs
+    writer = PngOutputs if fmt == "png" else CocoOutputs
     _interrupt_after(monkeypatch, writer, calls=2)
     assert main(_args(tiny_bundle, workspace, out, "--format", fmt)) == 130
     line = _last_line(capsys)
