@@ -72,22 +72,57 @@ def _shot(entry: object, base: Path, where: str) -> tuple[Path, Path]:
     return base / image, base / mask
 
 
+def _unique_keys(pairs: list[tuple[object, object]], where: str) -> dict:
+    """A mapping of `pairs`, refusing a key given twice (JSON and YAML would keep only the last)."""
+    mapping: dict = {}
+    for key, value in pairs:
+        if key in mapping:
+            raise ConceptSpecError(f"{where}: the key {key!r} is given twice (a concept's examples go in one list)")
+        mapping[key] = value
+    return mapping
+
+
+def _load_yaml(text: str, where: str) -> object:
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):  # merge keys (<<) may override: not checked
+                keys = [self.construct_object(key, deep=True) for key, _ in node.value
+                        if key.tag != "tag:yaml.org,2002:merge"]
+                try:
+                    _unique_keys([(key, None) for key in keys], where)
+                except TypeError:  # an unhashable key: the constructor says so below
+                    pass
+            return super().construct_mapping(node, deep)
+
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConceptSpecError(f"{where} is not valid YAML: {exc.problem or exc.context}{at}") from None
+    except yaml.YAMLError as exc:
+        raise ConceptSpecError(f"{where} is not valid YAML: {str(exc).splitlines()[0]}") from None
+
+
 def read_concepts_file(path: Path) -> list[ConceptSpec]:
     where = f"--concepts {path}"
+    if path.is_dir():
+        raise ConceptSpecError(f"{where} is a folder: give a JSON or YAML file")
     if not path.is_file():
         raise ConceptSpecError(f"{where} does not exist")
     try:
         text = path.read_text(encoding="utf-8")
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConceptSpecError(f"{where} cannot be read: {str(exc).splitlines()[0]}") from None
-    except Exception as exc:  # yaml.YAMLError, without importing yaml where JSON is enough
-        raise ConceptSpecError(f"{where} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, where))
+        except ValueError as exc:
+            raise ConceptSpecError(f"{where} is not valid JSON: {str(exc).splitlines()[0]}") from None
+    else:
+        data = _load_yaml(text, where)
     if not isinstance(data, dict) or not data:
         raise ConceptSpecError(f"{where}: expected a mapping of concept names to lists of examples")
     specs = []

@@ -117,12 +117,24 @@ def test_concept_flags_and_files(tmp_path):
     merged = merge(read_concepts_file(tmp_path / "c.json") + from_yaml)
     assert [(s.name, len(s.shots)) for s in merged] == [("cat", 3), ("traffic light", 1)]
     for text, why in (("[1, 2]", "mapping of concept names"), ("cat: []", "needs a list of examples"),
-                      ("cat: [{image: a.png}]", "an example is"), ("cat: [oops", "not valid YAML")):
+                      ("cat: [{image: a.png}]", "an example is"),
+                      ("cat: [oops", r"not valid YAML: expected ',' or '\]', but got '<stream end>' \(line 1, column 11\)"),
+                      ("cat: [[a.png, a_mask.png]]\ncat: [[b:1.png, b_mask.png]]", "the key 'cat' is given twice"),
+                      ("cat: [{image: a.png, image: b.png, mask: a_mask.png}]", "the key 'image' is given twice")):
         (tmp_path / "bad.yaml").write_text(text)
         with pytest.raises(ConceptSpecError, match=why):
             read_concepts_file(tmp_path / "bad.yaml")
+    (tmp_path / "merged.yaml").write_text("cat: [&a {image: a.png, mask: a_mask.png}]\ndog: [{<<: *a, mask: b_mask.png}]")
+    assert read_concepts_file(tmp_path / "merged.yaml")[1].shots == ((tmp_path / "a.png", tmp_path / "b_mask.png"),)
+    for text, why in (('{"cat": [["a.png", "a_mask.png"]], "cat": []}', "the key 'cat' is given twice"),
+                      ('{"cat": [', "not valid JSON: Expecting value: line 1 column 10")):
+        (tmp_path / "bad.json").write_text(text)
+        with pytest.raises(ConceptSpecError, match=why):
+            read_concepts_file(tmp_path / "bad.json")
     with pytest.raises(ConceptSpecError, match="does not exist"):
         read_concepts_file(tmp_path / "none.json")
+    with pytest.raises(ConceptSpecError, match="is a folder: give a JSON or YAML file"):
+        read_concepts_file(tmp_path)
 
 
 def test_format_descriptions_name_what_changes_the_files():
