@@ -5,7 +5,8 @@ bundle's fingerprint (model and basis sha256, resolution, svd_components), the s
 reference image and mask (with named concepts: per concept, in order, with its name), the
 hyperparameters, the output format (with the options that change its files) and the
 precision. A re-run into the same folder compares those and resumes when they are equal;
-otherwise it stops with one line naming what changed. The tool version is recorded for the
+otherwise it stops with one line naming what changed (unless the folder holds no outputs of
+that format yet: a job that failed before its first target does not hold it). The tool version is recorded for the
 reader, not compared: a new insid3 release computes the same masks from the same inputs.
 """
 
@@ -105,7 +106,9 @@ def claim_folder(folder: Path, manifest: JobManifest, *, overwrite: bool, has_ou
         except (ValueError, KeyError, TypeError) as exc:
             raise JobMismatchError(f"{path} is unreadable ({exc}): use --overwrite to start this folder anew") from None
         changed = manifest.differences(recorded)
-        if changed:
+        # A manifest without outputs is a job that stopped before its first target (an empty reference
+        # mask, say): none of its results can mix with this run's, unless they are of another format.
+        if changed and (has_outputs or recorded.format != manifest.format):
             raise JobMismatchError(
                 f"{folder} holds the results of another job ({', '.join(changed)} changed): "
                 "use --overwrite to redo them, or another --out"

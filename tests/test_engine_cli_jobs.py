@@ -95,6 +95,20 @@ def test_another_reference_into_the_same_folder_is_refused(tiny_bundle, workspac
     assert "0 segmented, 4 already done" in _last_line(capsys)
 
 
+def test_a_job_that_stopped_before_its_first_target_does_not_hold_the_folder(tiny_bundle, workspace, tmp_path, capsys):
+    empty = tmp_path / "empty_mask.png"
+    Image.fromarray(np.zeros((120, 160), np.uint8)).save(empty)
+    out = tmp_path / "out"
+    argv = _args(tiny_bundle, workspace, out)
+    argv[argv.index("--ref-mask") + 1] = str(empty)
+    assert main(argv) == 2
+    assert "is empty" in _last_line(capsys)
+    assert main(_args(tiny_bundle, workspace, out)) == 0  # the mask fixed: the folder holds nothing of the other
+    assert "4 segmented, 0 already done" in _last_line(capsys)
+    assert main(_args(tiny_bundle, workspace, out, "--format", "coco-rle", ref="other_ref")) == 2
+    assert "the reference images or masks, the output format changed" in _last_line(capsys)
+
+
 def test_another_bundle_into_the_same_folder_is_refused(tiny_bundle, workspace, tmp_path, capsys):
     from export_fixtures import make_tiny_bundle
 
