@@ -65,9 +65,10 @@ def test_start_point_is_torchs_softmax_of_every_possible_pixel():
     values = torch.tensor([[0.95, 0.05, 0.5]]).clamp(1e-6, 1 - 1e-6)
     logit = torch.logit(values)
     logit[0, 1] = torch.logit(torch.tensor(1.0 - 0.95))  # as INSID3 writes 1 - p_core
-    pairs = torch.stack([-logit[0], logit[0]], dim=1)  # (3, 2): core in, core out, band
-    ours = crf.softmax_pairs(pairs.numpy())
-    assert np.array_equal(ours, torch.softmax(pairs, dim=1).numpy())
+    pixels = logit[0][torch.arange(16 * 16) % 3]  # core in, core out, band, ... on a 16 x 16 image
+    scores = torch.stack([-pixels, pixels], dim=0).reshape(1, 2, 16, 16)  # the authors' layout: labels on dim 1
+    expected = torch.softmax(scores, dim=1)[0].reshape(2, -1).T.numpy()
+    assert np.array_equal(crf.softmax_pairs(torch.stack([-pixels, pixels], dim=1).numpy()), expected)
 
 
 def test_sparsemax_equals_the_librarys_algorithm():
