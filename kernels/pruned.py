@@ -61,8 +61,8 @@ class PrunedAggregate:
     """patch_mask: (N,) bool, doc §8's patch-level mask. voted_rows: how many target patches got
     backward votes (of the forward ones). seed: the seed cluster's id, None when no patch is a
     candidate (then the mask is empty and every score is 0). score_low, score_high: (K,) float32,
-    a range holding each cluster's doc §8 score, a single value where it is known exactly (module
-    docstring, "Scores")."""
+    a range holding each cluster's doc §8 score, a single value where it is known exactly
+    (kernels/pruned_scores.py says where)."""
 
     patch_mask: Array
     voted_rows: int
