@@ -28,7 +28,7 @@ from tqdm import tqdm
 from insid3.engine.cli_segment import check_paths, expand_targets
 from insid3.engine.correspondence import MatchOptions, check_points, parse_points
 from insid3.engine.images import PreparedImage, load_rgb
-from insid3.engine.job_manifest import JobManifest, claim_folder
+from insid3.engine.job_manifest import MANIFEST_FILE, JobManifest, claim_folder
 from insid3.engine.match_outputs import MatchOutputs, record_of
 from insid3.engine.outputs.files import remove_temporaries
 from insid3.engine.reference import EncodingFingerprint
@@ -87,6 +87,8 @@ def read_points(args: argparse.Namespace) -> list[tuple[float, float]]:
     if args.points is not None:
         return parse_points(args.points, "--points")
     path = Path(args.points_file)
+    if path.is_dir():
+        raise KeypointError(f"--points-file {path} is a folder: give a file of points")
     if not path.is_file():
         raise KeypointError(f"--points-file {path} does not exist")
     try:
@@ -120,6 +122,9 @@ def job_manifest(args: argparse.Namespace, bundle: Bundle, points, s: int | None
 def run(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.bundle)
     targets = expand_targets(args.targets)
+    clash = next((target for target in targets if f"{target.stem}.json" == MANIFEST_FILE), None)
+    if clash is not None:  # its <stem>.json would replace the job's manifest
+        raise InputImageError(f"target {clash}: its matches would be written over {MANIFEST_FILE}: rename it")
     out = check_paths(argparse.Namespace(ref=[args.ref], ref_mask=[], out=args.out))
     reference_rgb = load_rgb(args.ref)
     points = check_points(read_points(args), (reference_rgb.height, reference_rgb.width), f"--ref {args.ref}")

@@ -125,8 +125,13 @@ class MatchOutputs:
     def json_path(self, target: Path) -> Path:
         return self.folder / f"{target.stem}.json"
 
+    def picture_path(self, target: Path) -> Path:
+        return self.folder / f"{target.stem}.match.jpg"
+
     def done(self, target: Path) -> bool:
-        return self.json_path(target).is_file()
+        """The JSON exists (written last), and the picture when one is asked for: a re-run that adds
+        --visualize draws the targets matched without it."""
+        return self.json_path(target).is_file() and (not self.with_picture or self.picture_path(target).is_file())
 
     def has_outputs(self) -> bool:
         return any(p.name != MANIFEST_FILE for p in self.folder.glob("*.json"))
@@ -138,7 +143,7 @@ class MatchOutputs:
         if self.with_picture and reference is not None and target is not None:
             buffer = io.BytesIO()
             side_by_side(reference, target, record).save(buffer, format="JPEG", quality=90)
-            write_atomically(self.folder / f"{stem}.match.jpg", buffer.getvalue())
+            write_atomically(self.picture_path(Path(record.target)), buffer.getvalue())
         write_atomically(self.json_path(Path(record.target)), (json.dumps(record.to_json(), indent=1) + "\n").encode())
 
 

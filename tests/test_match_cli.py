@@ -131,6 +131,21 @@ def test_bad_options_fail_before_the_model_loads(tiny_bundle, files, tmp_path, c
     assert run(tiny_bundle, files, tmp_path / "out", points=("--points-file", str(tmp_path / "none.txt"))) == 2
     line = last_line(capsys)
     assert "--points-file" in line and "does not exist" in line
+    assert run(tiny_bundle, files, tmp_path / "out", points=("--points-file", str(tmp_path))) == 2
+    assert last_line(capsys).endswith(f"--points-file {tmp_path} is a folder: give a file of points")
+    clash = tmp_path / "insid3-job.png"
+    Image.open(files / "ref.png").save(clash)
+    assert main(["--bundle", str(tiny_bundle), "--ref", str(files / "ref.png"), "--points", POINTS,
+                 "--out", str(tmp_path / "out"), str(clash)]) == 2
+    assert "its matches would be written over insid3-job.json: rename it" in last_line(capsys)
+
+
+def test_a_rerun_that_adds_visualize_draws_the_targets_done_without_it(tiny_bundle, files, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run(tiny_bundle, files, out) == 0 and not list(out.glob("*.match.jpg"))
+    assert run(tiny_bundle, files, out, "--visualize") == 0
+    assert last_line(capsys).startswith("insid3-match: 2 matched, 0 already done")
+    assert sorted(p.name for p in out.glob("*.match.jpg")) == ["a.match.jpg", "b.match.jpg"]
 
 
 def test_help_shows_the_defaults(capsys):
