@@ -28,8 +28,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from insid3.engine.concept_specs import ConceptSpec, check_files, merge, parse_concept_flag, read_concepts_file
+from insid3.engine.concepts import ConceptsResult
 from insid3.engine.images import PreparedImage
 from insid3.engine.job_manifest import JobManifest, JobMismatchError, claim_folder
+from insid3.engine.jobs_ray.cluster import add_ray_arguments, check_ray_arguments
 from insid3.engine.outputs import FORMATS, SEGMENTATIONS, OutputOptions, Writer, open_writer
 from insid3.engine.outputs.coco import COCO_FILE
 from insid3.engine.outputs.files import remove_temporaries
@@ -70,7 +72,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--overlay", action="store_true", help="also write <stem>.overlay.jpg")
     parser.add_argument("--overwrite", action="store_true", help="redo targets whose output exists")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("targets", nargs="+", help="image files, folders or glob patterns")
+    parser.add_argument("targets", nargs="+", help="image files, folders or glob patterns (with --ray, URIs too: "
+                                                   "s3://bucket/photos/, gs://..., file://...)")
+    add_ray_arguments(parser)
     args = parser.parse_args(argv)
     args.ref, args.ref_mask = args.ref or [], args.ref_mask or []
     if len(args.ref) != len(args.ref_mask):
@@ -86,22 +90,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--min-area and --simplify must be >= 0")
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_ray_arguments(parser, args)
     return args
 
 
 def expand_targets(patterns: list[str]) -> list[Path]:
     """Files, folders (their images, sorted) and glob patterns, in order, without duplicates."""
-    found: list[Path] = []
-    for pattern in patterns:
-        path = Path(pattern)
-        if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif path.exists():
-            found.append(path)
-        elif glob.has_magic(pattern):
-            found += sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
-        else:
-            raise InputImageError(f"target {pattern} does not exist")
+    return unique_targets([path for pattern in patterns for path in expand_pattern(pattern)], patterns)
+
+
+def expand_pattern(pattern: str) -> list[Path]:
+    path = Path(pattern)
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if path.exists():
+        return [path]
+    if glob.has_magic(pattern):
+        return sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+    raise InputImageError(f"target {pattern} does not exist")
+
+
+def unique_targets(found: list, patterns: list[str]) -> list:
+    """The targets without duplicates, refused when none or when two share a stem (paths or URIs)."""
     unique = list(dict.fromkeys(found))
     if not unique:
         raise InputImageError(f"no target images found in {' '.join(patterns)}")
@@ -176,9 +186,40 @@ def open_outputs(args: argparse.Namespace, bundle: Bundle, out: Path, concepts: 
     return outputs
 
 
+def segment_here(args: argparse.Namespace, concepts: list[ConceptSpec], todo: list[Path],
+                 failures: list[tuple[Path, str]]) -> Iterator[tuple[Path, ConceptsResult]]:
+    """(target, result) in order, on this machine; unreadable targets go to `failures`."""
+    segmenter = Segmenter.from_bundle(args.bundle, backend=args.backend, precision=args.precision,
+                                      refine=refine_from_args(args))
+    print(f"insid3-segment: {segmenter.describe()}", file=sys.stderr)
+    # Shot by shot, as set_reference + add_reference encode them (earlier releases' masks).
+    references = {
+        spec.name: Reference.from_shots(
+            tuple(shot for pair in spec.shots for shot in segmenter.encode_shots([pair])), segmenter.fingerprint)
+        for spec in concepts
+    }
+
+    def readable() -> Iterator[PreparedImage]:
+        for target in todo:
+            try:
+                yield segmenter.prepare(target)
+            except InputImageError as exc:
+                failures.append((target, str(exc)))
+
+    results = segmenter.segment_concepts_stream(readable(), references, args.batch_size)
+    return ((Path(item.name), result) for item, result in results)
+
+
 def run(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.bundle)
-    targets = expand_targets(args.targets)
+    if args.ray:  # URIs too (engine/jobs_ray/inputs.py)
+        from insid3.engine.jobs_ray.inputs import RemoteTarget, list_targets
+
+        targets = list_targets(args.targets)
+        if args.overlay and any(isinstance(t, RemoteTarget) for t in targets):
+            raise InputImageError("--overlay reads each target again on this machine: not with URI targets")
+    else:
+        targets = expand_targets(args.targets)
     concepts = concepts_of(args)
     out = check_paths(args)
     outputs = open_outputs(args, bundle, out, concepts)
@@ -186,27 +227,17 @@ def run(args: argparse.Namespace) -> int:
     skipped = len(targets) - len(todo)
     failures: list[tuple[Path, str]] = []
     done = 0
+    results: Iterator[tuple[Path, ConceptsResult]] = iter(())
     try:
-        segmenter = Segmenter.from_bundle(args.bundle, backend=args.backend, precision=args.precision,
-                                          refine=refine_from_args(args))
-        print(f"insid3-segment: {segmenter.describe()}", file=sys.stderr)
-        # Shot by shot, as set_reference + add_reference encode them (earlier releases' masks).
-        references = {
-            spec.name: Reference.from_shots(
-                tuple(shot for pair in spec.shots for shot in segmenter.encode_shots([pair])), segmenter.fingerprint)
-            for spec in concepts
-        }
+        if args.ray:  # a Ray Data pipeline (engine/jobs_ray/segment.py), written here as below
+            from insid3.engine.jobs_ray.segment import segment_on_ray
 
-        def readable() -> Iterator[PreparedImage]:
-            for target in todo:
-                try:
-                    yield segmenter.prepare(target)
-                except InputImageError as exc:
-                    failures.append((target, str(exc)))
-
+            results = segment_on_ray(args, bundle, concepts, todo, failures)
+        else:
+            results = segment_here(args, concepts, todo, failures)
         with tqdm(total=len(todo), unit="img", desc="segmenting", file=sys.stderr) as bar:
-            for item, result in segmenter.segment_concepts_stream(readable(), references, args.batch_size):
-                outputs.write(Path(item.name), result)
+            for target, result in results:
+                outputs.write(target, result)
                 done += 1
                 bar.update(done + len(failures) - bar.n)  # failed targets count as progress too
             bar.update(done + len(failures) - bar.n)
@@ -218,6 +249,8 @@ def run(args: argparse.Namespace) -> int:
         )
         return 130
     finally:
+        if hasattr(results, "close"):  # a generator: stops its pipeline (and a Ray instance started for it)
+            results.close()
         outputs.close()
     for target, why in failures:
         print(f"insid3-segment: skipped {target}: {why}", file=sys.stderr)

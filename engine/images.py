@@ -6,6 +6,7 @@ H x W array (bool, 0/1 or 0-255: any positive value is foreground).
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -40,19 +41,29 @@ def _open(source: ImageLike, what: str) -> Image.Image:
         path = Path(source)
         if not path.is_file():
             raise InputImageError(f"{what} {path} does not exist")
-        try:
-            with Image.open(path) as img:
-                img.load()
-                return img.copy()
-        except UnidentifiedImageError:
-            raise InputImageError(f"cannot read {what} {path}: not an image format PIL reads") from None
-        except Image.DecompressionBombError as exc:
-            raise InputImageError(f"cannot read {what} {path}: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - PIL's decoders raise many types on corrupt data
-            raise InputImageError(f"cannot read {what} {path}: corrupt or truncated ({exc.__class__.__name__}: {exc})") from None
+        return _decode(path, what, str(path))
     raise InputImageError(
         f"{what} must be a path, a PIL image or a numpy array, got {type(source).__name__}"
     )
+
+
+def _decode(file: Path | io.BytesIO, what: str, name: str) -> Image.Image:
+    try:
+        with Image.open(file) as img:
+            img.load()
+            return img.copy()
+    except UnidentifiedImageError:
+        raise InputImageError(f"cannot read {what} {name}: not an image format PIL reads") from None
+    except Image.DecompressionBombError as exc:
+        raise InputImageError(f"cannot read {what} {name}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - PIL's decoders raise many types on corrupt data
+        raise InputImageError(f"cannot read {what} {name}: corrupt or truncated ({exc.__class__.__name__}: {exc})") from None
+
+
+def decode_file_bytes(data: bytes, name: str, what: str = "image") -> Image.Image:
+    """The PIL image in a file's bytes (read elsewhere: another machine, an object store), with
+    the one-line errors a path gets; `name` says which file in them."""
+    return _decode(io.BytesIO(data), what, name)
 
 
 def load_rgb(source: ImageLike) -> Image.Image:

@@ -16,14 +16,15 @@ import logging
 import sys
 from pathlib import Path
 
+from insid3.engine.jobs_ray.cluster import add_ray_arguments, check_ray_arguments
 from insid3.engine.segmenter import Segmenter
 from insid3.errors import Insid3Error
 from insid3.evaluation import cli_correspondence
-from insid3.evaluation.datasets import REGISTRY, build_benchmark, entry
-from insid3.evaluation.features_cache import FeatureCache
+from insid3.evaluation.datasets import REGISTRY, DatasetEntry, build_benchmark, entry
+from insid3.evaluation.features_cache import FeatureCache, cache_folder
 from insid3.evaluation.grid import PROTOCOLS
 from insid3.evaluation.report import folds_report, write_json, write_markdown
-from insid3.evaluation.session import RunOptions, run_fold, run_identity
+from insid3.evaluation.session import RunOptions, run_fold, run_identity, run_settings, say_fold
 from insid3.format.refinement import REFINE_METHODS
 
 EXIT_USAGE = 2
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--markdown", type=Path, default=None, help="markdown report (default: OUT/<run>.md)")
     parser.add_argument("--overwrite", action="store_true", help="discard an episode log made by another run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_ray_arguments(parser)
     return parser
 
 
@@ -76,6 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     spec = REGISTRY[args.dataset]
     if args.fold is not None and spec.folds and args.fold not in spec.folds and args.fold != -1:
         parser.error(f"--fold {args.fold}: {args.dataset} has folds {spec.folds[0]}..{spec.folds[-1]}")
+    check_ray_arguments(parser, args)
     return args
 
 
@@ -96,6 +99,31 @@ def run_name(dataset: str, folds: list[int | None], shots: int, all_folds: bool)
     return f"{dataset}-fold{folds[0]}-{shots}shot" if folds[0] is not None else f"{dataset}-{shots}shot"
 
 
+def evaluate_here(args: argparse.Namespace, spec: DatasetEntry, folds: list[int | None], shots: int,
+                  benchmarks: dict, options: RunOptions) -> list[dict]:
+    """Each fold's report, the folds one after the other on this machine."""
+    segmenter = Segmenter.from_bundle(
+        args.bundle, backend=args.backend, svd_components=args.svd_components, tau=args.tau,
+        merge_threshold=args.merge_threshold, precision=args.precision, refine=args.refine,
+    )
+    print(f"insid3-eval: {segmenter.describe()}", file=sys.stderr)
+    backend = segmenter.backend
+    cache = FeatureCache(segmenter.xp, max_bytes=args.cache_mib << 20,
+                         folder=cache_folder(args.feature_cache, segmenter.fingerprint))
+    hyperparameters = segmenter.hyperparameters.to_json()
+    settings = run_settings(args, hyperparameters, backend.name, backend.device, backend.precision,
+                            segmenter.bundle.metadata.to_json())
+    runs = []
+    for fold in folds:
+        identity = run_identity(spec, fold, shots, segmenter.fingerprint, hyperparameters, options, backend.name,
+                                backend.precision)
+        report = run_fold(spec=spec, benchmark=benchmarks[fold], fold=fold, shots=shots, segmenter=segmenter,
+                          cache=cache, out=args.out, options=options, settings=settings, identity=identity)
+        say_fold(spec, fold, shots, report)
+        runs.append(report)
+    return runs
+
+
 def run(args: argparse.Namespace) -> int:
     spec = entry(args.dataset)
     folds = folds_to_run(args)
@@ -103,34 +131,14 @@ def run(args: argparse.Namespace) -> int:
     if shots != args.shots:
         print("insid3-eval: permis always has one reference: --shots ignored", file=sys.stderr)
     benchmarks = {fold: build_benchmark(args.dataset, args.data_root, fold, shots) for fold in folds}  # fail fast
-    segmenter = Segmenter.from_bundle(
-        args.bundle, backend=args.backend, svd_components=args.svd_components, tau=args.tau,
-        merge_threshold=args.merge_threshold, precision=args.precision, refine=args.refine,
-    )
-    print(f"insid3-eval: {segmenter.describe()}", file=sys.stderr)
-    meta = segmenter.bundle.metadata
-    folder = None
-    if args.feature_cache is not None:
-        folder = args.feature_cache / f"{segmenter.fingerprint.model_sha256[:16]}-{meta.resolution}"
-    cache = FeatureCache(segmenter.xp, max_bytes=args.cache_mib << 20, folder=folder)
     options = RunOptions(protocol=args.grid, seed=args.seed, batch_size=args.batch_size, episodes=args.episodes,
                          overwrite=args.overwrite, refine=args.refine, progress=not args.no_progress)
-    backend = segmenter.backend
-    settings = {
-        "hyperparameters": segmenter.hyperparameters.to_json(), "backend": backend.name, "device": backend.device,
-        "precision": backend.precision, "refine": args.refine, "protocol": args.grid, "seed": args.seed,
-        "batch_size": args.batch_size, "bundle": meta.to_json(), "bundle_path": str(args.bundle),
-        "data_root": str(args.data_root),
-    }
-    runs = []
-    for fold in folds:
-        identity = run_identity(spec, fold, shots, segmenter, options, backend.name, backend.precision)
-        report = run_fold(spec=spec, benchmark=benchmarks[fold], fold=fold, shots=shots, segmenter=segmenter,
-                          cache=cache, out=args.out, options=options, settings=settings, identity=identity)
-        print(f"insid3-eval: {spec.title} fold {fold if fold is not None else '-'} {shots}-shot: "
-              f"mIoU = {report['miou']:.1f}, FB-IoU = {report['fb_iou']:.1f} ({report['episodes_run']} episodes)",
-              file=sys.stderr)
-        runs.append(report)
+    if args.ray:  # the same episodes and logs, scored by a Ray actor pool (evaluation/ray_runner.py)
+        from insid3.evaluation.ray_runner import evaluate_on_ray
+
+        runs = evaluate_on_ray(args, spec, folds, shots, benchmarks, options)
+    else:
+        runs = evaluate_here(args, spec, folds, shots, benchmarks, options)
     report = folds_report(spec, shots, runs) if args.all_folds and len(runs) > 1 else runs[0]
     name = run_name(args.dataset, folds, shots, args.all_folds and len(runs) > 1)
     json_path = args.json or args.out / f"{name}.json"

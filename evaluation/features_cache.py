@@ -101,3 +101,11 @@ class FeatureCache:
     def stats(self) -> dict:
         return {"hits": self.hits, "disk_hits": self.disk_hits, "misses": self.misses,
                 "entries": len(self._entries), "bytes": self._bytes}
+
+
+def cache_folder(root: str | Path | None, fingerprint: Any) -> Path | None:
+    """--feature-cache ROOT's folder for one backbone (an EncodingFingerprint): keys name pixels,
+    not models, so each model and resolution keeps its own."""
+    if root is None:
+        return None
+    return Path(root) / f"{fingerprint.model_sha256[:16]}-{fingerprint.resolution}"
