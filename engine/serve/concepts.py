@@ -5,8 +5,8 @@ or with format label-png or coco.
                        optional: the ids by default), format=label-png|coco, instances=false,
                        min_area=0
         label-png -> 200 image/png: an indexed PNG (0 background, i the i-th reference_id) with
-                     the PASCAL VOC palette (16-bit grayscale past 255 concepts), and the names in
-                     order in the X-Insid3-Labels header (a JSON list, ASCII-escaped)
+                     the PASCAL VOC palette (one byte: at most MAX_CONCEPTS reference_ids), and the
+                     names in order in the X-Insid3-Labels header (a JSON list, ASCII-escaped)
         coco      -> 200 a COCO instances document for this one image: images (file_name the
                      upload's name), annotations (compressed RLE, bbox, area, iscrowd 0; with
                      instances=true one per connected component of at least min_area pixels)
@@ -14,8 +14,8 @@ or with format label-png or coco.
 
 The target joins the same backbone batches as single-concept targets (a `ConceptsItem` in the
 service's queue decodes itself: engine/concepts.py, one clustering for every concept). Errors
-are /v1/segment's: 400 names that do not pair with the ids or repeat, or png/rle asked for
-several concepts; 404 an unknown or expired reference_id.
+are /v1/segment's: 400 names that do not pair with the ids or repeat, png/rle asked for
+several concepts, or more than MAX_CONCEPTS reference_ids; 404 an unknown or expired reference_id.
 """
 
 from __future__ import annotations
