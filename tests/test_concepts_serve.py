@@ -12,6 +12,7 @@ from PIL import Image
 
 from insid3.engine import Segmenter
 from insid3.engine.scenes import draw_scene
+from insid3.engine.serve.concepts import MAX_CONCEPTS
 from insid3.engine.serve.local import LocalService
 from insid3.engine.serve.settings import ServeSettings
 
@@ -132,6 +133,13 @@ def test_multi_concept_targets_share_batches_with_single_ones(client, reference_
 def test_bad_requests_are_one_line(client, reference_ids, targets, ids, names, fields, status, detail):
     response = segment(client, targets[0], reference_ids[:ids], names=names, **fields)
     assert response.status_code == status and detail in response.json()["detail"]
+
+
+def test_more_references_than_the_limit_are_400(client, reference_ids, targets):
+    ids = [reference_ids[0]] * (MAX_CONCEPTS + 1)
+    response = segment(client, targets[0], ids, names=[f"c{i}" for i in range(len(ids))], format="coco")
+    assert response.status_code == 400
+    assert response.json()["detail"] == f"{MAX_CONCEPTS + 1} reference_ids exceed the limit of {MAX_CONCEPTS}"
 
 
 def test_an_unknown_reference_among_several_is_404(client, reference_ids, targets):
