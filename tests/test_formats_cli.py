@@ -71,6 +71,13 @@ def test_png_writes_one_mask_per_concept(tiny_bundle, workspace, expected, tmp_p
         assert Image.open(tmp_path / "o" / f"{stem}.overlay.jpg").size == result.original_size[::-1]
 
 
+def test_a_rerun_that_adds_overlay_draws_the_targets_done_without_it(tiny_bundle, workspace, tmp_path, capsys):
+    assert run(tiny_bundle, workspace, tmp_path / "o") == 0 and not list((tmp_path / "o").glob("*.overlay.jpg"))
+    assert run(tiny_bundle, workspace, tmp_path / "o", "--overlay") == 0
+    assert "3 segmented, 0 already done" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert len(list((tmp_path / "o").glob("*.overlay.jpg"))) == 3
+
+
 def test_label_png_is_an_indexed_png_with_its_legend(tiny_bundle, workspace, expected, tmp_path):
     assert run(tiny_bundle, workspace, tmp_path / "o", "--format", "label-png") == 0
     legend = json.loads((tmp_path / "o" / "legend.json").read_text())

@@ -2,7 +2,7 @@
 
 One concept from --ref: <stem>.png, as earlier releases wrote. Concepts given by name:
 <stem>.<concept>.png each. --overlay adds <stem>.overlay.jpg (one concept: tinted magenta;
-several: each in its label-map colour). A target is done when every one of its masks exists.
+several: each in its label-map colour). A target is done when every one of its files exists.
 """
 
 from __future__ import annotations
@@ -28,8 +28,14 @@ class PngOutputs:
             return [self.folder / f"{target.stem}.png"]
         return [self.folder / f"{target.stem}.{name}.png" for name in self.options.names]
 
+    def overlay_path(self, target: Path) -> Path:
+        return self.folder / f"{target.stem}.overlay.jpg"
+
     def done(self, target: Path) -> bool:
-        return all(path.is_file() for path in self.mask_paths(target))
+        """Every mask exists, and the overlay when one is asked for (a re-run that adds --overlay
+        draws the targets segmented without it)."""
+        wanted = self.mask_paths(target) + ([self.overlay_path(target)] if self.options.overlay else [])
+        return all(path.is_file() for path in wanted)
 
     def has_outputs(self) -> bool:
         return any(self.folder.glob("*.png"))
@@ -44,7 +50,7 @@ class PngOutputs:
                 overlay = overlay_mask(image, result.concepts[0].mask)
             else:
                 overlay = Image.fromarray(overlay_labels(image, result.label_map()))
-            write_atomically(self.folder / f"{target.stem}.overlay.jpg", encoded(overlay, format="JPEG", quality=90))
+            write_atomically(self.overlay_path(target), encoded(overlay, format="JPEG", quality=90))
         for path, concept in zip(self.mask_paths(target), result):
             image = Image.fromarray(concept.mask.astype(np.uint8) * 255)  # L
             write_atomically(path, encoded(image, format="PNG"))
