@@ -1,6 +1,6 @@
 """The browser tests' fixtures, loaded as a plugin (`pytest_plugins = ["web_fixtures"]`): Debian's
 chromium driven by Playwright, a real insid3-serve on loopback with the tiny random-init bundle
-(one of each for the session), and a fresh page per test that fails on any script error."""
+(a browser per module, one server for the session), and a fresh page per test that fails on any script error."""
 
 import os
 from pathlib import Path
@@ -11,8 +11,10 @@ from web_browser import CHROMIUM, CHROMIUM_ARGS, MAX_IMAGE_PIXELS, MISSING
 from insid3.engine.serve.launch import running_server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One browser per test module: sync Playwright keeps an event loop running while it is open,
+    which would break any later test that calls asyncio.run."""
     if MISSING:  # in CI: every test fails, saying why; the rest of the suite still runs
         pytest.fail(f"CI must run the browser tests: {MISSING}", pytrace=False)
     from playwright.sync_api import sync_playwright
@@ -24,7 +26,7 @@ def browser():
 
 
 @pytest.fixture(scope="session")
-def server(browser, tiny_bundle, tmp_path_factory):
+def server(tiny_bundle, tmp_path_factory):
     log = tmp_path_factory.mktemp("web-serve") / "server.log"
     args = ["--bundle", str(tiny_bundle), "--backend", "onnxruntime", "--max-batch", "4", "--max-wait-ms", "50",
             "--max-image-pixels", str(MAX_IMAGE_PIXELS)]
