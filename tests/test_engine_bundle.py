@@ -49,6 +49,12 @@ def test_missing_folder(tmp_path):
         load_bundle(tmp_path / "nothing")
 
 
+def test_a_file_given_as_the_bundle_is_named(tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"x")
+    with pytest.raises(BundleError, match="model.onnx is a file: a bundle is the folder insid3-export writes"):
+        load_bundle(tmp_path / "model.onnx")
+
+
 def test_folder_without_metadata(tmp_path):
     with pytest.raises(BundleError, match=f"{METADATA_FILE} is missing"):
         load_bundle(tmp_path)

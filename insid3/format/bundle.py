@@ -171,6 +171,8 @@ class Bundle:
 def load_bundle(folder: str | Path, *, verify: bool = True) -> Bundle:
     """The bundle at `folder`, every recorded artifact checked by size and sha256 (verify.py)."""
     folder = Path(folder)
+    if folder.is_file():
+        raise BundleError(f"{folder} is a file: a bundle is the folder insid3-export writes")
     if not folder.is_dir():
         raise BundleError(f"bundle folder {folder} does not exist")
     meta_path = folder / METADATA_FILE
