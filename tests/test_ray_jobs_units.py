@@ -205,3 +205,18 @@ def test_an_image_in_bytes_fails_as_its_file_would(files):
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(buffer, format="PNG")
     with pytest.raises(InputImageError, match="^cannot read mask m.png: corrupt or truncated"):
         decode_file_bytes(buffer.getvalue()[:60], "m.png", "mask")
+
+
+def test_the_throughput_benchmark_reports_against_one_actor(capsys):
+    from insid3.benchmarks import ray_jobs
+
+    rows = [{"run": "local", "args": "(local)", "wall_s": 2.0, "first_mask_s": 0.5, "steady_images_per_s": 4.0,
+             "same": "reference"},
+            {"run": "ray-1", "args": "--ray --workers 1", "wall_s": 9.0, "first_mask_s": 8.0, "steady_images_per_s": 2.0,
+             "same": "equal"}]
+    table = ray_jobs.markdown(rows, "note").splitlines()
+    assert table[0] == "note" and table[-2].endswith("| 4.00 | 2.00x | reference |")
+    assert table[-1] == "| ray-1 | `--ray --workers 1` | 9.0 | 8.0 | 2.00 | 1.00x | equal |"
+    with pytest.raises(SystemExit) as stop:
+        ray_jobs.main(["--bundle", "B", "--targets", "1"])
+    assert stop.value.code == 2 and "--targets must be >= 2" in capsys.readouterr().err

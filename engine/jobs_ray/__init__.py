@@ -1,7 +1,7 @@
 """Dataset-scale jobs on Ray Data: `insid3-segment --ray` and `insid3-eval --ray`.
 
     insid3-segment --bundle B --ref cat.jpg --ref-mask cat.png --out masks/ --ray --workers 2 photos/
-    insid3-segment ... --ray --address ray://head:10001 --gpus-per-worker 1 s3://bucket/photos/
+    insid3-segment ... --ray --address auto --gpus-per-worker 1 s3://bucket/photos/   # on a cluster node
     insid3-eval --bundle B --dataset coco --data-root data --all-folds --ray --workers 4
 
 The driver (the command) lists the inputs and skips what its output folder already holds, then

@@ -36,8 +36,8 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("Ray (dataset-scale jobs: README, Scale out)")
     group.add_argument("--ray", action="store_true", help="run as a Ray Data pipeline on a Ray cluster")
     group.add_argument("--address", default=None,
-                       help="the cluster to join (ray://HEAD:10001, HEAD:6379 or auto); default: RAY_ADDRESS, "
-                            "else a local instance started for this job")
+                       help="the cluster to join, from one of its nodes (HEAD:6379, or auto: the one this node "
+                            "belongs to); default: RAY_ADDRESS, else a local instance started for this job")
     group.add_argument("--workers", type=int, default=None,
                        help=f"actors running the model (default: one per GPU, else {CPU_WORKERS})")
     group.add_argument("--gpus-per-worker", type=float, default=None,
