@@ -22,6 +22,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from itertools import zip_longest
 
@@ -176,8 +177,9 @@ def gather(runs: dict[int, FoldRun], totals: dict[int, dict], plan: cluster.Acto
     in episode order, each fold's work counters into `totals`."""
     work = interleaved(runs)
     with tqdm(total=sum(run.total for run in runs.values()), initial=sum(run.resumed for run in runs.values()),
-              unit="ep", desc=title, file=sys.stderr, disable=not progress, dynamic_ncols=True) as bar:
-        for (fold, episode), row in zip(work, scored(work, plan, spec)):
+              unit="ep", desc=title, file=sys.stderr, disable=not progress, dynamic_ncols=True) as bar, \
+            closing(scored(work, plan, spec)) as rows:
+        for (fold, episode), row in zip(work, rows):
             if (int(row["fold"]), int(row["index"])) != (fold, episode.index):
                 raise cluster.RayJobError(f"episode {episode.index} of fold {fold} came back as episode "
                                           f"{row['index']} of fold {row['fold']}: the stream lost its order")
@@ -193,11 +195,12 @@ def bundle_metadata(args: argparse.Namespace) -> dict:
 
 
 def scored(work: list[tuple[int, Episode]], plan: cluster.ActorPlan, spec: EvalSpec) -> Iterator[dict]:
-    """The pool's rows for `work`, in its order (nothing to run: none)."""
+    """The pool's rows for `work`, in its order (nothing to run: none); closing this generator
+    shuts the pipeline down."""
     import ray
 
     if not work:
-        return iter(())
+        return
     rows = [{"fold": fold, "index": episode.index, "episode": pickle.dumps(episode)} for fold, episode in work]
     dataset = cluster.streaming_dataset_options(ray.data.from_items(rows))
     with warnings.catch_warnings():  # cluster.actor_pool_fault_tolerance: deprecated, still honoured
@@ -206,4 +209,4 @@ def scored(work: list[tuple[int, Episode]], plan: cluster.ActorPlan, spec: EvalS
             EpisodeWorker, batch_size=spec.batch_size, compute=ray.data.ActorPoolStrategy(size=plan.workers),
             fn_constructor_kwargs={"spec": spec}, **plan.remote_args(), **cluster.actor_pool_fault_tolerance(),
         )
-    return dataset.iter_rows()
+    yield from dataset.iter_rows()

@@ -1,6 +1,6 @@
 """insid3-segment --ray on a local Ray instance with two CPU actors: outputs equal the local
 command's, a worker killed mid-job costs nothing (every target written once), and a driver
-interrupted by SIGINT resumes from what it wrote.
+interrupted (SIGINT to a process joined by --address, Ctrl-C in this one) resumes from what it wrote.
 
 Starts a local Ray instance for the module (about 10 s); deselect with `-m "not ray"`.
 """
@@ -125,7 +125,7 @@ def test_a_worker_killed_mid_job_costs_nothing(cluster, tiny_bundle, workspace, 
 
 
 def test_sigint_to_the_driver_keeps_its_work_and_the_rerun_resumes(cluster, tiny_bundle, workspace, local_masks,
-                                                                   tmp_path, capsys):
+                                                                   tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     argv = one_concept(tiny_bundle, workspace, out, *RAY, "--address", cluster)
     driver = subprocess.Popen([sys.executable, "-m", "insid3.engine.cli_segment", *argv], stderr=subprocess.PIPE,
@@ -140,8 +140,21 @@ def test_sigint_to_the_driver_keeps_its_work_and_the_rerun_resumes(cluster, tiny
     kept = len(list(out.glob("t*.png")))
     assert 2 <= kept < TARGETS
 
-    assert main([arg for arg in argv if arg not in ("--address", cluster)]) == 1  # this process's connection
-    assert last_line(capsys).endswith(f"{TARGETS - kept} segmented, {kept} already done, 1 failed -> {out}")
+    here = [arg for arg in argv if arg not in ("--address", cluster)]  # this process's connection, kept open
+    real, writes = PngOutputs.write, []
+
+    def write(self, target, result):  # Ctrl-C in this process, after two more masks
+        if len(writes) == 2:
+            raise KeyboardInterrupt
+        writes.append(target)
+        real(self, target, result)
+
+    monkeypatch.setattr(PngOutputs, "write", write)
+    assert main(here) == 130
+    assert last_line(capsys).startswith(f"insid3-segment: interrupted: 2 segmented, {kept} already done")
+    monkeypatch.undo()
+    assert main(here) == 1  # the interrupted pipeline let go of the cluster's CPUs: the actors start again
+    assert last_line(capsys).endswith(f"{TARGETS - kept - 2} segmented, {kept + 2} already done, 1 failed -> {out}")
     masks = masks_of(out)
     assert masks.keys() == local_masks.keys()
     assert all(np.array_equal(masks[stem], local_masks[stem]) for stem in masks)

@@ -20,6 +20,7 @@ import pickle
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -184,16 +185,23 @@ def _job(args: argparse.Namespace, bundle: Bundle, concepts: Sequence[ConceptSpe
                 **cluster.actor_pool_fault_tolerance(),
             )
         yield None
-        last = -1
-        try:
-            for row in dataset.iter_rows():
-                index = int(row["index"])
-                if index <= last:  # order is preserved: an index seen again would be a duplicate
-                    continue
-                last = index
-                if row["error"]:
-                    failures.append((todo[index], str(row["error"])))
-                else:
-                    yield todo[index], unpack_result(row["result"])
+        try:  # closing the rows' iterator shuts the pipeline down, on Ctrl-C too
+            with closing(iter(dataset.iter_rows())) as results:
+                yield from _written_once(results, todo, failures)
         except ray.exceptions.RayError as exc:
             raise cluster.job_error(exc) from None
+
+
+def _written_once(rows: Iterator[dict], todo: Sequence[Target],
+                  failures: list[tuple[Target, str]]) -> Iterator[tuple[Target, ConceptsResult]]:
+    """Each row's target and result, in order and once; failed rows to `failures`."""
+    last = -1
+    for row in rows:
+        index = int(row["index"])
+        if index <= last:  # order is preserved: an index seen again would be a duplicate
+            continue
+        last = index
+        if row["error"]:
+            failures.append((todo[index], str(row["error"])))
+        else:
+            yield todo[index], unpack_result(row["result"])
