@@ -178,11 +178,11 @@ def open_outputs(args: argparse.Namespace, bundle: Bundle, out: Path, concepts: 
         named = [(spec.name, list(spec.shots)) for spec in concepts]
         manifest = JobManifest.describe_concepts_run(fingerprint, named, hyperparameters, fmt, args.precision)
     try:
-        claim_folder(out, manifest, overwrite=args.overwrite, has_outputs=outputs.has_outputs())
+        replaces = claim_folder(out, manifest, overwrite=args.overwrite, has_outputs=outputs.has_outputs())
     except JobMismatchError:
         outputs.close()
         raise
-    outputs.start()
+    outputs.start(fresh=replaces)
     return outputs
 
 

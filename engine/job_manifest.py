@@ -91,10 +91,11 @@ def write_atomically(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
-def claim_folder(folder: Path, manifest: JobManifest, *, overwrite: bool, has_outputs: bool) -> None:
+def claim_folder(folder: Path, manifest: JobManifest, *, overwrite: bool, has_outputs: bool) -> bool:
     """Record `manifest` in `folder`; JobMismatchError when the folder holds another job's outputs
-    (or outputs no manifest vouches for)."""
+    (or outputs no manifest vouches for). True when --overwrite takes over another job's outputs."""
     path = folder / MANIFEST_FILE
+    replaces = overwrite and has_outputs and _recorded_job_differs(path, manifest)
     if not path.is_file() and has_outputs and not overwrite:
         raise JobMismatchError(
             f"{folder} holds masks but no {MANIFEST_FILE} saying what made them: "
@@ -114,3 +115,12 @@ def claim_folder(folder: Path, manifest: JobManifest, *, overwrite: bool, has_ou
                 "use --overwrite to redo them, or another --out"
             )
     write_atomically(path, (json.dumps(manifest.to_json(), indent=2) + "\n").encode())
+    return replaces
+
+
+def _recorded_job_differs(path: Path, manifest: JobManifest) -> bool:
+    """Whether the manifest at `path` is missing, unreadable or another job's."""
+    try:
+        return bool(manifest.differences(JobManifest.from_json(json.loads(path.read_text()))))
+    except (OSError, ValueError, KeyError, TypeError):
+        return True

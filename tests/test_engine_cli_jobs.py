@@ -166,3 +166,20 @@ def test_a_damaged_model_is_one_line_whatever_the_backend(tiny_bundle, workspace
         assert main(argv) == 2
         line = _last_line(capsys)
         assert line.startswith("insid3-segment: error: bundle") and "model.onnx" in line and "re-export" in line
+
+
+def test_overwrite_with_other_concepts_forgets_the_old_coco_records(tiny_bundle, workspace, tmp_path, capsys):
+    """--overwrite into another job's COCO folder: only this job's targets and categories remain."""
+    out = tmp_path / "out"
+    ref, mask = str(workspace / "ref.png"), str(workspace / "ref_mask.png")
+    base = ["--bundle", str(tiny_bundle), "--backend", "onnxruntime", "--format", "coco", "--out", str(out)]
+    targets = sorted(str(p) for p in (workspace / "targets").glob("*.jpg"))
+    assert main([*base, "--concept", f"cat={ref}:{mask}", "--concept", f"dog={ref}:{mask}", *targets]) == 0
+    assert main([*base, "--overwrite", "--concept", f"bird={ref}:{mask}", targets[0]]) == 0
+    coco = json.loads((out / COCO_FILE).read_text())
+    assert [c["name"] for c in coco["categories"]] == ["bird"]
+    assert [image["file_name"] for image in coco["images"]] == [targets[0]]
+    assert {a["category_id"] for a in coco["annotations"]} <= {1}
+    capsys.readouterr()
+    assert main([*base, "--concept", f"bird={ref}:{mask}", targets[0]]) == 0  # the new job resumes as itself
+    assert "0 segmented, 1 already done" in _last_line(capsys)

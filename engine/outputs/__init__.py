@@ -65,8 +65,9 @@ class Writer(Protocol):
         """Whether the folder already holds outputs of this format (from any job)."""
         ...
 
-    def start(self) -> None:
-        """Write the job-wide files (legend, data.yaml), once the folder is this job's."""
+    def start(self, *, fresh: bool) -> None:
+        """Write the job-wide files (legend, data.yaml), once the folder is this job's. fresh: the
+        folder held another job's outputs (--overwrite): forget every record of them."""
         ...
 
     def write(self, target: Path, result: ConceptsResult) -> None: ...

@@ -111,8 +111,12 @@ class CocoOutputs:
     def has_outputs(self) -> bool:
         return bool(self.records) or self.path.is_file()
 
-    def start(self) -> None:
-        """The categories come from the job's concepts when the file is built."""
+    def start(self, *, fresh: bool) -> None:
+        """The categories come from the job's concepts when the file is built; another job's
+        records (--overwrite) would point at its categories, so they are dropped."""
+        if fresh:
+            self.records.clear()
+            self._journal.truncate(0)
 
     def write(self, target: Path, result: ConceptsResult) -> None:
         options = self.options

@@ -53,7 +53,7 @@ class LabelPngOutputs:
     def has_outputs(self) -> bool:
         return any(self.folder.glob("*.png"))
 
-    def start(self) -> None:
+    def start(self, *, fresh: bool) -> None:
         text = json.dumps(legend(self.options.names), indent=2) + "\n"
         write_atomically(self.folder / LEGEND_FILE, text.encode())
 

@@ -40,7 +40,7 @@ class PngOutputs:
     def has_outputs(self) -> bool:
         return any(self.folder.glob("*.png"))
 
-    def start(self) -> None:
+    def start(self, *, fresh: bool) -> None:
         """Nothing job-wide: every mask stands alone."""
 
     def write(self, target: Path, result: ConceptsResult) -> None:

@@ -54,7 +54,7 @@ class YoloSegOutputs:
     def has_outputs(self) -> bool:
         return any(self.labels.glob("*.txt"))
 
-    def start(self) -> None:
+    def start(self, *, fresh: bool) -> None:
         self.labels.mkdir(exist_ok=True)
         write_atomically(self.folder / DATA_FILE, data_yaml(self.folder, self.options.names).encode())
 
