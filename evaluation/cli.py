@@ -166,5 +166,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def console_main() -> None:
+    """The console command: main(), then, after a --ray run, an immediate exit (exit_after)."""
+    code = main()
+    if "--ray" in sys.argv[1:]:
+        from insid3.engine.jobs_ray.cluster import exit_after
+
+        exit_after(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

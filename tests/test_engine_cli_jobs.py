@@ -183,3 +183,19 @@ def test_overwrite_with_other_concepts_forgets_the_old_coco_records(tiny_bundle,
     capsys.readouterr()
     assert main([*base, "--concept", f"bird={ref}:{mask}", targets[0]]) == 0  # the new job resumes as itself
     assert "0 segmented, 1 already done" in _last_line(capsys)
+
+
+@pytest.mark.parametrize("fmt", ["png", "label-png", "yolo-seg"])
+def test_files_of_the_job_overwrite_replaced_are_never_trusted(tiny_bundle, workspace, tmp_path, capsys, fmt):
+    """Job A writes four targets; job B takes the folder with --overwrite for one target; B resumed
+    on all four redoes the three A left, rather than keeping A's masks."""
+    out = tmp_path / "out"
+    ref, mask = str(workspace / "ref.png"), str(workspace / "ref_mask.png")
+    other, other_mask = str(workspace / "other_ref.png"), str(workspace / "other_ref_mask.png")
+    base = ["--bundle", str(tiny_bundle), "--backend", "onnxruntime", "--format", fmt, "--out", str(out)]
+    targets = sorted(str(p) for p in (workspace / "targets").glob("*.jpg"))
+    assert main([*base, "--concept", f"a={ref}:{mask}", *targets]) == 0
+    assert main([*base, "--overwrite", "--concept", f"a={other}:{other_mask}", targets[0]]) == 0
+    capsys.readouterr()
+    assert main([*base, "--concept", f"a={other}:{other_mask}", *targets]) == 0
+    assert "3 segmented, 1 already done" in _last_line(capsys)

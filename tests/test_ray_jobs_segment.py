@@ -20,6 +20,7 @@ from PIL import Image
 
 from insid3.engine.cli_segment import main
 from insid3.engine.outputs.coco import COCO_FILE
+from insid3.engine.outputs.files import DONE_FILE
 from insid3.engine.outputs.masks import PngOutputs
 from insid3.engine.scenes import draw_scene
 
@@ -124,6 +125,12 @@ def test_a_worker_killed_mid_job_costs_nothing(cluster, tiny_bundle, workspace, 
     assert lines[-1].endswith(f"{TARGETS} segmented, 0 already done, 1 failed -> {out}")
 
 
+def finished(out) -> int:
+    """Targets the job logged as done (engine/outputs/files.py DoneLog), whole lines only."""
+    log = out / DONE_FILE
+    return log.read_bytes().count(b"\n") if log.is_file() else 0
+
+
 def test_sigint_to_the_driver_keeps_its_work_and_the_rerun_resumes(cluster, tiny_bundle, workspace, local_masks,
                                                                    tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
@@ -131,30 +138,34 @@ def test_sigint_to_the_driver_keeps_its_work_and_the_rerun_resumes(cluster, tiny
     driver = subprocess.Popen([sys.executable, "-m", "insid3.engine.cli_segment", *argv], stderr=subprocess.PIPE,
                               text=True)
     deadline = time.monotonic() + 60
-    while len(list(out.glob("t*.png"))) < 2 and driver.poll() is None and time.monotonic() < deadline:
+    while finished(out) < 2 and driver.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     driver.send_signal(signal.SIGINT)
     _, err = driver.communicate(timeout=60)
     assert driver.returncode == 130, err[-2000:]
     assert err.strip().splitlines()[-1].startswith("insid3-segment: interrupted: ") and "resume" in err
-    kept = len(list(out.glob("t*.png")))
+    kept = finished(out)  # a mask written but not yet logged when the signal came is redone
     assert 2 <= kept < TARGETS
 
     here = [arg for arg in argv if arg not in ("--address", cluster)]  # this process's connection, kept open
     real, writes = PngOutputs.write, []
+    # Two more masks, fewer when the driver got far before the signal took effect (a loaded
+    # machine): at least one target is left for the last run.
+    more = min(2, TARGETS - kept - 1)
 
-    def write(self, target, result):  # Ctrl-C in this process, after two more masks
-        if len(writes) == 2:
+    def write(self, target, result):  # Ctrl-C in this process, after `more` more masks
+        if len(writes) == more:
             raise KeyboardInterrupt
         writes.append(target)
         real(self, target, result)
 
     monkeypatch.setattr(PngOutputs, "write", write)
     assert main(here) == 130
-    assert last_line(capsys).startswith(f"insid3-segment: interrupted: 2 segmented, {kept} already done")
+    assert last_line(capsys).startswith(f"insid3-segment: interrupted: {more} segmented, {kept} already done")
     monkeypatch.undo()
     assert main(here) == 1  # the interrupted pipeline let go of the cluster's CPUs: the actors start again
-    assert last_line(capsys).endswith(f"{TARGETS - kept - 2} segmented, {kept + 2} already done, 1 failed -> {out}")
+    done_before = kept + more
+    assert last_line(capsys).endswith(f"{TARGETS - done_before} segmented, {done_before} already done, 1 failed -> {out}")
     masks = masks_of(out)
     assert masks.keys() == local_masks.keys()
     assert all(np.array_equal(masks[stem], local_masks[stem]) for stem in masks)

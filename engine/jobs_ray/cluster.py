@@ -134,6 +134,15 @@ def connected(settings: ClusterSettings) -> Iterator[None]:
         ray.shutdown()
 
 
+def exit_after(code: int) -> None:
+    """End a command's process at once after a --ray run: Ray's background threads can outlive
+    ray.shutdown() and then end the process themselves, with their own exit code (seen after a
+    Ctrl-C). Everything the command wrote is already closed; stdio is flushed here."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def actor_pool_fault_tolerance() -> dict[str, int]:
     """FAULT_TOLERANCE as map_batches takes it. Ray 2.60 deprecates passing these (removed in
     2.64, where Ray Data's own defaults apply: restart and retry without limit)."""

@@ -20,7 +20,7 @@ from PIL import Image
 
 from insid3.engine.concepts import ConceptsResult
 from insid3.engine.outputs import OutputOptions
-from insid3.engine.outputs.files import encoded, write_atomically
+from insid3.engine.outputs.files import DoneLog, encoded, write_atomically
 from insid3.engine.outputs.palette import label_colors
 
 LEGEND_FILE = "legend.json"
@@ -45,21 +45,25 @@ def label_image(label: np.ndarray, concepts: int) -> Image.Image:
 
 class LabelPngOutputs:
     def __init__(self, folder: Path, options: OutputOptions) -> None:
-        self.folder, self.options = folder, options
+        self.folder, self.options, self.log = folder, options, DoneLog(folder)
 
     def done(self, target: Path) -> bool:
-        return (self.folder / f"{target.stem}.png").is_file()
+        return target in self.log and (self.folder / f"{target.stem}.png").is_file()
 
     def has_outputs(self) -> bool:
         return any(self.folder.glob("*.png"))
 
     def start(self, *, fresh: bool) -> None:
+        if fresh:  # another job's maps are redone, never trusted
+            self.log.forget()
         text = json.dumps(legend(self.options.names), indent=2) + "\n"
         write_atomically(self.folder / LEGEND_FILE, text.encode())
 
     def write(self, target: Path, result: ConceptsResult) -> None:
         image = label_image(result.label_map(), len(result))
         write_atomically(self.folder / f"{target.stem}.png", encoded(image, format="PNG"))
+        self.log.add(target)
 
     def close(self) -> None:
         """Every map is complete once written; the legend was written at the start."""
+        self.log.close()

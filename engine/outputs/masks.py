@@ -15,13 +15,13 @@ from PIL import Image
 from insid3.engine.concepts import ConceptsResult
 from insid3.engine.images import load_rgb, overlay_mask
 from insid3.engine.outputs import OutputOptions
-from insid3.engine.outputs.files import encoded, write_atomically
+from insid3.engine.outputs.files import DoneLog, encoded, write_atomically
 from insid3.engine.outputs.palette import overlay_labels
 
 
 class PngOutputs:
     def __init__(self, folder: Path, options: OutputOptions) -> None:
-        self.folder, self.options = folder, options
+        self.folder, self.options, self.log = folder, options, DoneLog(folder)
 
     def mask_paths(self, target: Path) -> list[Path]:
         if not self.options.per_concept_files:
@@ -35,13 +35,15 @@ class PngOutputs:
         """Every mask exists, and the overlay when one is asked for (a re-run that adds --overlay
         draws the targets segmented without it)."""
         wanted = self.mask_paths(target) + ([self.overlay_path(target)] if self.options.overlay else [])
-        return all(path.is_file() for path in wanted)
+        return target in self.log and all(path.is_file() for path in wanted)
 
     def has_outputs(self) -> bool:
         return any(self.folder.glob("*.png"))
 
     def start(self, *, fresh: bool) -> None:
-        """Nothing job-wide: every mask stands alone."""
+        """Nothing job-wide but the log of finished targets (another job's is forgotten)."""
+        if fresh:
+            self.log.forget()
 
     def write(self, target: Path, result: ConceptsResult) -> None:
         if self.options.overlay:  # before the masks: a target whose masks exist has its overlay
@@ -54,6 +56,8 @@ class PngOutputs:
         for path, concept in zip(self.mask_paths(target), result):
             image = Image.fromarray(concept.mask.astype(np.uint8) * 255)  # L
             write_atomically(path, encoded(image, format="PNG"))
+        self.log.add(target)
 
     def close(self) -> None:
         """Every mask is complete once written."""
+        self.log.close()

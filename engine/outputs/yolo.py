@@ -19,7 +19,7 @@ import yaml
 
 from insid3.engine.concepts import ConceptsResult
 from insid3.engine.outputs import OutputOptions
-from insid3.engine.outputs.files import write_atomically
+from insid3.engine.outputs.files import DoneLog, write_atomically
 from insid3.engine.outputs.polygons import mask_polygons
 
 DATA_FILE = "data.yaml"
@@ -46,21 +46,25 @@ def label_rows(result: ConceptsResult, min_area: int, tolerance: float) -> list[
 
 class YoloSegOutputs:
     def __init__(self, folder: Path, options: OutputOptions) -> None:
-        self.folder, self.labels, self.options = folder, folder / LABELS, options
+        self.folder, self.labels, self.options, self.log = folder, folder / LABELS, options, DoneLog(folder)
 
     def done(self, target: Path) -> bool:
-        return (self.labels / f"{target.stem}.txt").is_file()
+        return target in self.log and (self.labels / f"{target.stem}.txt").is_file()
 
     def has_outputs(self) -> bool:
         return any(self.labels.glob("*.txt"))
 
     def start(self, *, fresh: bool) -> None:
+        if fresh:  # another job's label files are redone, never trusted
+            self.log.forget()
         self.labels.mkdir(exist_ok=True)
         write_atomically(self.folder / DATA_FILE, data_yaml(self.folder, self.options.names).encode())
 
     def write(self, target: Path, result: ConceptsResult) -> None:
         rows = label_rows(result, self.options.min_area, self.options.tolerance)
         write_atomically(self.labels / f"{target.stem}.txt", "".join(f"{row}\n" for row in rows).encode())
+        self.log.add(target)
 
     def close(self) -> None:
         """Every label file is complete once written."""
+        self.log.close()
