@@ -172,3 +172,11 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def print_figures(figures: dict, json_path: Path | None) -> None:
+    """A measurement tool's figures as JSON on stdout, and in `json_path` when given."""
+    text = json.dumps(figures, indent=1)
+    print(text)
+    if json_path is not None:
+        json_path.write_text(text + "\n")

@@ -11,7 +11,6 @@ pixels on which they differ; overall: each bundle's mIoU and their difference.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from itertools import islice
@@ -24,6 +23,7 @@ from insid3.errors import Insid3Error, SettingsError
 from insid3.evaluation.datasets import REGISTRY, build_benchmark
 from insid3.evaluation.features_cache import FeatureCache
 from insid3.evaluation.metrics import IoUMeter
+from insid3.evaluation.report import print_figures
 from insid3.evaluation.runner import EpisodeRunner
 from insid3.evaluation.sampling import episode_rng
 
@@ -89,10 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("insid3-eval sensitivity: interrupted", file=sys.stderr)
         return 130
-    text = json.dumps(figures, indent=1)
-    print(text)
-    if args.json is not None:
-        args.json.write_text(text + "\n")
+    print_figures(figures, args.json)
     return 0
 
 

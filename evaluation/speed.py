@@ -14,7 +14,6 @@ script itself needs their repository and a CUDA device, so its transcription sta
 from __future__ import annotations
 
 import argparse
-import json
 import pickle
 import statistics
 import sys
@@ -31,6 +30,7 @@ from insid3.errors import Insid3Error
 from insid3.evaluation.datasets import REGISTRY, build_benchmark
 from insid3.evaluation.features_cache import FeatureCache
 from insid3.evaluation.metrics import IoUMeter
+from insid3.evaluation.report import print_figures
 from insid3.evaluation.runner import EpisodeRunner
 from insid3.evaluation.sampling import episode_rng
 
@@ -135,10 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("insid3-eval speed: interrupted", file=sys.stderr)
         return 130
-    text = json.dumps(figures, indent=1)
-    print(text)
-    if args.json is not None:
-        args.json.write_text(text + "\n")
+    print_figures(figures, args.json)
     return 0
 
 
