@@ -21,3 +21,8 @@ The other tools, each `python -m insid3.benchmarks.<name>`:
   authors' way on one GPU, RoPE rescale factors) inside an 8-minute budget (benchmarks/GPU.md).
 `synthetic.py` draws the seeded patch features the kernel tests and benchmark run on.
 """
+
+if __name__ != "insid3.benchmarks":  # imported as `benchmarks` with the repository root on sys.path
+    from insid3.shadowing import yield_to_installed
+
+    yield_to_installed(__name__, __file__)

@@ -10,3 +10,8 @@ report (report.py) is JSON and a markdown table laid out like the paper's Table 
 
 docs/evaluation.md describes the datasets' layouts and the protocol.
 """
+
+if __name__ != "insid3.evaluation":  # imported as `evaluation` with the repository root on sys.path
+    from insid3.shadowing import yield_to_installed
+
+    yield_to_installed(__name__, __file__)

@@ -5,6 +5,12 @@
 
 from __future__ import annotations
 
+if __name__ != "insid3.export":  # imported as `export` with the repository root on sys.path
+    from insid3.shadowing import yield_to_installed
+
+    yield_to_installed(__name__, __file__)
+
+
 import importlib
 from typing import TYPE_CHECKING
 

@@ -17,6 +17,11 @@ tests and benchmarks reach the pieces inside through the submodules.
                                                    keypoint matching (docs/correspondence.md)
 """
 
+if __name__ != "insid3.kernels":  # imported as `kernels` with the repository root on sys.path
+    from insid3.shadowing import yield_to_installed
+
+    yield_to_installed(__name__, __file__)
+
 from insid3.kernels.arrays import array_module, to_numpy
 from insid3.kernels.correspondence import (
     gaussian_soft_argmax,
