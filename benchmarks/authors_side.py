@@ -15,7 +15,7 @@ from insid3.benchmarks.inputs import BenchInputs
 from insid3.benchmarks.memory import MemoryReport, current_rss_mb, memory_report, sampling, torch_high_water
 from insid3.benchmarks.passes import MeasuredSide, PassRecord, pass_times
 from insid3.benchmarks.stats import summarise
-from insid3.engine.timing import StageClock
+from insid3.engine.runtime.timing import StageClock
 
 DESCRIPTION = (
     "torch eager backbone (fp32) encoding reference(s) and target together for every target, "

@@ -113,8 +113,8 @@ def check_reference_requirements() -> None:
 
 def check_backend(bundle: Bundle, settings: BenchSettings) -> None:
     """Fail in one line before any process starts when the backend cannot run here."""
-    from insid3.engine.backends import BACKENDS
-    from insid3.engine.backends.base import BackendOptions
+    from insid3.engine.runtime.backends import BACKENDS
+    from insid3.engine.runtime.backends.base import BackendOptions
     from insid3.errors import BackendUnavailableError
 
     if settings.backend == "auto":

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from insid3.engine.concepts import PER_CONCEPT_STAGES
-from insid3.engine.scenes import CONCEPTS, draw_scene
-from insid3.engine.segmenter import Segmenter
-from insid3.engine.timing import STAGES
+from insid3.engine.jobs.scenes import CONCEPTS, draw_scene
+from insid3.engine.runtime.concepts import PER_CONCEPT_STAGES
+from insid3.engine.runtime.segmenter import Segmenter
+from insid3.engine.runtime.timing import STAGES
 from insid3.errors import Insid3Error
 
 GOAL_RATIO = 1.3  # the goal: N = 10 concepts at most 1.3 x one concept

@@ -22,10 +22,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from insid3.engine.correspondence import MatchOptions, check_points
-from insid3.engine.scenes import scene_pairs
-from insid3.engine.segmenter import Segmenter
-from insid3.engine.timing import StageClock
+from insid3.engine.jobs.scenes import scene_pairs
+from insid3.engine.runtime.correspondence import MatchOptions, check_points
+from insid3.engine.runtime.segmenter import Segmenter
+from insid3.engine.runtime.timing import StageClock
 from insid3.kernels import to_numpy
 
 

@@ -10,7 +10,7 @@ Two measurements, both in this process, medians over `--repeats` after one untim
 2. With `--bundle B` (repeatable; one per resolution), the whole pipeline per stage,
    refine="bilinear" and refine="crf" interleaved on drawn scene pairs.
 
-The target is a drawn scene (engine/scenes.py) unless `--image` and `--mask` name a photo.
+The target is a drawn scene (engine/jobs/scenes.py) unless `--image` and `--mask` name a photo.
 
     python -m insid3.benchmarks.crf --sizes 768 1024 --authors-crf /tmp/authors-crf \\
         --bundle bundles/s768 --bundle bundles/s1024 --json crf.json --markdown crf.md
@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from insid3.engine.images import load_mask, load_rgb, normalise_pixels
-from insid3.engine.scenes import draw_scene, scene_pairs
-from insid3.engine.segmenter import Segmenter
-from insid3.engine.timing import STAGES
+from insid3.engine.jobs.scenes import draw_scene, scene_pairs
+from insid3.engine.runtime.images import load_mask, load_rgb, normalise_pixels
+from insid3.engine.runtime.segmenter import Segmenter
+from insid3.engine.runtime.timing import STAGES
 from insid3.errors import Insid3Error
 from insid3.format.bundle import IMAGENET_MEAN, IMAGENET_STD
 from insid3.kernels.crf import CrfParameters, band_regions, crf_refine, guide_image

@@ -42,9 +42,9 @@ def within(precision: str, agreement: dict, mask_iou: float) -> bool:
 
 
 def _torch_segmenter(bundle, **options):
-    from insid3.engine.backends import load_backend
-    from insid3.engine.backends.base import BackendOptions
-    from insid3.engine.segmenter import Segmenter
+    from insid3.engine.runtime.backends import load_backend
+    from insid3.engine.runtime.backends.base import BackendOptions
+    from insid3.engine.runtime.segmenter import Segmenter
 
     return Segmenter(bundle, load_backend(bundle, "torch-cuda", BackendOptions(**options)), bundle.metadata.defaults)
 
@@ -60,7 +60,7 @@ def parity_phase(ctx: PhaseContext) -> None:
 
     from insid3.benchmarks.inputs import scene_inputs
     from insid3.benchmarks.stats import mean_iou
-    from insid3.engine.segmenter import Segmenter
+    from insid3.engine.runtime.segmenter import Segmenter
     from insid3.format.bundle import load_bundle
 
     folder = wait_for_bundle(ctx, "small-768", reserve_s=45)

@@ -22,7 +22,7 @@ from dataclasses import replace
 from itertools import cycle, islice
 
 from insid3.benchmarks.gpu_report import BUNDLES, PhaseContext, wait_for_bundle
-from insid3.engine.timing import STAGES, StageClock
+from insid3.engine.runtime.timing import STAGES, StageClock
 
 SETTINGS = {"fp32": {"precision": "fp32", "tf32": False}, "bf16+tf32": {"precision": "bf16", "tf32": True}}
 TARGETS = 4
@@ -89,9 +89,9 @@ def measure_ours(bundle, precision: str, inputs) -> dict:
     import cupy
     import torch
 
-    from insid3.engine.backends import load_backend
-    from insid3.engine.backends.base import BackendOptions
-    from insid3.engine.segmenter import Segmenter
+    from insid3.engine.runtime.backends import load_backend
+    from insid3.engine.runtime.backends.base import BackendOptions
+    from insid3.engine.runtime.segmenter import Segmenter
 
     pool = cupy.get_default_memory_pool()
     segmenter = Segmenter(bundle, load_backend(bundle, "torch-cuda", BackendOptions(precision=precision)),

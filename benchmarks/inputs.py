@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from insid3.engine.scenes import draw_scene
+from insid3.engine.jobs.scenes import draw_scene
 from insid3.errors import InputImageError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -36,13 +36,13 @@ class BenchInputs:
 
 
 def scene_inputs(shots: int, targets: int, size: tuple[int, int] = (480, 640)) -> BenchInputs:
-    """Drawn scenes of one concept (engine/scenes.py): S reference scenes, T target scenes."""
+    """Drawn scenes of one concept (engine/jobs/scenes.py): S reference scenes, T target scenes."""
     references = [draw_scene(seed=2 * s, size=size, concept=SCENE_CONCEPT) for s in range(shots)]
     scenes = [draw_scene(seed=TARGET_SEED_OFFSET + t, size=size, concept=SCENE_CONCEPT) for t in range(targets)]
     return BenchInputs(
         shots=tuple((scene.image, scene.mask) for scene in references),
         targets=tuple(scene.image for scene in scenes),
-        source=f"drawn scenes (engine/scenes.py), {size[1]}x{size[0]}, concept {SCENE_CONCEPT}",
+        source=f"drawn scenes (engine/jobs/scenes.py), {size[1]}x{size[0]}, concept {SCENE_CONCEPT}",
     )
 
 

@@ -8,7 +8,7 @@ free loopback port, registers one reference, and sends a FIXED number of /v1/seg
 from --concurrency client threads (httpx), stopping early at --time-limit seconds. It reports
 throughput, p50/p99 latency, errors, and the server's `insid3_batch_size` histogram (from
 /metrics, as the difference before/after the run). With --url it measures one running server
-instead (loopback addresses only). Targets are the project's drawn scenes (engine/scenes.py).
+instead (loopback addresses only). Targets are the project's drawn scenes (engine/jobs/scenes.py).
 
 Random-init bundles measure speed only; never read their masks as quality.
 """
@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from insid3.engine.scenes import scene_pairs
+from insid3.engine.jobs.scenes import scene_pairs
 from insid3.engine.serve.launch import running_server
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}

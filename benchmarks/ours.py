@@ -13,8 +13,8 @@ from insid3.benchmarks.inputs import BenchInputs
 from insid3.benchmarks.memory import MemoryReport, cupy_high_water, current_rss_mb, memory_report, sampling
 from insid3.benchmarks.passes import MeasuredSide, PassRecord, pass_times
 from insid3.benchmarks.stats import mean_iou, summarise
-from insid3.engine.segmenter import Segmenter
-from insid3.engine.timing import STAGES
+from insid3.engine.runtime.segmenter import Segmenter
+from insid3.engine.runtime.timing import STAGES
 from insid3.format.refinement import RefineSettings
 
 REFERENCE_ENCODE_REPEATS = 3

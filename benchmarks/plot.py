@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from insid3.engine.timing import STAGES
+from insid3.engine.runtime.timing import STAGES
 
 METADATA_KEY = "insid3-stages-ms"
 

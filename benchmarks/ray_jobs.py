@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from insid3.engine.cli_segment import main as segment
-from insid3.engine.scenes import draw_scene
+from insid3.engine.cli.segment import main as segment
+from insid3.engine.jobs.scenes import draw_scene
 from insid3.errors import Insid3Error
 
 

@@ -1,6 +1,6 @@
 """The benchmark's report: the JSON contract, the terminal table and the markdown.
 
-JSON shape (other tools read it; tests/test_bench_cli.py checks it):
+JSON shape (other tools read it; tests/bench/test_bench_cli.py checks it):
 {"environment": {...}, "config": {"size", "resolution", "backend", "precision", "shots", ...},
  "ours": {"fps", "latency_ms": {"p50", "p90", "p99", "mean"}, "stages_ms": {<7 stages>},
           "peak_memory_mb", "reference_encode_ms", "cold_start_ms", "by_batch_size": {"1": {"fps"}}, ...},
@@ -13,7 +13,7 @@ from __future__ import annotations
 from insid3.benchmarks.authors_side import DESCRIPTION, AuthorsResult
 from insid3.benchmarks.ours import OursResult
 from insid3.benchmarks.stats import mean_iou
-from insid3.engine.timing import STAGES
+from insid3.engine.runtime.timing import STAGES
 
 PAPER_FPS = 3.31
 PAPER_NOTE = (

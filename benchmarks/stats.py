@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from insid3.engine.timing import STAGES
+from insid3.engine.runtime.timing import STAGES
 
 PERCENTILES = (50, 90, 99)
 

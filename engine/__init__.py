@@ -5,8 +5,8 @@ if __name__ != "insid3.engine":  # imported as `engine` with the repository root
 
     yield_to_installed(__name__, __file__)
 
-from insid3.engine.reference import Reference
-from insid3.engine.segmenter import Segmenter
+from insid3.engine.runtime.reference import Reference
+from insid3.engine.runtime.segmenter import Segmenter
 from insid3.format import Bundle, BundleMetadata, Hyperparameters, load_bundle
 
 __all__ = ["Bundle", "BundleMetadata", "Hyperparameters", "Reference", "Segmenter", "load_bundle"]

@@ -16,8 +16,8 @@ import logging
 import sys
 from pathlib import Path
 
-from insid3.engine.jobs_ray.cluster import add_ray_arguments, check_ray_arguments
-from insid3.engine.segmenter import Segmenter
+from insid3.engine.jobs.ray_data.cluster import add_ray_arguments, check_ray_arguments
+from insid3.engine.runtime.segmenter import Segmenter
 from insid3.errors import Insid3Error
 from insid3.evaluation import cli_correspondence
 from insid3.evaluation.datasets import REGISTRY, DatasetEntry, build_benchmark, entry
@@ -170,7 +170,7 @@ def console_main() -> None:
     """The console command: main(), then, after a --ray run, an immediate exit (exit_after)."""
     code = main()
     if "--ray" in sys.argv[1:]:
-        from insid3.engine.jobs_ray.cluster import exit_after
+        from insid3.engine.jobs.ray_data.cluster import exit_after
 
         exit_after(code)
     sys.exit(code)

@@ -17,8 +17,8 @@ import logging
 import sys
 from pathlib import Path
 
-from insid3.engine.correspondence import MatchOptions
-from insid3.engine.segmenter import Segmenter
+from insid3.engine.runtime.correspondence import MatchOptions
+from insid3.engine.runtime.segmenter import Segmenter
 from insid3.errors import Insid3Error
 from insid3.evaluation.datasets.spair import SpairDataset
 from insid3.evaluation.pck import ALPHAS, per_class_table, summary_line

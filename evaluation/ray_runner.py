@@ -29,8 +29,8 @@ from itertools import zip_longest
 import numpy as np
 from tqdm import tqdm
 
-from insid3.engine.jobs_ray import cluster
-from insid3.engine.jobs_ray.cluster import SegmenterSpec
+from insid3.engine.jobs.ray_data import cluster
+from insid3.engine.jobs.ray_data.cluster import SegmenterSpec
 from insid3.evaluation.datasets import DatasetEntry, build_benchmark
 from insid3.evaluation.datasets.base import SegmentationBenchmark
 from insid3.evaluation.episode import Episode

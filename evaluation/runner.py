@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from insid3.engine.images import prepare_reference_mask
-from insid3.engine.reference import Reference
-from insid3.engine.segmenter import Segmenter
-from insid3.engine.timing import StageClock
+from insid3.engine.runtime.images import prepare_reference_mask
+from insid3.engine.runtime.reference import Reference
+from insid3.engine.runtime.segmenter import Segmenter
+from insid3.engine.runtime.timing import StageClock
 from insid3.errors import ReferenceMaskError
 from insid3.evaluation.datasets.base import SegmentationBenchmark
 from insid3.evaluation.episode import Episode, LoadedItem

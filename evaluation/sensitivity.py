@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from insid3.engine.segmenter import Segmenter
+from insid3.engine.runtime.segmenter import Segmenter
 from insid3.errors import Insid3Error, SettingsError
 from insid3.evaluation.datasets import REGISTRY, build_benchmark
 from insid3.evaluation.features_cache import FeatureCache

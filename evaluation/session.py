@@ -17,8 +17,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from insid3.engine.reference import EncodingFingerprint
-from insid3.engine.segmenter import Segmenter
+from insid3.engine.runtime.reference import EncodingFingerprint
+from insid3.engine.runtime.segmenter import Segmenter
 from insid3.evaluation.datasets import DatasetEntry
 from insid3.evaluation.datasets.base import SegmentationBenchmark
 from insid3.evaluation.episode_log import EpisodeLog, EpisodeLogError

@@ -15,8 +15,8 @@ from itertools import islice
 
 from tqdm import tqdm
 
-from insid3.engine.correspondence import MatchOptions
-from insid3.engine.segmenter import Segmenter
+from insid3.engine.runtime.correspondence import MatchOptions
+from insid3.engine.runtime.segmenter import Segmenter
 from insid3.evaluation.datasets.spair import KeypointPair, SpairDataset
 from insid3.evaluation.pck import PckMeter, pair_pck
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from insid3.engine.scenes import draw_scene
-from insid3.engine.segmenter import Segmenter
+from insid3.engine.jobs.scenes import draw_scene
+from insid3.engine.runtime.segmenter import Segmenter
 from insid3.errors import Insid3Error
 from insid3.evaluation.datasets import REGISTRY, build_benchmark
 from insid3.evaluation.features_cache import FeatureCache
@@ -36,7 +36,7 @@ from insid3.evaluation.sampling import episode_rng
 
 
 def write_synthetic_coco(root: Path, images_per_class: int = 6, size: tuple[int, int] = (480, 640)) -> Path:
-    """A COCO-20i layout of drawn scenes (engine/scenes.py): fold 0's 20 classes, each with its own
+    """A COCO-20i layout of drawn scenes (engine/jobs/scenes.py): fold 0's 20 classes, each with its own
     images of one concept, label value c + 1 on the concept's pixels. Returns the data root."""
     base = root / "COCO2014"
     lists: dict[int, list[str]] = {c: [] for c in range(80)}

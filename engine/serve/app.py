@@ -14,7 +14,7 @@
     GET    /metrics                     -> Prometheus text (see metrics.py)
 
 RLE: COCO's column-major run lengths (zeros first) in the *compressed string* form of
-pycocotools' `mask.encode` (`insid3.engine.rle`); `pycocotools.mask.decode` reads it.
+pycocotools' `mask.encode` (`insid3.engine.runtime.rle`); `pycocotools.mask.decode` reads it.
 
 Per-stage timings (ms) come back as one `Server-Timing` header (queue, preprocess, backbone,
 debias, matching, clustering, aggregation, upsample, encode) and as `X-Insid3-Timing-<Stage>-Ms`
@@ -42,8 +42,8 @@ from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from insid3.engine.images import PreparedImage
-from insid3.engine.rle import encode_rle
+from insid3.engine.runtime.images import PreparedImage
+from insid3.engine.runtime.rle import encode_rle
 from insid3.engine.serve.concepts import CONCEPT_FORMATS, ConceptsAnswer, NonEmpty, named_references, respond
 from insid3.engine.serve.errors import (
     BadRequestError,

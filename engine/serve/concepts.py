@@ -13,7 +13,7 @@ or with format label-png or coco.
                      and categories 1.. named after the names
 
 The target joins the same backbone batches as single-concept targets (a `ConceptsItem` in the
-service's queue decodes itself: engine/concepts.py, one clustering for every concept). Errors
+service's queue decodes itself: engine/runtime/concepts.py, one clustering for every concept). Errors
 are /v1/segment's: 400 names that do not pair with the ids or repeat, png/rle asked for
 several concepts, or more than MAX_CONCEPTS reference_ids; 404 an unknown or expired reference_id.
 """
@@ -31,16 +31,16 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import StringConstraints
 
-from insid3.engine.concepts import ConceptsResult
-from insid3.engine.images import PreparedImage
-from insid3.engine.outputs.coco import coco_instances, target_record
-from insid3.engine.outputs.files import encoded
-from insid3.engine.outputs.label_png import label_image
-from insid3.engine.reference import Reference
-from insid3.engine.segmenter import Segmenter
+from insid3.engine.jobs.outputs.coco import coco_instances, target_record
+from insid3.engine.jobs.outputs.files import encoded
+from insid3.engine.jobs.outputs.label_png import label_image
+from insid3.engine.runtime.concepts import ConceptsResult
+from insid3.engine.runtime.images import PreparedImage
+from insid3.engine.runtime.reference import Reference
+from insid3.engine.runtime.segmenter import Segmenter
+from insid3.engine.runtime.timing import StageClock
 from insid3.engine.serve.errors import BadRequestError
 from insid3.engine.serve.runner import failure_of
-from insid3.engine.timing import StageClock
 
 CONCEPT_FORMATS = ("label-png", "coco")
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]  # a form field that must not be empty (422)

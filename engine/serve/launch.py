@@ -68,7 +68,7 @@ def stop(process: subprocess.Popen, grace_s: float = 30.0) -> None:
 def running_server(args: list[str], log_path: Path, ready_timeout_s: float = 60.0) -> Iterator[ServerProcess]:
     """`insid3-serve --host 127.0.0.1 --port <free> *args`, ready on entry, stopped on exit."""
     port = free_port()
-    command = [sys.executable, "-m", "insid3.engine.serve.cli", "--host", "127.0.0.1", "--port", str(port), *args]
+    command = [sys.executable, "-m", "insid3.engine.cli.serve", "--host", "127.0.0.1", "--port", str(port), *args]
     with open(log_path, "wb") as log:
         # Own session: a hard stop can reach everything it started (uvicorn, or Ray's daemons).
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

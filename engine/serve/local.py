@@ -12,9 +12,9 @@ import numpy as np
 from fastapi import FastAPI
 from PIL import Image
 
-from insid3.engine.images import PreparedImage
-from insid3.engine.reference import Reference
-from insid3.engine.segmenter import Segmenter
+from insid3.engine.runtime.images import PreparedImage
+from insid3.engine.runtime.reference import Reference
+from insid3.engine.runtime.segmenter import Segmenter
 from insid3.engine.serve.app import create_app
 from insid3.engine.serve.batching import DynamicBatcher
 from insid3.engine.serve.concepts import Concepts

@@ -29,15 +29,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from PIL import Image
 
-from insid3.engine.correspondence import Correspondences, EncodedImage, MatchOptions, check_points, parse_points
-from insid3.engine.images import PreparedImage
-from insid3.engine.segmenter import Segmenter
+from insid3.engine.runtime.correspondence import Correspondences, EncodedImage, MatchOptions, check_points, parse_points
+from insid3.engine.runtime.images import PreparedImage
+from insid3.engine.runtime.segmenter import Segmenter
+from insid3.engine.runtime.timing import StageClock
 from insid3.engine.serve.errors import BadRequestError, NotReadyError, PayloadTooLargeError, UnknownReferenceError
 from insid3.engine.serve.references import CachedReference, ReferenceStore, new_reference_id
 from insid3.engine.serve.runner import EngineRunner, failure_of
 from insid3.engine.serve.settings import ServeSettings
 from insid3.engine.serve.uploads import decode_upload
-from insid3.engine.timing import StageClock
 
 MAX_POINTS = 1024  # keypoints one request may match
 

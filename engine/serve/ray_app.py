@@ -56,9 +56,9 @@ import ray
 from PIL import Image
 from ray import serve
 
-from insid3.engine.images import PreparedImage
-from insid3.engine.reference import Reference
-from insid3.engine.segmenter import Segmenter
+from insid3.engine.runtime.images import PreparedImage
+from insid3.engine.runtime.reference import Reference
+from insid3.engine.runtime.segmenter import Segmenter
 from insid3.engine.serve.app import create_app
 from insid3.engine.serve.concepts import Concepts
 from insid3.engine.serve.errors import UnknownReferenceError

@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image
 
-from insid3.engine.correspondence import EncodedImage
+from insid3.engine.runtime.correspondence import EncodedImage
 from insid3.engine.serve.errors import UnknownReferenceError
 from insid3.engine.serve.matching import Matching, Submit
 from insid3.engine.serve.references import CachedReference, new_reference_id

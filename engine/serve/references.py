@@ -1,6 +1,6 @@
 """The server's reference cache: encoded references on the backend's device, bounded and expiring.
 
-Each entry is an `insid3.engine.reference.Reference` whose arrays live in the backend's array
+Each entry is an `insid3.engine.runtime.reference.Reference` whose arrays live in the backend's array
 module (cupy on a GPU), so a target's matching never copies reference features to the device.
 Bounds: a count and a byte budget (`Reference.nbytes`); inserting past either evicts the least
 recently used entries. Every entry expires `ttl_s` after registration (an absolute deadline,
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from insid3.engine.reference import Reference
+from insid3.engine.runtime.reference import Reference
 from insid3.engine.serve.errors import PayloadTooLargeError
 
 

@@ -21,10 +21,10 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image
 
-from insid3.engine.images import PreparedImage
-from insid3.engine.reference import Reference
-from insid3.engine.segmenter import Segmenter
-from insid3.engine.timing import StageClock
+from insid3.engine.runtime.images import PreparedImage
+from insid3.engine.runtime.reference import Reference
+from insid3.engine.runtime.segmenter import Segmenter
+from insid3.engine.runtime.timing import StageClock
 
 log = logging.getLogger("insid3.serve")
 T = TypeVar("T")

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from PIL import Image
 
-from insid3.engine.images import PreparedImage
+from insid3.engine.runtime.images import PreparedImage
 from insid3.engine.serve.concepts import Concepts
 from insid3.engine.serve.metrics import ServeMetrics
 from insid3.engine.serve.references import CachedReference, ReferenceStore, new_reference_id

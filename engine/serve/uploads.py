@@ -11,7 +11,7 @@ import warnings
 
 from PIL import Image, UnidentifiedImageError
 
-from insid3.engine.images import load_mask
+from insid3.engine.runtime.images import load_mask
 from insid3.engine.serve.errors import BadRequestError, PayloadTooLargeError
 from insid3.errors import ReferenceMaskError
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from insid3.engine.rendering import render_rgb
+from insid3.engine.runtime.rendering import render_rgb
 from insid3.evaluation.datasets.base import DatasetError, require_file
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from insid3.engine.images import load_rgb
+from insid3.engine.runtime.images import load_rgb
 from insid3.errors import InputImageError
 from insid3.evaluation.datasets.base import DatasetError, require_file, require_folder
 

@@ -3,8 +3,8 @@
 This is the authors' algorithm as their code runs it, NOT the engine: one small torch function
 per section of docs/algorithm.md (§1-§9), their loops kept (per shot in §5-§6, per cluster in
 §8), sklearn's AgglomerativeClustering for §7 and F.interpolate for every resize. It is the
-yardstick of every parity check: the end-to-end tests (tests/test_engine_parity.py), the
-kernel tests' oracle (tests/kernel_oracle.py, a NumPy view of these functions), the baseline of
+yardstick of every parity check: the end-to-end tests (tests/runtime/test_engine_parity.py), the
+kernel tests' oracle (tests/support/kernel_oracle.py, a NumPy view of these functions), the baseline of
 `insid3-bench --compare-reference` and the "authors' way" side of the kernel benchmark.
 
 Torch semantics throughout: inputs and outputs are torch tensors and every step computes in

@@ -22,7 +22,7 @@ import torch
 from insid3.authors_way.debias import debias
 from insid3.authors_way.model import AuthorsModel, encode_together
 from insid3.authors_way.preprocess import preprocess_image
-from insid3.engine.images import ImageLike
+from insid3.engine.runtime.images import ImageLike
 
 SIGMA_PATCHES = 7
 TEMPERATURE = 0.04

@@ -18,8 +18,8 @@ from insid3.authors_way.preprocess import preprocess_image, preprocess_shot
 from insid3.authors_way.reference_side import downsample_mask, prototype
 from insid3.authors_way.resize import interpolate
 from insid3.authors_way.upsample import upsample
-from insid3.engine.images import ImageLike
-from insid3.engine.timing import StageClock
+from insid3.engine.runtime.images import ImageLike
+from insid3.engine.runtime.timing import StageClock
 
 
 def segment_features(

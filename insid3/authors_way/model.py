@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from insid3.engine.images import PreparedImage
-from insid3.engine.timing import no_sync
+from insid3.engine.runtime.images import PreparedImage
+from insid3.engine.runtime.timing import no_sync
 from insid3.format.bundle import load_bundle
 from insid3.format.settings import Hyperparameters
 

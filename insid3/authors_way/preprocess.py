@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from insid3.authors_way.model import AuthorsModel
-from insid3.engine.images import ImageLike, PreparedImage, load_mask, prepare_image
+from insid3.engine.runtime.images import ImageLike, PreparedImage, load_mask, prepare_image
 
 
 def preprocess_image(model: AuthorsModel, image: ImageLike) -> PreparedImage:

@@ -50,7 +50,7 @@ export function maskArea(mask) {
   return area;
 }
 
-// COCO's [x, y, width, height] of the foreground; zeros for an empty mask (as mask_bbox in engine/outputs/files.py).
+// COCO's [x, y, width, height] of the foreground; zeros for an empty mask (as mask_bbox in engine/jobs/outputs/files.py).
 export function maskBbox(mask) {
   let [minX, minY, maxX, maxY] = [Infinity, Infinity, -1, -1];
   for (let y = 0; y < mask.height; y += 1) {

@@ -17,7 +17,7 @@ export function drawMarkers(layer, points, [height, width], titles = []) {
   }));
 }
 
-// The JSON insid3-match writes per target (engine/match_outputs.py MatchRecord), for one target.
+// The JSON insid3-match writes per target (engine/jobs/match_outputs.py MatchRecord), for one target.
 export function matchRecord({ reference, referenceSize, target, points, answer }) {
   return {
     reference, reference_size: referenceSize, target, target_size: answer.size,

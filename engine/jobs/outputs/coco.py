@@ -1,0 +1,135 @@
+"""`--format coco` / `coco-rle`: one COCO instances file for the job, masks.coco.json.
+
+    images       one per target: id, file_name (as given), height, width
+    annotations  id, image_id, category_id, segmentation, area, bbox [x, y, w, h], iscrowd 0
+    categories   one per concept, ids 1.. in the order given, named after the concepts
+
+An annotation is a concept's whole mask on a target (none when empty), or with --instances
+each of its connected components of at least --min-area pixels. segmentation is COCO's
+compressed RLE (exact; always for coco-rle) or, with --segmentation polygon, the components'
+outlines (polygons.py: no holes). area and bbox are the mask's pixels, whichever encoding.
+
+Journalled: each target's record is appended to masks.coco.parts.jsonl and flushed as soon as it
+is computed (a torn last line from a crash is dropped on resume), and masks.coco.json is
+rebuilt from the journal when the run ends, however it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from insid3.engine.jobs.outputs import OutputOptions
+from insid3.engine.jobs.outputs.files import mask_bbox, write_atomically
+from insid3.engine.jobs.outputs.polygons import mask_polygons
+from insid3.engine.runtime.concepts import ConceptsResult
+from insid3.engine.runtime.rle import encode_rle
+
+COCO_FILE = "masks.coco.json"
+COCO_JOURNAL = "masks.coco.parts.jsonl"
+
+
+def annotation_pieces(result: ConceptsResult, instances: bool, min_area: int) -> list[tuple[int, np.ndarray]]:
+    """(category id, bool mask) of each annotation: every non-empty concept mask, or its components."""
+    if instances:
+        return [(instance.label, instance.mask) for instance in result.instances(min_area=min_area)]
+    return [(concept.label, concept.mask) for concept in result if concept.mask.any()]
+
+
+def segmentation_of(mask: np.ndarray, kind: str, tolerance: float) -> dict | list[list[float]]:
+    if kind == "rle":
+        return encode_rle(mask)
+    return [[round(float(v), 3) for v in polygon.ravel()] for polygon in mask_polygons(mask, tolerance)]
+
+
+def target_record(
+    file_name: str, result: ConceptsResult, *, segmentation: str = "rle", instances: bool = False, min_area: int = 0,
+    tolerance: float = 1.0,
+) -> dict:
+    """One target's entry: file_name, height, width and its annotations (without ids)."""
+    height, width = result.original_size
+    annotations = [
+        {"category_id": category, "segmentation": segmentation_of(mask, segmentation, tolerance),
+         "area": int(mask.sum()), "bbox": mask_bbox(mask)}
+        for category, mask in annotation_pieces(result, instances, min_area)
+    ]
+    return {"file_name": file_name, "height": height, "width": width, "annotations": annotations}
+
+
+def _annotations(record: dict) -> list[dict]:
+    """A journal record's annotations (records of earlier releases held one mask's fields)."""
+    if "annotations" in record:
+        return record["annotations"]
+    if record.get("area", 0) > 0:
+        return [{"category_id": 1, "segmentation": record["segmentation"], "area": record["area"],
+                 "bbox": record["bbox"]}]
+    return []
+
+
+def coco_instances(records: Iterable[dict], names: Sequence[str]) -> dict:
+    """The COCO instances document of target records (`target_record`), categories 1.. named `names`."""
+    images, annotations = [], []
+    for image_id, record in enumerate(records, start=1):
+        images.append({"id": image_id, "file_name": record["file_name"],
+                       "height": record["height"], "width": record["width"]})
+        for annotation in _annotations(record):
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, **annotation, "iscrowd": 0})
+    categories = [{"id": index, "name": name} for index, name in enumerate(names, start=1)]
+    return {"info": {"description": "insid3-segment masks"}, "images": images,
+            "annotations": annotations, "categories": categories}
+
+
+class CocoOutputs:
+    def __init__(self, folder: Path, options: OutputOptions) -> None:
+        self.path, self.journal_path, self.options = folder / COCO_FILE, folder / COCO_JOURNAL, options
+        self.segmentation = "rle" if options.format == "coco-rle" else options.segmentation
+        self.records: dict[str, dict] = self._read_journal()
+        self._journal = open(self.journal_path, "a", encoding="utf-8")
+
+    def _read_journal(self) -> dict[str, dict]:
+        if not self.journal_path.is_file():
+            return {}
+        records, good_bytes = {}, 0
+        with open(self.journal_path, "rb") as handle:
+            for line in handle:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    break  # a torn write: this line and anything after it are redone
+                records[record["file_name"]] = record
+                good_bytes += len(line)
+        os.truncate(self.journal_path, good_bytes)
+        return records
+
+    def done(self, target: Path) -> bool:
+        return str(target) in self.records
+
+    def has_outputs(self) -> bool:
+        return bool(self.records) or self.path.is_file()
+
+    def start(self, *, fresh: bool) -> None:
+        """The categories come from the job's concepts when the file is built; another job's
+        records (--overwrite) would point at its categories, so they are dropped."""
+        if fresh:
+            self.records.clear()
+            self._journal.truncate(0)
+
+    def write(self, target: Path, result: ConceptsResult) -> None:
+        options = self.options
+        record = target_record(str(target), result, segmentation=self.segmentation, instances=options.instances,
+                               min_area=options.min_area, tolerance=options.tolerance)
+        self._journal.write(json.dumps(record) + "\n")
+        self._journal.flush()
+        os.fsync(self._journal.fileno())
+        self.records[record["file_name"]] = record
+
+    def coco(self) -> dict:
+        return coco_instances(self.records.values(), self.options.names)
+
+    def close(self) -> None:
+        self._journal.close()
+        write_atomically(self.path, (json.dumps(self.coco()) + "\n").encode())

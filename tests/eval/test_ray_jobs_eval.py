@@ -1,0 +1,51 @@
+"""insid3-eval --ray --all-folds on a local Ray instance it starts itself (two CPU actors), on the
+synthetic COCO-20i layout: the folds' episodes are drawn by the driver and scored on the pool,
+the logs and numbers equal the local run's exactly, and a log begun locally resumes on Ray.
+
+Starts a local Ray instance (about 10 s); deselect with `-m "not ray"`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from support import eval_layouts as layouts
+
+from insid3.evaluation import cli
+
+pytest.importorskip("ray.data")
+pytestmark = pytest.mark.ray
+FOLDS = 4
+
+
+def evaluate(bundle, data, out, episodes: int, *extra: str) -> int:
+    return cli.main(["--bundle", str(bundle), "--dataset", "coco", "--data-root", str(data), "--out", str(out),
+                     "--backend", "onnxruntime", "--no-progress", "--all-folds", "--episodes", str(episodes), *extra])
+
+
+def test_all_folds_on_ray_equal_the_local_run_and_resume_its_log(tiny_bundle, tmp_path, capsys):
+    data = tmp_path / "data"
+    layouts.write_coco(data, images=3)
+    assert evaluate(tiny_bundle, data, tmp_path / "local", 6) == 0
+    assert evaluate(tiny_bundle, data, tmp_path / "mixed", 2) == 0  # begun here...
+    capsys.readouterr()
+    assert evaluate(tiny_bundle, data, tmp_path / "mixed", 6, "--ray", "--workers", "2", "--cpus-per-worker", "0.5",
+                    "--batch-size", "2") == 0  # ...finished on Ray: 4 more episodes of every fold, side by side
+    assert "Ray, 2 CPU workers (0.5 CPU each)" in capsys.readouterr().err
+
+    name = "coco-all-folds-1shot"
+    local = json.loads((tmp_path / "local" / f"{name}.json").read_text())
+    mixed = json.loads((tmp_path / "mixed" / f"{name}.json").read_text())
+    assert (mixed["miou"], mixed["fb_iou"], mixed["fold_miou"]) == (local["miou"], local["fb_iou"], local["fold_miou"])
+    assert len(mixed["runs"]) == FOLDS
+    for ours, theirs in zip(mixed["runs"], local["runs"]):
+        assert ours["timings"]["episodes_resumed"] == 2 and ours["timings"]["episodes_computed"] == 4
+        assert ours["timings"]["images_needed"] == 8  # 4 episodes, a target and a reference each
+        assert ours["settings"]["ray"] == {"workers": 2, "gpus_per_worker": 0.0, "cpus_per_worker": 0.5}
+        for key in ("fold", "miou", "fb_iou", "per_class", "episodes"):
+            assert ours[key] == theirs[key], key
+        assert any(episode["union"][1] > 0 for episode in ours["episodes"])  # counts that can differ
+    for fold in range(FOLDS):  # the logs, byte for byte: either run resumes the other's
+        log = f"coco-fold{fold}-1shot.episodes.jsonl"
+        assert (tmp_path / "mixed" / log).read_bytes() == (tmp_path / "local" / log).read_bytes()
