@@ -5,10 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+# -qq: errors only (a machine's pip configuration can print a warning per package otherwise).
 # The CPU build of torch first, pinned: a looser requirement would pull a multi-GB CUDA build.
-.venv/bin/pip install -q torch==2.13.0
+.venv/bin/pip install -qq torch==2.13.0
 # The CPU runtime (onnxruntime): never together with the gpu extra's onnxruntime-gpu.
-.venv/bin/pip install -q -e ".[cpu,openvino,export,serve,ray,bench,eval,test]"
+.venv/bin/pip install -qq -e ".[cpu,openvino,export,serve,ray,bench,eval,test]"
 # Debian's chromium for the web page's browser tests (Playwright drives it; it never downloads a
 # browser). Only where apt and root are at hand; elsewhere those tests skip, saying why (in CI,
 # CI=true, they fail instead).
