@@ -1,0 +1,88 @@
+"""The one runner every verb goes through: parse, run, and turn what can go wrong into one line.
+
+    Insid3Error (bad input, a usage error)  -> "PROG: error: ..."                exit 2
+    Ctrl-C (KeyboardInterrupt), anywhere    -> "PROG: interrupted"              exit 130
+    anything else (a bug)                   -> "PROG: internal error ...; run with --debug for the traceback"  exit 1
+
+A verb is anything with `configure(parser)` and `run(args, prog) -> int` (a module or an object),
+named in the verb table (engine/cli/main.py) as "module:attribute" or "module" and imported only
+when it runs: this module imports nothing heavy, so Ctrl-C during the imports is caught too.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import argparse
+
+EXIT_ERROR = 2
+EXIT_BUG = 1
+EXIT_INTERRUPTED = 130
+
+
+class Verb(Protocol):
+    """What a verb is: its flags, and what it does with them (an exit code)."""
+
+    def configure(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace, prog: str) -> int: ...
+
+
+def load_verb(target: str) -> Verb:
+    """A verb from "package.module" or "package.module:attribute"."""
+    module_name, _, attribute = target.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, attribute) if attribute else module  # type: ignore[return-value]
+
+
+def description_of(verb: Verb) -> str | None:
+    """The verb's `description`, else its docstring (the module's or the object's)."""
+    text = getattr(verb, "description", None) or getattr(verb, "__doc__", None)
+    return text.strip() if text else None
+
+
+def verb_available(target: str) -> bool:
+    """Whether the verb's module is installed (a verb another version adds may be missing)."""
+    import importlib.util
+
+    return importlib.util.find_spec(target.partition(":")[0]) is not None
+
+
+def run_verb(prog: str, target: str, argv: list[str], *,
+             epilog: str | None = None) -> tuple[int, argparse.Namespace | None]:
+    """Parse `argv` with the verb's flags and run it; (exit code, the parsed flags or None)."""
+    debug = "--debug" in argv[: argv.index("--")] if "--" in argv else "--debug" in argv
+    args = None
+    try:
+        from insid3.engine.cli.arguments import new_parser
+
+        verb = load_verb(target)
+        parser = new_parser(prog, description_of(verb), epilog)
+        verb.configure(parser)
+        args = parser.parse_args(argv)
+        return verb.run(args, prog), args
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED, args
+    except SystemExit as exc:  # --help, --version
+        return (exc.code if isinstance(exc.code, int) else 0), None
+    except Exception as exc:  # noqa: BLE001 - every exception ends in one line
+        return report_exception(prog, exc, debug), args
+
+
+def report_exception(prog: str, exc: Exception, debug: bool) -> int:
+    from insid3.errors import Insid3Error
+
+    if isinstance(exc, Insid3Error):
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc)
+    where = "" if debug else "; run with --debug for the traceback"
+    print(f"{prog}: internal error (a bug, please report it): {type(exc).__name__}: {exc}{where}", file=sys.stderr)
+    return EXIT_BUG
