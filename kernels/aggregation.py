@@ -116,9 +116,21 @@ def cluster_prototypes(values: Array, labels: Array, clusters: Array, n_clusters
 
 def mean_forward_similarity(labels: Array, sim_fwd: Array, areas: Array) -> Array:
     """cross_k = mean of sim_fwd over cluster k, (K,) float32 (float64 sums per cluster, in patch
-    order)."""
+    order: the same additions, in the same order, on NumPy and CuPy).
+
+    NumPy's bincount adds the weights one patch after the other. CuPy's adds them with atomics, in
+    no fixed order, so on CuPy the sums are `ordered_sums` (kernels/cuda.py): one thread per
+    cluster adding its patches in patch order, hence the same float64 bits as NumPy's."""
     xp = array_module(labels, sim_fwd, areas)
-    sums = xp.bincount(labels, weights=sim_fwd.astype(xp.float64), minlength=int(areas.shape[0]))
+    weights, n_clusters = sim_fwd.astype(xp.float64), int(areas.shape[0])
+    if xp is np:
+        sums = np.bincount(labels, weights=weights, minlength=n_clusters)
+    else:
+        from insid3.kernels.cuda import ordered_sums
+
+        order = xp.argsort(labels, kind="stable")  # by cluster, in patch order inside
+        counts = xp.bincount(labels, minlength=n_clusters)
+        sums = ordered_sums(weights[order], xp.cumsum(counts) - counts, counts)
     return (sums / xp.maximum(areas, 1)).astype(xp.float32)
 
 

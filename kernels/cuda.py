@@ -77,3 +77,28 @@ def linkage_kernels() -> LinkageKernels | None:
             stacklevel=2,
         )
         return None
+
+
+# One thread per segment, adding its values one after the other from 0.0: the order of NumPy's
+# bincount(weights=) (float64 additions, which NVRTC cannot contract and -ftz does not touch).
+_ORDERED_SUMS_BODY = "double s = 0.0; for (long long j = 0; j < count; ++j) { s += values[start + j]; } total = s;"
+
+
+@functools.lru_cache(maxsize=1)
+def _ordered_sums_kernel() -> Any:
+    import cupy
+
+    return cupy.ElementwiseKernel(
+        "int64 start, int64 count, raw float64 values", "float64 total", _ORDERED_SUMS_BODY, "insid3_ordered_sums"
+    )
+
+
+def ordered_sums(values, starts, counts):
+    """(M,) float64 sums of the CuPy float64 `values` segment by segment (segment j: values[starts[j]
+    : starts[j] + counts[j]]), each added in order from 0.0: no atomics, the same bits every run."""
+    import cupy
+
+    total = cupy.empty(counts.shape[0], dtype=cupy.float64)
+    if counts.shape[0]:
+        _ordered_sums_kernel()(starts.astype(cupy.int64), counts.astype(cupy.int64), values, total)
+    return total

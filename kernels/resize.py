@@ -143,8 +143,11 @@ def _tap_range(i0: Array, i1: Array, low: int, high: int) -> tuple[int, int]:
     """[start, stop) of the output positions whose taps (i0, i1) reach a source index in
     [low, high]; i0 and i1 are nondecreasing, so these positions are one contiguous run."""
     xp = array_module(i0, i1)
-    start = int(xp.searchsorted(i1, low, side="left"))  # first position with i1 >= low
-    stop = int(xp.searchsorted(i0, high, side="right"))  # past the last position with i0 <= high
+    # The values searched for as 0-d arrays: CuPy's searchsorted takes only an ndarray `v`
+    # (a Python int raises NotImplementedError there), NumPy takes either.
+    low_v, high_v = xp.asarray(low, dtype=i1.dtype), xp.asarray(high, dtype=i0.dtype)
+    start = int(xp.searchsorted(i1, low_v, side="left"))  # first position with i1 >= low
+    stop = int(xp.searchsorted(i0, high_v, side="right"))  # past the last position with i0 <= high
     return start, stop
 
 

@@ -76,6 +76,23 @@ def test_cluster_reductions_match_loops(xp):
     np.testing.assert_array_equal(weights, hits.astype(np.float32) / areas.astype(np.float32))
 
 
+def test_cross_sums_each_cluster_in_patch_order_on_every_device(xp):
+    """cross_k: float64 sums in patch order, the bits of NumPy's sequential bincount(weights=)
+    whatever the device (CuPy's own bincount adds with atomics, in no fixed order), run after run."""
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 7, 4096)
+    labels[:2000] = 2  # one large cluster: many additions whose order would show
+    sim = rng.standard_normal(4096).astype(np.float32) * np.float32(1e-3) + np.float32(0.5)
+    areas = np.bincount(labels, minlength=8)  # cluster 7 is empty
+    sums = np.zeros(8)
+    for label, value in zip(labels, sim.astype(np.float64)):  # one patch after the other
+        sums[label] += value
+    expected = (sums / np.maximum(areas, 1)).astype(np.float32)
+    runs = [host(mean_forward_similarity(xp.asarray(labels), xp.asarray(sim), xp.asarray(areas))) for _ in range(3)]
+    for cross in runs:
+        np.testing.assert_array_equal(cross, expected)
+
+
 def test_seed_is_the_oracles(xp):
     for seed in range(10):
         labels, candidate, features, debiased, sim, proto = _case(seed, 200, 30, 8, 0.2)
