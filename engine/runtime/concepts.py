@@ -6,6 +6,7 @@ instances (`Segmenter.segment_concepts`).
     result["cat"].mask            # bool (H, W): bit for bit seg.segment(target, cat)
     result.label_map()            # uint8 (H, W): 0 background, 1 cat, 2 dog (uint16 past 255 concepts)
     result.instances(min_area=50) # connected components of each concept's mask
+    result["cat"].quality.score   # how far to trust it (engine/runtime/quality.py, docs/quality.md)
 
 The target goes through the backbone once, is debiased once and clustered once (engine/runtime/decoding.py);
 each concept then costs its forward matching, its pruned aggregation and its upsampling (and,
@@ -28,22 +29,18 @@ cluster is. Ties (equal scores, or neither foreground) go to the concept listed 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
 from insid3 import kernels
-from insid3.engine.runtime.decoding import ConceptDecode, EncodedTarget
+from insid3.engine.runtime.decoding import ConceptDecode, ConceptDecoder, EncodedTarget
+from insid3.engine.runtime.quality import EIGHT_CONNECTED, MaskQuality, mask_quality
 from insid3.engine.runtime.reference import Reference
 from insid3.engine.runtime.timing import StageClock
 
-if TYPE_CHECKING:
-    from insid3.engine.runtime.segmenter import Segmenter
-
-# 8-connected components: pixels touching by a corner belong to one instance.
-EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 PER_CONCEPT_STAGES = ("matching", "aggregation", "upsample", "refine")  # refine: 0 ms unless the CRF is on
 
 
@@ -52,8 +49,9 @@ class ConceptMask:
     """One concept on one target. mask: bool (H, W); patch_mask: bool (N,) (doc §8, row-major on
     the patch grid); clusters: bool (K,), the clusters it keeps; seed: its seed cluster (None: no
     candidate, an empty mask); score_low, score_high: (K,) float32 around each cluster's §8 score
-    (module docstring; all 0 without a candidate); timings_ms: this concept's own stages. K = 0
-    when the target was never clustered (no concept had a forward candidate)."""
+    (module docstring; all 0 without a candidate); timings_ms: this concept's own stages;
+    quality: how far to trust the mask (engine/runtime/quality.py). K = 0 when the target was
+    never clustered (no concept had a forward candidate)."""
 
     name: str
     label: int
@@ -64,6 +62,13 @@ class ConceptMask:
     score_low: np.ndarray
     score_high: np.ndarray
     timings_ms: dict[str, float] = field(default_factory=dict)
+    quality: MaskQuality | None = None
+
+    def emptied(self) -> "ConceptMask":
+        """This concept judged absent: an empty mask that keeps no cluster (its quality record,
+        measured on the mask it had, stays)."""
+        return replace(self, mask=np.zeros_like(self.mask), patch_mask=np.zeros_like(self.patch_mask),
+                       clusters=np.zeros_like(self.clusters))
 
     @property
     def exact(self) -> np.ndarray:
@@ -101,6 +106,20 @@ class ConceptsResult:
     @property
     def masks(self) -> dict[str, np.ndarray]:
         return {concept.name: concept.mask for concept in self.concepts}
+
+    @property
+    def quality(self) -> dict[str, MaskQuality | None]:
+        """Each concept's quality record, by name."""
+        return {concept.name: concept.quality for concept in self.concepts}
+
+    def above(self, min_score: float) -> "ConceptsResult":
+        """This result with every concept whose score is below `min_score` judged absent (its
+        mask emptied, its record kept): what `--min-score` writes."""
+        kept = tuple(
+            concept if concept.quality is None or concept.quality.score >= min_score else concept.emptied()
+            for concept in self.concepts
+        )
+        return replace(self, concepts=kept)
 
     def __getitem__(self, name: str) -> ConceptMask:
         for concept in self.concepts:
@@ -190,23 +209,24 @@ def _exact_where_contested(
 
 
 def decode_concepts(
-    segmenter: Segmenter,
+    decoder: ConceptDecoder,
     target: EncodedTarget,
     original_size: tuple[int, int],
     references: dict[str, Reference],
     clock: StageClock,
 ) -> ConceptsResult:
-    """Each concept's §6-§9 on the encoded target (`Segmenter.decode_concept`, as `decode` runs
-    it), then the exact scores that overlaps need (charged to "aggregation"). Each concept's own
-    matching, aggregation, upsampling and refinement are also kept in its `timings_ms`."""
+    """Each concept's §6-§9 on the encoded target (`ConceptDecoder.decode`), then the exact scores
+    that overlaps need (charged to "aggregation", and only when two concepts keep a cluster).
+    Each concept's own matching, aggregation, upsampling and refinement are also kept in its
+    `timings_ms`."""
     decoded, own_ms = {}, {}
     for name, reference in references.items():
-        mine = StageClock(segmenter.backend.synchronize)
-        decoded[name] = segmenter.decode_concept(target, original_size, reference, mine)
+        mine = clock.fresh()
+        decoded[name] = decoder.decode(target, reference.side, original_size, mine)
         for stage, ms in mine.ms.items():  # the clustering, if this concept ran it, counts for the target
             clock.add(stage, ms)
         own_ms[name] = {stage: mine.ms.get(stage, 0.0) for stage in PER_CONCEPT_STAGES}
-    grid = segmenter.bundle.metadata.patch_grid
+    grid = decoder.patch_grid
     device_labels = target.labels(clock) if target.clustered else None  # computed already: no clustering here
     labels = np.zeros(0, dtype=np.int64) if device_labels is None else kernels.to_numpy(device_labels)
     clusters = int(labels.max()) + 1 if labels.size else 0
@@ -216,8 +236,11 @@ def decode_concepts(
         patch_masks[name] = kernels.to_numpy(one.aggregate.patch_mask) if has_seed else np.zeros(grid[0] * grid[1], bool)
         if has_seed:
             keeps[name] = np.bincount(labels[patch_masks[name]], minlength=clusters) > 0
-    with clock.stage("aggregation"):
-        ranges = _exact_where_contested(target, device_labels, decoded, references, keeps) if keeps else {}
+    ranges = {name: (kernels.to_numpy(decoded[name].aggregate.score_low),
+                     kernels.to_numpy(decoded[name].aggregate.score_high)) for name in keeps}
+    if len(keeps) > 1:  # a cluster two concepts keep needs its scores exact (the label map compares them)
+        with clock.stage("aggregation"):
+            ranges = _exact_where_contested(target, device_labels, decoded, references, keeps)
     concepts = []
     for index, (name, one) in enumerate(decoded.items(), start=1):
         zeros = np.zeros(clusters, dtype=np.float32)
@@ -225,7 +248,7 @@ def decode_concepts(
         concepts.append(ConceptMask(
             name=name, label=index, mask=one.mask, patch_mask=patch_masks[name],
             clusters=keeps.get(name, np.zeros(clusters, dtype=bool)), seed=one.aggregate.seed if name in keeps else None,
-            score_low=low, score_high=high, timings_ms=own_ms[name],
+            score_low=low, score_high=high, timings_ms=own_ms[name], quality=mask_quality(one.evidence, one.mask),
         ))
     return ConceptsResult(concepts=tuple(concepts), labels=labels if clusters else None, patch_grid=grid,
                           original_size=original_size)

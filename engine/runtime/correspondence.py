@@ -19,20 +19,18 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from insid3 import kernels
+from insid3.engine.runtime.encoder import ImageEncoder
 from insid3.engine.runtime.images import ImageLike, PreparedImage
 from insid3.engine.runtime.timing import StageClock
 from insid3.errors import KeypointError, SettingsError
 from insid3.format.bundle import ONNX_FILE, Bundle
 from insid3.format.settings import Hyperparameters
 from insid3.kernels.debias import DebiasFrame
-
-if TYPE_CHECKING:
-    from insid3.engine.runtime.segmenter import Segmenter
 
 MATCH_STAGES = ("preprocess", "backbone", "debias", "matching")
 
@@ -155,22 +153,25 @@ def _is_number(value: Any) -> bool:
 
 
 class Matcher:
-    """Keypoint matching on a Segmenter's backend (its `matcher`); frames cached per s."""
+    """Keypoint matching with an image encoder (a bundle and its backend) and a debias frame, whose
+    s is the default (a Segmenter's `matcher` shares its own); frames for other s cached."""
 
-    def __init__(self, segmenter: "Segmenter") -> None:
-        self.segmenter = segmenter
-        self.xp = segmenter.xp
-        self.grid = segmenter.bundle.metadata.patch_grid
-        self.fingerprint = FeatureFingerprint.of(segmenter.bundle)
-        own = segmenter.hyperparameters.svd_components
-        self._frames: dict[int, DebiasFrame] = {own: segmenter._frame}
+    def __init__(self, encoder: ImageEncoder, frame: DebiasFrame) -> None:
+        self.encoder = encoder
+        self.bundle = encoder.bundle
+        self.backend = encoder.backend
+        self.xp = encoder.backend.xp
+        self.grid = self.bundle.metadata.patch_grid
+        self.fingerprint = FeatureFingerprint.of(self.bundle)
+        self.svd_components = frame.svd_components
+        self._frames: dict[int, DebiasFrame] = {frame.svd_components: frame}
         self.last_timings: dict[str, float] = {}
 
     # ------------------------------------------------------------------ encoding
     def encode(self, images: Sequence[ImageLike | PreparedImage], role: str = "target") -> list[EncodedImage]:
         """Original features of each image, in one backbone call per backend batch."""
-        prepared = [image if isinstance(image, PreparedImage) else self.segmenter.prepare(image) for image in images]
-        features = self.segmenter.encode(prepared, role=role)
+        prepared = [image if isinstance(image, PreparedImage) else self.encoder.prepare(image) for image in images]
+        features = self.encoder.encode(prepared, role=role)
         return [
             EncodedImage(features=features[i], original_size=item.original_size, fingerprint=self.fingerprint,
                          name=item.name)
@@ -189,10 +190,9 @@ class Matcher:
         no such s. Pure: callable from any thread."""
         if not options.debiased:
             return None
-        own = self.segmenter.hyperparameters.svd_components
-        s = own if options.svd_components is None else options.svd_components
+        s = self.svd_components if options.svd_components is None else options.svd_components
         if s not in self._frames:
-            meta = self.segmenter.bundle.metadata
+            meta = self.bundle.metadata
             Hyperparameters(svd_components=s).validated(meta.embed_dim)
             available = min(meta.embed_dim, meta.num_patches)  # the basis columns the bundle holds
             if s > available:
@@ -202,7 +202,7 @@ class Matcher:
     def frame(self, svd_components: int) -> DebiasFrame:
         """The debias frame of the first s basis vectors (checked by `components`), built once."""
         if svd_components not in self._frames:
-            basis = self.segmenter.bundle.positional_basis()
+            basis = self.bundle.positional_basis()
             kept = self.xp.asarray(np.ascontiguousarray(basis[:, :svd_components]))
             self._frames[svd_components] = kernels.debias_frame(kept, svd_components)
         return self._frames[svd_components]
@@ -219,7 +219,7 @@ class Matcher:
     ) -> Correspondences:
         """Match checked (K, 2) float32 `points` of `reference` in one target's (N, C) features."""
         reference.fingerprint.require_same(self.fingerprint)
-        clock = clock or StageClock(self.segmenter.backend.synchronize)
+        clock = clock or StageClock(self.backend.synchronize)
         xp = self.xp
         with clock.stage("matching"):
             cells = kernels.snap_points(xp.asarray(points), reference.original_size, self.grid)  # (K, 2)
@@ -256,14 +256,14 @@ class Matcher:
         encoded = self.reference(reference)
         checked = check_points(points, encoded.original_size)
         self.components(options)  # a bad s fails before any target
-        totals, count, source = StageClock(self.segmenter.backend.synchronize), 0, iter(targets)
+        totals, count, source = StageClock(self.backend.synchronize), 0, iter(targets)
         while True:
             with totals.stage("preprocess"):
                 batch = list(islice(source, batch_size))
             if not batch:
                 return
             with totals.stage("backbone"):
-                features = self.segmenter.encode(batch)
+                features = self.encoder.encode(batch)
             for index, item in enumerate(batch):
                 result = self.correspond(encoded, checked, features[index], item.original_size, options, totals)
                 count += 1
@@ -281,5 +281,5 @@ class Matcher:
         """Correspondences per target, in order."""
         encoded = self.reference(reference)
         check_points(points, encoded.original_size)  # before any target is read
-        prepared = (self.segmenter.prepare(target) for target in targets)
+        prepared = (self.encoder.prepare(target) for target in targets)
         return [result for _, result in self.match_stream(encoded, points, prepared, options, batch_size)]

@@ -2,9 +2,10 @@
 concept (debiased coordinates, doc §4; its clusters, §7), and what each concept costs on top
 (forward matching, §6; pruned backward votes, seed and merge, §6 + §8; back to pixels, §9).
 
-`Segmenter.decode` is one `EncodedTarget` and one `decode_concept`; `Segmenter.segment_concepts`
-is one `EncodedTarget` and a `decode_concept` per concept. The kernels and their inputs are the
-same in both, so each concept's mask is bit for bit the mask of segmenting it alone.
+Every mask the Segmenter returns is one `EncodedTarget` and a `ConceptDecoder.decode` per concept
+(engine/runtime/concepts.py); a single reference is a one-entry call. The kernels and their
+inputs do not depend on the other concepts, so each concept's mask is bit for bit the mask of
+segmenting it alone.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from insid3 import kernels
+from insid3.engine.runtime.quality import SeedEvidence, no_seed, seed_evidence
 from insid3.engine.runtime.refinement import Refiner
 from insid3.engine.runtime.timing import StageClock
 
@@ -52,12 +54,14 @@ def encode_target(features: Any, frame: Any, tau: float, clock: StageClock, pixe
 class ConceptDecode:
     """One concept on one target: its bool (H, W) mask, and what §8 said on the device: the
     forward similarities and candidates (N,), and the pruned aggregate (None when no patch was a
-    forward candidate: then the mask is empty and the target may not be clustered)."""
+    forward candidate: then the mask is empty and the target may not be clustered); evidence:
+    the seed's numbers for the mask's quality record (engine/runtime/quality.py)."""
 
     mask: np.ndarray
     similarity: Any
     forward: Any
     aggregate: kernels.pruned.PrunedAggregate | None
+    evidence: SeedEvidence
 
 
 def decode_concept(
@@ -76,7 +80,7 @@ def decode_concept(
         similarity = kernels.forward_similarity(target.debiased, reference.prototype)
         forward = kernels.forward_candidates(similarity)
         any_forward = bool(forward.any())
-    aggregate = None
+    aggregate, evidence = None, no_seed()
     if any_forward:
         # Backward votes come after the clustering: with the labels known, only the forward
         # patches whose votes can change the mask are voted (kernels.pruned_aggregate).
@@ -91,9 +95,31 @@ def decode_concept(
                 reference=reference,
                 merge_threshold=merge_threshold,
             )
+            seed = aggregate.seed
+            evidence = seed_evidence(
+                labels=labels, forward=forward, debiased=target.debiased, reference=reference, seed=seed,
+                seed_score=None if seed is None else aggregate.score_low[seed], merge_threshold=merge_threshold,
+            )
         patch_mask = aggregate.patch_mask
     else:  # no forward patch means no candidate: the empty mask (doc §6)
         with clock.stage("aggregation"):
             patch_mask = forward
     mask = refiner.finish(patch_mask.reshape(patch_grid), original_size, target.pixels, clock)  # to the host
-    return ConceptDecode(mask=mask, similarity=similarity, forward=forward, aggregate=aggregate)
+    return ConceptDecode(mask=mask, similarity=similarity, forward=forward, aggregate=aggregate, evidence=evidence)
+
+
+@dataclass(frozen=True)
+class ConceptDecoder:
+    """What `decode_concept` needs besides the target and the reference, fixed per Segmenter:
+    its merge threshold, the bundle's patch grid and its §9 refiner."""
+
+    merge_threshold: float
+    patch_grid: tuple[int, int]
+    refiner: Refiner
+
+    def decode(
+        self, target: EncodedTarget, reference: kernels.ReferenceSide, original_size: tuple[int, int],
+        clock: StageClock,
+    ) -> ConceptDecode:
+        return decode_concept(target, reference, merge_threshold=self.merge_threshold, patch_grid=self.patch_grid,
+                              original_size=original_size, clock=clock, refiner=self.refiner)

@@ -8,6 +8,9 @@ Per target: preprocess -> backbone -> debias -> matching -> clustering -> aggreg
 upsample (algorithm doc §1-§9), each stage timed in `last_timings` (ms). "matching" is the
 forward step; the backward votes run in "aggregation", after the clustering, and only for the
 patches whose votes can change the mask (kernels.pruned_aggregate).
+
+One path: every mask comes from `decode_concepts` (engine/runtime/concepts.py), several concepts
+on one target; `segment`, `segment_batch` and `decode` are that path with one entry.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from insid3.engine.runtime.backends import load_backend
 from insid3.engine.runtime.backends.base import Backend, BackendOptions
 from insid3.engine.runtime.concepts import ConceptsResult, decode_concepts
 from insid3.engine.runtime.correspondence import EncodedImage, Matcher, MatchOptions
-from insid3.engine.runtime.decoding import ConceptDecode, EncodedTarget
-from insid3.engine.runtime.images import ImageLike, PreparedImage, prepare_image, prepare_reference_mask
+from insid3.engine.runtime.decoding import ConceptDecoder, EncodedTarget
+from insid3.engine.runtime.encoder import ImageEncoder
+from insid3.engine.runtime.images import ImageLike, PreparedImage, prepare_reference_mask
 from insid3.engine.runtime.reference import EncodingFingerprint, Reference, ReferenceShot
 from insid3.engine.runtime.refinement import Refiner
 from insid3.engine.runtime.timing import STAGES, StageClock
@@ -39,6 +43,9 @@ from insid3.format.refinement import RefineSettings
 from insid3.format.settings import Hyperparameters
 
 log = logging.getLogger("insid3.engine")
+
+# The name of the one entry that a single reference is on the concepts path.
+ONE = "reference"
 
 
 class Segmenter:
@@ -58,7 +65,10 @@ class Segmenter:
         self.xp = backend.xp
         # How §9's mask is finished: bilinear (default) or the dense CRF (engine/runtime/refinement.py).
         self.refine = RefineSettings.of(refine)
-        self._refiner = Refiner(resolution=meta.resolution, settings=self.refine, mean=tuple(meta.mean), std=tuple(meta.std))
+        refiner = Refiner(resolution=meta.resolution, settings=self.refine, mean=tuple(meta.mean), std=tuple(meta.std))
+        self._decoder = ConceptDecoder(merge_threshold=self.hyperparameters.merge_threshold,
+                                       patch_grid=meta.patch_grid, refiner=refiner)
+        self._encoder = ImageEncoder(bundle, backend)
         # Debiased features live in span(B)^perp, B = the first s basis vectors: every dot product
         # of doc §4-§8 is computed in its C - s orthonormal coordinates (kernels.DebiasFrame),
         # built once here on the backend's device.
@@ -69,9 +79,12 @@ class Segmenter:
         self._shots: list[ReferenceShot] = []
         self._reference: Reference | None = None
         self.last_timings: dict[str, float] = {}
-        # How many images went through the backbone for references and for targets: the proof
-        # that references are encoded once, however many targets follow.
-        self.images_encoded = {"reference": 0, "target": 0}
+
+    @property
+    def images_encoded(self) -> dict[str, int]:
+        """How many images went through the backbone for references and for targets (matching
+        included): the proof that references are encoded once, however many targets follow."""
+        return self._encoder.images_encoded
 
     @classmethod
     def from_bundle(
@@ -155,35 +168,18 @@ class Segmenter:
 
     # ------------------------------------------------------------------ targets
     def prepare(self, image: ImageLike) -> PreparedImage:
-        meta = self.bundle.metadata
-        return prepare_image(image, meta.resolution, meta.mean, meta.std)
+        """Doc §1 at the bundle's resolution."""
+        return self._encoder.prepare(image)
 
     def encode(self, prepared: Sequence[PreparedImage], role: str = "target") -> Any:
         """Backbone features (B, N, C) in the backend's array module, in chunks of its max batch."""
-        step = self.backend.max_batch or len(prepared)
-        parts = [
-            self.backend.features(np.stack([p.pixels for p in prepared[i : i + step]]))
-            for i in range(0, len(prepared), step)
-        ]
-        self.images_encoded[role] += len(prepared)
-        return parts[0] if len(parts) == 1 else self.xp.concatenate(parts)
+        return self._encoder.encode(prepared, role)
 
     def encode_target(self, features: Any, clock: StageClock, pixels: Any = None) -> EncodedTarget:
         """The target's half of steps 4-9 for its (N, C) features: debiased now, clustered on the
         first concept that needs it (engine/runtime/decoding.py). pixels: its PreparedImage.pixels, which
         the CRF refinement reads."""
         return decoding.encode_target(features, self._frame, self.hyperparameters.tau, clock, pixels)
-
-    def decode_concept(
-        self, target: EncodedTarget, original_size: tuple[int, int], reference: Reference, clock: StageClock
-    ) -> ConceptDecode:
-        """One reference's half of steps 4-9 on an encoded target (doc §6, §8, §9): every mask
-        this Segmenter returns comes from here."""
-        meta = self.bundle.metadata
-        return decoding.decode_concept(
-            target, reference.side, merge_threshold=self.hyperparameters.merge_threshold,
-            patch_grid=meta.patch_grid, original_size=original_size, clock=clock, refiner=self._refiner,
-        )
 
     def decode(
         self,
@@ -193,12 +189,10 @@ class Segmenter:
         clock: StageClock | None = None,
         pixels: Any = None,
     ) -> np.ndarray:
-        """Steps 4-9 for one target's (N, C) features: the bool (H, W) mask. pixels: the target's
-        PreparedImage.pixels (required with refine="crf")."""
-        reference = self._require(reference)
-        clock = clock or StageClock(self.backend.synchronize)
-        target = self.encode_target(features, clock, pixels)
-        return self.decode_concept(target, original_size, reference, clock).mask
+        """Steps 4-9 for one target's (N, C) features: the bool (H, W) mask of one reference (the
+        Segmenter's own by default); `decode_concepts` with one entry."""
+        one = {ONE: self._require(reference)}
+        return self.decode_concepts(features, original_size, one, clock, pixels)[ONE].mask
 
     def decode_concepts(
         self,
@@ -209,10 +203,12 @@ class Segmenter:
         pixels: Any = None,
     ) -> ConceptsResult:
         """Steps 4-9 for several concepts on one target's features: the target side once
-        (engine/runtime/concepts.py); each mask equals `decode` with that concept's reference."""
+        (engine/runtime/concepts.py); each mask equals that concept's alone. pixels: the target's
+        PreparedImage.pixels (required with refine="crf")."""
         concepts = self._require_concepts(concepts)
         clock = clock or StageClock(self.backend.synchronize)
-        return decode_concepts(self, self.encode_target(features, clock, pixels), original_size, concepts, clock)
+        return decode_concepts(self._decoder, self.encode_target(features, clock, pixels), original_size, concepts,
+                               clock)
 
     def _require_concepts(self, concepts: Mapping[str, Reference]) -> dict[str, Reference]:
         named = dict(concepts)
@@ -228,20 +224,14 @@ class Segmenter:
         return named
 
     def segment(self, target: ImageLike, reference: Reference | None = None) -> np.ndarray:
-        """The bool (H, W) mask of the reference's concept in `target`, at the target's own size."""
-        reference = self._require(reference)
-        clock = StageClock(self.backend.synchronize)
-        with clock.stage("preprocess"):
-            prepared = self.prepare(target)
-        with clock.stage("backbone"):
-            features = self.encode([prepared])
-        mask = self.decode(features[0], prepared.original_size, reference, clock, pixels=prepared.pixels)
-        self.last_timings = {stage: clock.ms.get(stage, 0.0) for stage in STAGES}
-        return mask
+        """The bool (H, W) mask of the reference's concept in `target`, at the target's own size
+        (`segment_concepts` with one entry; its quality record: segment_concepts)."""
+        return self.segment_concepts(target, {ONE: self._require(reference)})[ONE].mask
 
     def segment_concepts(self, target: ImageLike, concepts: Mapping[str, Reference]) -> ConceptsResult:
-        """Every concept's mask in `target` (a mapping name -> Reference, each possibly multi-shot)
-        from one backbone pass and one clustering; concept i is label i of `label_map()`."""
+        """Every concept's mask and quality record in `target` (a mapping name -> Reference, each
+        possibly multi-shot) from one backbone pass and one clustering; concept i is label i of
+        `label_map()`."""
         concepts = self._require_concepts(concepts)
         clock = StageClock(self.backend.synchronize)
         with clock.stage("preprocess"):
@@ -255,33 +245,20 @@ class Segmenter:
     def segment_batch(
         self, targets: Sequence[ImageLike], batch_size: int = 8, reference: Reference | None = None
     ) -> list[np.ndarray]:
-        """Masks for many targets: the backbone runs in batches, decoding overlaps inference."""
+        """Masks of one reference for many targets: the backbone runs in batches, decoding
+        overlaps inference (`segment_concepts_stream` with one entry)."""
+        one = {ONE: self._require(reference)}
         prepared = (self.prepare(target) for target in targets)
-        return [mask for _, mask in self.segment_stream(prepared, batch_size, reference)]
-
-    def segment_stream(
-        self,
-        prepared: Iterable[PreparedImage],
-        batch_size: int = 8,
-        reference: Reference | None = None,
-    ) -> Iterator[tuple[PreparedImage, np.ndarray]]:
-        """Yield (image, mask) in input order; batch k+1 is encoded while batch k decodes.
-
-        `prepared` is consumed lazily, batch by batch, on one worker thread, so a folder of any
-        size streams in bounded memory. `last_timings` holds per-target means over the stream.
-        """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        reference = self._require(reference)
-        for count, (item, features, totals) in enumerate(self._encoded_stream(prepared, batch_size), start=1):
-            mask = self.decode(features, item.original_size, reference, totals, pixels=item.pixels)
-            self.last_timings = {s: totals.ms.get(s, 0.0) / count for s in STAGES}
-            yield item, mask
+        return [result[ONE].mask for _, result in self.segment_concepts_stream(prepared, one, batch_size)]
 
     def segment_concepts_stream(
         self, prepared: Iterable[PreparedImage], concepts: Mapping[str, Reference], batch_size: int = 8
     ) -> Iterator[tuple[PreparedImage, ConceptsResult]]:
-        """`segment_stream` for several concepts: (image, ConceptsResult) in input order."""
+        """Yield (image, ConceptsResult) in input order; batch k+1 is encoded while batch k decodes.
+
+        `prepared` is consumed lazily, batch by batch, on one worker thread, so a folder of any
+        size streams in bounded memory. `last_timings` holds per-target means over the stream.
+        """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         concepts = self._require_concepts(concepts)
@@ -324,7 +301,7 @@ class Segmenter:
     @cached_property
     def matcher(self) -> Matcher:
         """Keypoint matching on this backend (engine/runtime/correspondence.py), built on first use."""
-        return Matcher(self)
+        return Matcher(self._encoder, self._frame)
 
     def encode_image(self, image: ImageLike) -> EncodedImage:
         """An image encoded once for `match`: reuse it as the reference of many calls."""

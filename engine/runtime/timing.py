@@ -44,5 +44,9 @@ class StageClock:
             self._synchronize()
             self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - start) * 1e3
 
+    def fresh(self) -> "StageClock":
+        """A new clock at zero that synchronises as this one (a part's own times, added back)."""
+        return StageClock(self._synchronize)
+
     def add(self, name: str, milliseconds: float) -> None:
         self.ms[name] = self.ms.get(name, 0.0) + milliseconds
