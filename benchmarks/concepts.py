@@ -14,11 +14,10 @@ is checked to equal `segment` alone.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ from insid3.engine.jobs.scenes import CONCEPTS, draw_scene
 from insid3.engine.runtime.concepts import PER_CONCEPT_STAGES
 from insid3.engine.runtime.segmenter import Segmenter
 from insid3.engine.runtime.timing import STAGES
-from insid3.errors import Insid3Error
+from insid3.errors import SettingsError
 
 GOAL_RATIO = 1.3  # the goal: N = 10 concepts at most 1.3 x one concept
 
@@ -114,34 +113,23 @@ def report(numbers: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m insid3.benchmarks.concepts", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--bundle", required=True, help="bundle folder (e.g. insid3-export --size small --res 768)")
-    parser.add_argument("--backend", default="auto", help="auto, tensorrt, onnxruntime, openvino, torch")
-    parser.add_argument("--concepts", type=int, default=10, help="concepts found together")
-    parser.add_argument("--repeats", type=int, default=5, help="measured passes (>= 5; medians reported)")
-    parser.add_argument("--size", type=int, nargs=2, default=(480, 640), metavar=("H", "W"), help="target size")
-    parser.add_argument("--no-baseline", dest="baseline", action="store_false",
-                        help="skip the N separate segment() calls")
-    parser.add_argument("--json", type=Path, help="also write the numbers here")
-    args = parser.parse_args(argv)
-    if args.repeats < 5 or args.concepts < 1:
-        parser.error("--repeats must be >= 5 and --concepts >= 1")
-    try:
-        segmenter = Segmenter.from_bundle(args.bundle, backend=args.backend)
-        numbers = measure(segmenter, args.concepts, args.repeats, args.baseline, tuple(args.size))
-    except Insid3Error as exc:
-        print(f"insid3.benchmarks.concepts: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("insid3.benchmarks.concepts: interrupted", file=sys.stderr)
-        return 130
+@dataclass(frozen=True, kw_only=True)
+class ConceptsBenchSettings:
+    bundle: str
+    backend: str = "auto"
+    concepts: int = 10
+    repeats: int = 5
+    size: tuple[int, int] = (480, 640)
+    baseline: bool = True
+    json: Path | None = None
+
+
+def run(settings: ConceptsBenchSettings) -> int:
+    if settings.repeats < 5 or settings.concepts < 1:
+        raise SettingsError("--repeats must be >= 5 and --concepts >= 1")
+    segmenter = Segmenter.from_bundle(settings.bundle, backend=settings.backend)
+    numbers = measure(segmenter, settings.concepts, settings.repeats, settings.baseline, tuple(settings.size))
     print(report(numbers))
-    if args.json:
-        args.json.write_text(json.dumps(numbers, indent=2) + "\n")
+    if settings.json:
+        settings.json.write_text(json.dumps(numbers, indent=2) + "\n")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,11 +14,10 @@ and make small GEMMs 10-20x slower.
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,6 +25,7 @@ from insid3.engine.jobs.scenes import scene_pairs
 from insid3.engine.runtime.correspondence import MatchOptions, check_points
 from insid3.engine.runtime.segmenter import Segmenter
 from insid3.engine.runtime.timing import StageClock
+from insid3.errors import SettingsError
 from insid3.kernels import to_numpy
 
 
@@ -62,36 +62,36 @@ def authors_runner(segmenter: Segmenter, reference, features, target_size, point
     return run
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m insid3.benchmarks.correspondence",
-                                     description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--bundle", required=True, help="engine bundle folder")
-    parser.add_argument("--backend", default="auto", help="auto, tensorrt, onnxruntime, openvino, torch")
-    parser.add_argument("--points", type=int, nargs="+", default=[1, 10, 100], help="keypoint counts")
-    parser.add_argument("--svd-components", type=int, default=None, help="s when debiased (default: the bundle's)")
-    parser.add_argument("--original", action="store_true", help="match the original features")
-    parser.add_argument("--repeats", type=int, default=5, help="runs per measurement (median reported)")
-    args = parser.parse_args(argv)
-    if args.repeats < 5 or min(args.points) < 1:
-        parser.error("--repeats must be >= 5 and every --points >= 1")
-    segmenter = Segmenter.from_bundle(args.bundle, backend=args.backend)
+@dataclass(frozen=True, kw_only=True)
+class MatchBenchSettings:
+    bundle: str
+    backend: str = "auto"
+    points: tuple[int, ...] = (1, 10, 100)
+    svd_components: int | None = None
+    original: bool = False
+    repeats: int = 5
+
+
+def run(settings: MatchBenchSettings) -> int:
+    if settings.repeats < 5 or min(settings.points) < 1:
+        raise SettingsError("--repeats must be >= 5 and every --points >= 1")
+    segmenter = Segmenter.from_bundle(settings.bundle, backend=settings.backend)
     matcher, sync = segmenter.matcher, segmenter.backend.synchronize
-    options = MatchOptions(debiased=not args.original, svd_components=args.svd_components)
+    options = MatchOptions(debiased=not settings.original, svd_components=settings.svd_components)
     s = matcher.components(options)
     (reference_scene, target_scene), = scene_pairs(1, size=(480, 640), seed=0)
     reference = segmenter.encode_image(reference_scene.image)
     prepared = segmenter.prepare(target_scene.image)
-    backbone = median_ms(lambda: segmenter.encode([prepared]), args.repeats, sync)
+    backbone = median_ms(lambda: segmenter.encode([prepared]), settings.repeats, sync)
     features = segmenter.encode([prepared])[0]
     rng = np.random.default_rng(0)
     print(f"# keypoint matching, {segmenter.describe()}; {'original' if s is None else f'debiased, s = {s}'}; "
-          f"median of {args.repeats}\n")
+          f"median of {settings.repeats}\n")
     print(f"backbone (one target): {backbone:.1f} ms\n")
     print("| points | ours: matching (ms) | of which debias (ms) | ours / backbone | backbone + matching (ms) "
           "| authors' matching on the same features (ms) | speed-up |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
-    for count in args.points:
+    for count in settings.points:
         points = check_points(rng.uniform(0, [639, 479], size=(count, 2)), reference.original_size)
         clocks: list[StageClock] = []
 
@@ -99,14 +99,10 @@ def main(argv: list[str] | None = None) -> int:
             clocks.append(StageClock(sync))
             return matcher.correspond(reference, points, features, prepared.original_size, options, clocks[-1])
 
-        ours = median_ms(ours_once, args.repeats, sync)
+        ours = median_ms(ours_once, settings.repeats, sync)
         debias = statistics.median(clock.ms.get("debias", 0.0) for clock in clocks[1:])
         authors = authors_runner(segmenter, reference, features, prepared.original_size, points, s)
-        theirs = median_ms(authors, args.repeats, sync) if authors is not None else float("nan")
+        theirs = median_ms(authors, settings.repeats, sync) if authors is not None else float("nan")
         print(f"| {count} | {ours:.2f} | {debias:.2f} | {100 * ours / backbone:.1f}% | {backbone + ours:.1f} "
               f"| {theirs:.2f} | {theirs / ours:.1f}x |", flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,11 +18,11 @@ The target is a drawn scene (engine/jobs/scenes.py) unless `--image` and `--mask
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,7 @@ from insid3.format.bundle import IMAGENET_MEAN, IMAGENET_STD
 from insid3.kernels.crf import CrfParameters, band_regions, crf_refine, guide_image
 from insid3.kernels.resize import resize_nearest, threshold_bilinear
 
-PROG = "python -m insid3.benchmarks.crf"
+PROG = "insid3 bench crf"
 
 
 def refine_inputs(size: int, image: Path | None, mask: Path | None) -> tuple[np.ndarray, np.ndarray, str]:
@@ -137,54 +137,45 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[768, 1024], help="refinement sizes S (px)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed calls per side (medians)")
-    parser.add_argument("--image", type=Path, help="a target photo (default: a drawn scene)")
-    parser.add_argument("--mask", type=Path, help="its true mask (with --image)")
-    parser.add_argument("--authors-crf", type=Path, help="a build of the authors' library (benchmarks/crf_authors.py)")
-    parser.add_argument("--bundle", type=Path, action="append", default=[], help="also time the pipeline on it")
-    parser.add_argument("--machine", default="this machine", help="how to describe the machine in the report")
-    parser.add_argument("--json", type=Path, help="write the report as JSON")
-    parser.add_argument("--markdown", type=Path, help="write the report as markdown")
-    args = parser.parse_args(argv)
-    try:
-        if (args.image is None) != (args.mask is None):
-            raise Insid3Error("--image and --mask go together")
-        if args.repeats < 1 or any(s < 16 or s % 16 for s in args.sizes):
-            raise Insid3Error("--repeats must be >= 1 and --sizes multiples of 16")
-        if args.authors_crf is not None:
-            from insid3.benchmarks.crf_authors import load
+@dataclass(frozen=True, kw_only=True)
+class CrfBenchSettings:
+    sizes: tuple[int, ...] = (768, 1024)
+    repeats: int = 3
+    image: Path | None = None
+    mask: Path | None = None
+    authors_crf: Path | None = None
+    bundle: tuple[Path, ...] = ()
+    machine: str = "this machine"
+    json: Path | None = None
+    markdown: Path | None = None
+    command: str = "insid3 bench crf"  # recorded in the report
 
-            authors = load(args.authors_crf)
-        else:
-            authors = None
-        report = {"command": " ".join([PROG, *(argv if argv is not None else sys.argv[1:])]),
-                  "repeats": args.repeats, "machine": args.machine, "refine": [], "pipeline": []}
-        for size in args.sizes:
-            pixels, first, report["target"] = refine_inputs(size, args.image, args.mask)
-            report["refine"].append(measure_refine(size, pixels, first, args.repeats, authors))
-            print(f"{PROG}: S={size}: " + ", ".join(f"{k} {v['ms']:.0f} ms" for k, v in report["refine"][-1]["sides"].items()),
-                  file=sys.stderr)
-        for bundle in args.bundle:
-            report["pipeline"].append(measure_pipeline(bundle, args.repeats))
-            print(f"{PROG}: pipeline {bundle}: done", file=sys.stderr)
-    except Insid3Error as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+
+def run(settings: CrfBenchSettings) -> int:
+    if (settings.image is None) != (settings.mask is None):
+        raise Insid3Error("--image and --mask go together")
+    if settings.repeats < 1 or any(s < 16 or s % 16 for s in settings.sizes):
+        raise Insid3Error("--repeats must be >= 1 and --sizes multiples of 16")
+    if settings.authors_crf is not None:
+        from insid3.benchmarks.crf_authors import load
+
+        authors = load(settings.authors_crf)
+    else:
+        authors = None
+    report = {"command": settings.command,
+              "repeats": settings.repeats, "machine": settings.machine, "refine": [], "pipeline": []}
+    for size in settings.sizes:
+        pixels, first, report["target"] = refine_inputs(size, settings.image, settings.mask)
+        report["refine"].append(measure_refine(size, pixels, first, settings.repeats, authors))
+        print(f"{PROG}: S={size}: " + ", ".join(f"{k} {v['ms']:.0f} ms" for k, v in report["refine"][-1]["sides"].items()),
+              file=sys.stderr)
+    for bundle in settings.bundle:
+        report["pipeline"].append(measure_pipeline(bundle, settings.repeats))
+        print(f"{PROG}: pipeline {bundle}: done", file=sys.stderr)
+    if settings.json:
+        settings.json.write_text(json.dumps(report, indent=1))
     text = markdown(report)
-    if args.markdown:
-        args.markdown.write_text(text)
+    if settings.markdown:
+        settings.markdown.write_text(text)
     print(text)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,14 +16,16 @@ correctly, and returns INSID3's own crf_refine bound to the built module.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib.util
 import io
 import shutil
 import sys
 import types
+from dataclasses import dataclass
 from pathlib import Path
+
+from insid3.errors import SettingsError
 
 HASH_LINE = "if (filled >= (capacity / 2) - 1) { grow(); }"
 HASH_FIXED = "if (filled >= (capacity / 2) - 1) { grow(); h = hash(key) % capacity; }"
@@ -104,21 +106,17 @@ def load(folder: Path):
     return init_crf, refinement.crf_refine
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m insid3.benchmarks.crf_authors", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--crf-source", type=Path, required=True, help="a snapshot of netw0rkf10w/CRF")
-    parser.add_argument("--insid3-source", type=Path, required=True, help="a snapshot of visinf/INSID3")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the build")
-    args = parser.parse_args(argv)
-    for flag, path in (("--crf-source", args.crf_source / "src" / "CRF"),
-                       ("--insid3-source", args.insid3_source / "utils" / "refinement.py")):
+@dataclass(frozen=True, kw_only=True)
+class CrfBuildSettings:
+    crf_source: Path
+    insid3_source: Path
+    out: Path
+
+
+def run(settings: CrfBuildSettings) -> int:
+    for flag, path in (("--crf-source", settings.crf_source / "src" / "CRF"),
+                       ("--insid3-source", settings.insid3_source / "utils" / "refinement.py")):
         if not path.exists():
-            print(f"crf_authors: error: {flag}: {path} does not exist", file=sys.stderr)
-            return 2
-    print(f"crf_authors: built {build(args.crf_source, args.insid3_source, args.out)}", file=sys.stderr)
+            raise SettingsError(f"{flag}: {path} does not exist")
+    print(f"crf_authors: built {build(settings.crf_source, settings.insid3_source, settings.out)}", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

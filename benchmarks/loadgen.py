@@ -1,7 +1,7 @@
 """Bounded load generator for insid3-serve: dynamic batching on vs off, side by side, on loopback.
 
     insid3-export --size small --res 256 --random-init --no-trt --out /tmp/insid3-vits-256
-    .venv/bin/python -m insid3.benchmarks.loadgen --bundle /tmp/insid3-vits-256 --requests 200 --concurrency 16
+    insid3 bench serve --bundle /tmp/insid3-vits-256 --requests 200 --concurrency 16
 
 For each --max-batch value (default 8, then 1 = batching off) it starts its own insid3-serve on a
 free loopback port, registers one reference, and sends a FIXED number of /v1/segment requests
@@ -15,11 +15,9 @@ Random-init bundles measure speed only; never read their masks as quality.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -34,6 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from insid3.engine.jobs.scenes import scene_pairs
 from insid3.engine.serve.launch import running_server
+from insid3.errors import SettingsError
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -155,53 +154,47 @@ def table(results: list[RunResult]) -> str:
     return "\n".join(rows)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--bundle", type=Path, help="bundle to serve (one server per --max-batch value)")
-    target.add_argument("--url", help="measure this running server instead (loopback only)")
-    parser.add_argument("--max-batch", type=int, nargs="+", default=[8, 1], help="servers to compare (default 8 1)")
-    parser.add_argument("--max-wait-ms", type=float, default=10.0)
-    parser.add_argument("--backend", default="auto")
-    parser.add_argument("--requests", type=int, default=200, help="requests per server (fixed)")
-    parser.add_argument("--concurrency", type=int, default=16, help="client threads")
-    parser.add_argument("--time-limit", type=float, default=90.0, help="seconds per server before it stops sending")
-    parser.add_argument("--image-size", default="480x640", help="target H x W")
-    parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args(argv)
-    if args.url and urlparse(args.url).hostname not in LOOPBACK:
-        parser.error(f"--url {args.url}: only loopback servers (127.0.0.1, localhost, ::1)")
-    if args.bundle and not args.bundle.is_dir():
-        parser.error(f"--bundle {args.bundle} is not a folder (make one with insid3-export ... --random-init --no-trt)")
-    if args.requests < 1 or args.concurrency < 1 or args.time_limit <= 0:
-        parser.error("--requests, --concurrency and --time-limit must be positive")
-    return args
+@dataclass(frozen=True, kw_only=True)
+class LoadSettings:
+    bundle: Path | None = None
+    url: str | None = None
+    max_batch: tuple[int, ...] = (8, 1)
+    max_wait_ms: float = 10.0
+    backend: str = "auto"
+    requests: int = 200
+    concurrency: int = 16
+    time_limit: float = 90.0
+    image_size: str = "480x640"
+    json: Path | None = None
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    height, width = (int(v) for v in args.image_size.lower().split("x"))
+def run(settings: LoadSettings) -> int:
+    if (settings.url is None) == (settings.bundle is None):
+        raise SettingsError("give --bundle (servers started here) or --url (a running server), one of them")
+    if settings.url and urlparse(settings.url).hostname not in LOOPBACK:
+        raise SettingsError(f"--url {settings.url}: only loopback servers (127.0.0.1, localhost, ::1)")
+    if settings.bundle and not settings.bundle.is_dir():
+        raise SettingsError(f"--bundle {settings.bundle} is not a folder (make one with insid3 export ... --random-init --no-trt)")
+    if settings.requests < 1 or settings.concurrency < 1 or settings.time_limit <= 0:
+        raise SettingsError("--requests, --concurrency and --time-limit must be positive")
+    height, width = (int(v) for v in settings.image_size.lower().split("x"))
     results = []
-    if args.url:
-        results.append(drive(args.url, args.url, args.requests, args.concurrency, args.time_limit, (height, width)))
-    for max_batch in ([] if args.url else args.max_batch):
-        label = f"max-batch {max_batch}, wait {args.max_wait_ms:g} ms"
-        server_args = ["--bundle", str(args.bundle), "--backend", args.backend, "--max-batch", str(max_batch),
-                       "--max-wait-ms", str(args.max_wait_ms), "--max-queue", str(max(64, 2 * args.concurrency)),
+    if settings.url:
+        results.append(drive(settings.url, settings.url, settings.requests, settings.concurrency, settings.time_limit, (height, width)))
+    for max_batch in ([] if settings.url else settings.max_batch):
+        label = f"max-batch {max_batch}, wait {settings.max_wait_ms:g} ms"
+        server_args = ["--bundle", str(settings.bundle), "--backend", settings.backend, "--max-batch", str(max_batch),
+                       "--max-wait-ms", str(settings.max_wait_ms), "--max-queue", str(max(64, 2 * settings.concurrency)),
                        "--log-level", "warning"]
         with tempfile.TemporaryDirectory() as logs, running_server(server_args, Path(logs) / "server.log") as server:
-            print(f"{label}: {server.url}, {args.requests} requests from {args.concurrency} clients ...", flush=True)
-            results.append(drive(server.url, label, args.requests, args.concurrency, args.time_limit, (height, width)))
+            print(f"{label}: {server.url}, {settings.requests} requests from {settings.concurrency} clients ...", flush=True)
+            results.append(drive(server.url, label, settings.requests, settings.concurrency, settings.time_limit, (height, width)))
     print(table(results))
     for r in results:
         for sample in r.error_samples:
             print(f"  {r.label}: error {sample}")
     if len(results) == 2 and results[1].throughput:
         print(f"throughput ratio {results[0].label} / {results[1].label}: {results[0].throughput / results[1].throughput:.2f}x")
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
+    if settings.json:
+        settings.json.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,11 +15,11 @@ One pass each, in this order: a figure for this machine, not a median.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ from PIL import Image
 
 from insid3.engine.cli.segment import main as segment
 from insid3.engine.jobs.scenes import draw_scene
-from insid3.errors import Insid3Error
+from insid3.errors import Insid3Error, SettingsError
 
 
 def draw(folder: Path, targets: int, size: tuple[int, int]) -> None:
@@ -71,46 +71,39 @@ def markdown(rows: list[dict], note: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m insid3.benchmarks.ray_jobs", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--bundle", required=True, help="engine bundle folder")
-    parser.add_argument("--targets", type=int, default=24, help="drawn target images")
-    parser.add_argument("--size", default="480x640", help="targets' HxW")
-    parser.add_argument("--backend", default="onnxruntime", help="the actors' and the local run's backend")
-    parser.add_argument("--batch-size", type=int, default=4, help="targets per backbone call")
-    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="CPUs the Ray pools ask for in all")
-    parser.add_argument("--markdown", type=Path, default=None, help="also write the table here")
-    args = parser.parse_args(argv)
-    if args.targets < 2:
-        parser.error("--targets must be >= 2 (the steady rate needs two masks)")
-    height, width = (int(v) for v in args.size.lower().split("x"))
+@dataclass(frozen=True, kw_only=True)
+class RayJobsBenchSettings:
+    bundle: str
+    targets: int = 24
+    size: str = "480x640"
+    backend: str = "onnxruntime"
+    batch_size: int = 4
+    cores: int = os.cpu_count() or 1
+    markdown: Path | None = None
+
+
+def run(settings: RayJobsBenchSettings) -> int:
+    if settings.targets < 2:
+        raise SettingsError("--targets must be >= 2 (the steady rate needs two masks)")
+    height, width = (int(v) for v in settings.size.lower().split("x"))
     with tempfile.TemporaryDirectory(prefix="insid3-ray-bench-") as temporary:
         folder = Path(temporary)
-        draw(folder, args.targets, (height, width))
+        draw(folder, settings.targets, (height, width))
         runs = [("local", []),
-                ("ray-1", ["--ray", "--workers", "1", "--cpus-per-worker", str(args.cores)]),
-                ("ray-2", ["--ray", "--workers", "2", "--cpus-per-worker", f"{args.cores / 2:g}"])]
+                ("ray-1", ["--ray", "--workers", "1", "--cpus-per-worker", str(settings.cores)]),
+                ("ray-2", ["--ray", "--workers", "2", "--cpus-per-worker", f"{settings.cores / 2:g}"])]
         rows = []
-        try:
-            for name, extra in runs:
-                row = one_run(args.bundle, folder, name, extra, args.backend, args.batch_size)
-                row["same"] = "reference" if name == "local" else ("equal" if same_masks(folder, name, "local")
-                                                                   else "DIFFER")
-                rows.append(row)
-                print(f"{name}: {row['steady_images_per_s']:.2f} images/s steady, {row['wall_s']:.1f} s wall",
-                      file=sys.stderr)
-        except Insid3Error as exc:
-            print(f"ray_jobs: error: {exc}", file=sys.stderr)
-            return 2
-    note = (f"{args.targets} targets {height}x{width}, bundle {Path(args.bundle).name}, {args.backend}, batch "
-            f"{args.batch_size}, {os.cpu_count()} cores seen; one pass each")
+        for name, extra in runs:
+            row = one_run(settings.bundle, folder, name, extra, settings.backend, settings.batch_size)
+            row["same"] = "reference" if name == "local" else ("equal" if same_masks(folder, name, "local")
+                                                               else "DIFFER")
+            rows.append(row)
+            print(f"{name}: {row['steady_images_per_s']:.2f} images/s steady, {row['wall_s']:.1f} s wall",
+                  file=sys.stderr)
+    note = (f"{settings.targets} targets {height}x{width}, bundle {Path(settings.bundle).name}, {settings.backend}, batch "
+            f"{settings.batch_size}, {os.cpu_count()} cores seen; one pass each")
     text = markdown(rows, note)
     print(text)
-    if args.markdown:
-        args.markdown.write_text(text)
+    if settings.markdown:
+        settings.markdown.write_text(text)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

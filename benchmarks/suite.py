@@ -14,11 +14,11 @@ table goes to OUT/suite.md. GPU runs: see benchmarks/GPU.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from insid3.benchmarks.environment import environment
@@ -68,7 +68,7 @@ def ensure_bundle(cache: Path, size: str, resolution: int, trt: bool) -> Path:
     return folder
 
 
-def bench(bundle: Path, out: Path, name: str, args: argparse.Namespace) -> dict | None:
+def bench(bundle: Path, out: Path, name: str, args: SuiteSettings) -> dict | None:
     json_path, md_path = out / f"{name}.json", out / f"{name}.md"
     command = [console_script("insid3-bench"), "--bundle", str(bundle), "--backend", args.backend,
                "--precision", args.precision, "--iters", str(args.iters), "--json", str(json_path),
@@ -103,50 +103,43 @@ SUMMARY_HEADER = (
 )
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "insid3" / "bundles")
-    p.add_argument("--out", type=Path, default=Path("benchmarks") / "results")
-    p.add_argument("--sizes", nargs="+", default=list(SIZES), choices=SIZES)
-    p.add_argument("--resolutions", nargs="+", type=int, default=list(RESOLUTIONS))
-    p.add_argument("--backend", default="auto")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
-    p.add_argument("--iters", type=int, default=5)
-    p.add_argument("--batch-size", dest="batch_sizes", type=int, nargs="+", default=[1])
-    p.add_argument("--compare-reference", action="store_true")
-    p.add_argument("--trt", action="store_true", help="export TensorRT engines too (GPU machines)")
-    p.add_argument("--max-cpu-gflops", type=float, default=250.0,
-                   help="on a CPU, skip configurations above this many GFLOP per image")
-    p.add_argument("--flops-only", action="store_true", help="print the FLOP table and stop")
-    return p
+@dataclass(frozen=True, kw_only=True)
+class SuiteSettings:
+    cache: Path = Path.home() / ".cache" / "insid3" / "bundles"
+    out: Path = Path("benchmarks") / "results"
+    sizes: tuple[str, ...] = tuple(SIZES)
+    resolutions: tuple[int, ...] = tuple(RESOLUTIONS)
+    backend: str = "auto"
+    precision: str = "fp32"
+    iters: int = 5
+    batch_sizes: tuple[int, ...] = (1,)
+    compare_reference: bool = False
+    trt: bool = False
+    max_cpu_gflops: float = 250.0
+    flops_only: bool = False
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def run(settings: SuiteSettings) -> int:
     gpu = environment()["gpu"]
-    print(flops_table(args.sizes, args.resolutions, gpu))
+    print(flops_table(settings.sizes, settings.resolutions, gpu))
     print("counted: patch embedding, qkv, QK^T and AV over N + 5 tokens, projection, MLP "
           "(norms, softmax, RoPE, GELU not counted); floors at dense bf16/fp16 tensor peaks")
-    if args.flops_only:
+    if settings.flops_only:
         return 0
-    args.out.mkdir(parents=True, exist_ok=True)
+    settings.out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for size in args.sizes:
-        for resolution in args.resolutions:
+    for size in settings.sizes:
+        for resolution in settings.resolutions:
             name = f"{size}-{resolution}"
             gflops = flops_for_arch(size, resolution).gflops
-            if gpu is None and gflops > args.max_cpu_gflops:
+            if gpu is None and gflops > settings.max_cpu_gflops:
                 print(f"\n== {name}: skipped on this CPU ({gflops:.0f} GFLOP/image > --max-cpu-gflops "
-                      f"{args.max_cpu_gflops:.0f}; raise it to run)", flush=True)
+                      f"{settings.max_cpu_gflops:.0f}; raise it to run)", flush=True)
                 continue
-            report = bench(ensure_bundle(args.cache, size, resolution, args.trt), args.out, name, args)
+            report = bench(ensure_bundle(settings.cache, size, resolution, settings.trt), settings.out, name, settings)
             if report is not None:
                 rows.append(summary_row(name, report))
     summary = "\n".join([SUMMARY_HEADER, *rows])
-    (args.out / "suite.md").write_text(summary + "\n")
+    (settings.out / "suite.md").write_text(summary + "\n")
     print("\n" + summary)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,18 +7,17 @@ fb_iou (percent), published (the paper's figure for the setting, or null), per_c
 --all-folds the JSON holds fold "all", the mean of the fold mIoUs (and of the FB-IoUs) as the
 paper averages, fold_miou, and the run reports under "runs".
 
-    python -m insid3.evaluation.report coco.json lvis.json ... --markdown table1.md
+    insid3 eval report coco.json lvis.json ... --markdown table1.md
 
 puts several reports in one Table 1.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
+from insid3.engine.jobs.job_folder import output_error, write_atomically
 from insid3.evaluation.datasets import REGISTRY, DatasetEntry
 from insid3.evaluation.metrics import IoUMeter
 
@@ -83,11 +82,16 @@ def folds_report(spec: DatasetEntry, shots: int, runs: list[dict]) -> dict:
 
 
 def write_json(path: str | Path, report: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(report, indent=1) + "\n")
-    temporary.replace(path)
+    """Written whole or not at all; a failure (a full disk) is one OutputWriteError line."""
+    _write_report(Path(path), (json.dumps(report, indent=1) + "\n").encode())
+
+
+def _write_report(path: Path, data: bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(exc, path, len(data)) from None
+    write_atomically(path, data)
 
 
 def describe_weights(settings: dict) -> str:
@@ -143,35 +147,7 @@ def markdown(reports: list[dict]) -> str:
 
 
 def write_markdown(path: str | Path, reports: list[dict]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(markdown(reports))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m insid3.evaluation.report", description="Several insid3-eval JSON reports in one Table 1.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("reports", nargs="+", type=Path, help="insid3-eval --json files")
-    parser.add_argument("--markdown", type=Path, required=True, help="the table to write")
-    args = parser.parse_args(argv)
-    reports = []
-    for path in args.reports:
-        try:
-            reports.append(json.loads(path.read_text()))
-        except (OSError, ValueError) as exc:
-            print(f"insid3-eval report: error: cannot read {path}: {exc}", file=sys.stderr)
-            return 2
-        if not isinstance(reports[-1], dict) or "miou" not in reports[-1] or "dataset" not in reports[-1]:
-            print(f"insid3-eval report: error: {path} is not an insid3-eval report", file=sys.stderr)
-            return 2
-    write_markdown(args.markdown, reports)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    _write_report(Path(path), markdown(reports).encode())
 
 
 def print_figures(figures: dict, json_path: Path | None) -> None:

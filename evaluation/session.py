@@ -7,13 +7,13 @@ their counts replayed into the meter, the rest go through the EpisodeRunner and 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from contextlib import closing
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -27,6 +27,41 @@ from insid3.evaluation.metrics import IoUMeter
 from insid3.evaluation.report import run_report
 from insid3.evaluation.runner import EpisodeResult, EpisodeRunner, RunnerStats
 from insid3.evaluation.sampling import episode_rng
+
+if TYPE_CHECKING:
+    from insid3.engine.jobs.ray_data.cluster import ClusterSettings
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalSettings:
+    """One `insid3 eval` run: what to evaluate (bundle, dataset, folds, shots, episodes), with which
+    settings (None hyperparameters: the bundle's), where (here, or on Ray with `cluster`), and where
+    to write (the episode logs and reports in `out`; json/markdown: other report paths)."""
+
+    bundle: str
+    dataset: str
+    data_root: str
+    fold: int | None = None
+    all_folds: bool = False
+    shots: int = 1
+    episodes: int | None = None
+    svd_components: int | None = None
+    tau: float | None = None
+    merge_threshold: float | None = None
+    refine: str = "bilinear"
+    grid: str = "square"
+    backend: str = "auto"
+    precision: str = "fp32"
+    batch_size: int = 8
+    cache_mib: int = 2048
+    feature_cache: Path | None = None
+    seed: int = 0
+    out: Path = Path("insid3-eval-out")
+    json: Path | None = None
+    markdown: Path | None = None
+    overwrite: bool = False
+    progress: bool = True
+    cluster: ClusterSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -47,13 +82,13 @@ def log_name(spec: DatasetEntry, fold: int | None, shots: int) -> str:
     return f"{spec.name}{folds}-{shots}shot.episodes.jsonl"
 
 
-def run_settings(args: argparse.Namespace, hyperparameters: dict, backend: str, device: str, precision: str,
+def run_settings(settings: EvalSettings, hyperparameters: dict, backend: str, device: str, precision: str,
                  bundle: dict) -> dict:
     """The report's settings: what ran, with which weights and where."""
     return {
         "hyperparameters": hyperparameters, "backend": backend, "device": device, "precision": precision,
-        "refine": args.refine, "protocol": args.grid, "seed": args.seed, "batch_size": args.batch_size,
-        "bundle": bundle, "bundle_path": str(args.bundle), "data_root": str(args.data_root),
+        "refine": settings.refine, "protocol": settings.grid, "seed": settings.seed, "batch_size": settings.batch_size,
+        "bundle": bundle, "bundle_path": str(settings.bundle), "data_root": str(settings.data_root),
     }
 
 

@@ -1,7 +1,7 @@
 """insid3-eval beside the authors' way, on the same episodes and weights, in one process.
 
-    python -m insid3.evaluation.speed --bundle B --dataset coco --data-root R --episodes 24 --passes 3
-    python -m insid3.evaluation.speed --bundle B --synthetic DIR --episodes 24   # writes a COCO-20i layout
+    insid3 eval speed --bundle B --dataset coco --data-root R --episodes 24 --passes 3
+    insid3 eval speed --bundle B --synthetic DIR --episodes 24   # writes a COCO-20i layout
 
 After an untimed warm-up of both sides on two episodes, each pass runs the first N episodes through insid3-eval's runner (a fresh feature cache, the
 backbone batched across episodes, decoding overlapping encoding) and then through
@@ -13,11 +13,11 @@ script itself needs their repository and a CUDA device, so its transcription sta
 
 from __future__ import annotations
 
-import argparse
 import pickle
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
@@ -26,11 +26,9 @@ from PIL import Image
 
 from insid3.engine.jobs.scenes import draw_scene
 from insid3.engine.runtime.segmenter import Segmenter
-from insid3.errors import Insid3Error
-from insid3.evaluation.datasets import REGISTRY, build_benchmark
+from insid3.evaluation.datasets import build_benchmark
 from insid3.evaluation.features_cache import FeatureCache
 from insid3.evaluation.metrics import IoUMeter
-from insid3.evaluation.report import print_figures
 from insid3.evaluation.runner import EpisodeRunner
 from insid3.evaluation.sampling import episode_rng
 
@@ -66,20 +64,34 @@ def _pass(results, benchmark) -> tuple[float, list, IoUMeter]:
     return time.perf_counter() - started, counts, meter
 
 
-def measure(args: argparse.Namespace) -> dict:
+@dataclass(frozen=True, kw_only=True)
+class SpeedSettings:
+    bundle: str
+    data_root: Path
+    dataset: str = "coco"
+    fold: int = 0
+    shots: int = 1
+    episodes: int = 24
+    passes: int = 3
+    backend: str = "auto"
+    precision: str = "fp32"
+    batch_size: int = 8
+
+
+def measure(settings: SpeedSettings) -> dict:
     from insid3.authors_way import load_model
     from insid3.evaluation.authors_side import run_authors_way
 
-    benchmark = build_benchmark(args.dataset, str(args.data_root), args.fold, args.shots)
-    segmenter = Segmenter.from_bundle(args.bundle, backend=args.backend, precision=args.precision)
-    model = load_model(args.bundle)
-    episodes = list(islice(benchmark.episodes(episode_rng()), args.episodes))
+    benchmark = build_benchmark(settings.dataset, str(settings.data_root), settings.fold, settings.shots)
+    segmenter = Segmenter.from_bundle(settings.bundle, backend=settings.backend, precision=settings.precision)
+    model = load_model(settings.bundle)
+    episodes = list(islice(benchmark.episodes(episode_rng()), settings.episodes))
     # Untimed warm-up of both sides (compiled kernels loaded, backend sessions and torch ready).
     list(EpisodeRunner(segmenter, benchmark, FeatureCache(segmenter.xp)).run(episodes[:2]))
     list(run_authors_way(model, benchmark, episodes[:2]))
     ours_rates, theirs_rates, agree, encoded = [], [], True, 0
-    for p in range(args.passes):
-        runner = EpisodeRunner(segmenter, benchmark, FeatureCache(segmenter.xp), batch_size=args.batch_size)
+    for p in range(settings.passes):
+        runner = EpisodeRunner(segmenter, benchmark, FeatureCache(segmenter.xp), batch_size=settings.batch_size)
         seconds, ours, ours_meter = _pass(runner.run(episodes), benchmark)
         ours_rates.append(len(episodes) / seconds)
         encoded = runner.stats.images_encoded
@@ -91,8 +103,8 @@ def measure(args: argparse.Namespace) -> dict:
               f"{differing} of {len(episodes)} episodes with other counts", file=sys.stderr, flush=True)
     ours_median, theirs_median = statistics.median(ours_rates), statistics.median(theirs_rates)
     return {
-        "dataset": args.dataset, "fold": args.fold, "shots": args.shots, "episodes": len(episodes),
-        "bundle": segmenter.describe(), "passes": args.passes, "batch_size": args.batch_size,
+        "dataset": settings.dataset, "fold": settings.fold, "shots": settings.shots, "episodes": len(episodes),
+        "bundle": segmenter.describe(), "passes": settings.passes, "batch_size": settings.batch_size,
         "ours_episodes_per_second": ours_rates, "authors_episodes_per_second": theirs_rates,
         "ours_median": ours_median, "authors_median": theirs_median, "ratio": ours_median / theirs_median,
         # each pass's two sides run back to back: the median of their ratios resists a machine whose load drifts
@@ -100,44 +112,3 @@ def measure(args: argparse.Namespace) -> dict:
         "images_needed": sum(1 + len(e.references) for e in episodes), "images_encoded_by_ours": encoded,
         "counts_identical": agree, "miou_ours": ours_meter.miou(), "miou_authors": theirs_meter.miou(),
     }
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m insid3.evaluation.speed", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--bundle", required=True, help="engine bundle folder")
-    parser.add_argument("--dataset", default="coco", choices=list(REGISTRY), help="benchmark")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data-root", type=Path, help="datasets folder")
-    source.add_argument("--synthetic", type=Path, help="write a synthetic COCO-20i layout here and use it")
-    parser.add_argument("--fold", type=int, default=0, help="fold")
-    parser.add_argument("--shots", type=int, default=1, help="references per episode")
-    parser.add_argument("--episodes", type=int, default=24, help="first N episodes")
-    parser.add_argument("--passes", type=int, default=3, help="alternating passes per side (medians reported)")
-    parser.add_argument("--backend", default="auto", help="our backend")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="our precision (openvino)")
-    parser.add_argument("--batch-size", type=int, default=8, help="our new images per backbone call")
-    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
-    args = parser.parse_args(argv)
-    if min(args.episodes, args.passes, args.shots, args.batch_size) < 1:
-        parser.error("--episodes, --passes, --shots and --batch-size must be >= 1")
-    try:
-        if args.synthetic is not None:
-            if args.dataset != "coco":
-                parser.error("--synthetic writes a COCO-20i layout: use --dataset coco")
-            if not (args.synthetic / "COCO2014").is_dir():
-                write_synthetic_coco(args.synthetic)
-            args.data_root = args.synthetic
-        figures = measure(args)
-    except Insid3Error as exc:
-        print(f"insid3-eval speed: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("insid3-eval speed: interrupted", file=sys.stderr)
-        return 130
-    print_figures(figures, args.json)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

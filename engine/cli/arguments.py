@@ -39,6 +39,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
             or action.required
             or default is None
             or default is argparse.SUPPRESS
+            or default in ("", [], ())
             or action.nargs == 0  # store_true / store_false / store_const
             or (not action.option_strings and action.nargs not in (argparse.OPTIONAL, argparse.ZERO_OR_MORE))
         ):
@@ -163,15 +164,21 @@ def add_ray(parser: argparse.ArgumentParser) -> None:
                        help="GPUs per actor (default: 1 where the cluster has GPUs, else 0: CPU actors)")
     group.add_argument("--cpus-per-worker", type=float, default=1.0,
                        help="CPUs per actor (a CPU actor's backend uses this many threads)")
+    group.add_argument("--cluster-timeout", type=float, default=None, metavar="SECONDS",
+                       help="how long to wait for room for the workers where an autoscaler may add nodes, then "
+                            "stop (default: 600; 0: no limit)")
 
 
 def cluster_from(args: argparse.Namespace) -> ClusterSettings | None:
     """The cluster settings of a --ray run (None without --ray); its flags without --ray are an error."""
     if not args.ray:
-        if args.address or args.workers is not None or args.gpus_per_worker is not None or args.cpus_per_worker != 1.0:
-            raise UsageError("--address, --workers, --gpus-per-worker and --cpus-per-worker apply to --ray")
+        if (args.address or args.workers is not None or args.gpus_per_worker is not None
+                or args.cpus_per_worker != 1.0 or args.cluster_timeout is not None):
+            raise UsageError("--address, --workers, --gpus-per-worker, --cpus-per-worker and --cluster-timeout "
+                             "apply to --ray")
         return None
-    from insid3.engine.jobs.ray_data.cluster import ClusterSettings
+    from insid3.engine.jobs.ray_data.cluster import CLUSTER_TIMEOUT_S, ClusterSettings
 
     return ClusterSettings(address=args.address, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
-                           cpus_per_worker=args.cpus_per_worker)
+                           cpus_per_worker=args.cpus_per_worker,
+                           timeout_s=CLUSTER_TIMEOUT_S if args.cluster_timeout is None else args.cluster_timeout)

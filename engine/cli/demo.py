@@ -1,4 +1,4 @@
-"""`insid3-demo`: the whole path on an embedded default, no downloads, no files of yours.
+"""The whole path on an embedded default, no downloads, no files of yours.
 
 Exports a random-init ViT-S bundle (once, cached under bundles/), draws reference/target scene
 pairs, segments each target from its reference and writes images, masks and overlays to --out.
@@ -10,13 +10,13 @@ that the machinery runs end to end, NOT segmentation quality (that needs real DI
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from insid3.engine.cli import arguments as shared
 from insid3.engine.jobs.scenes import scene_pairs
 from insid3.engine.runtime.images import overlay_mask
 from insid3.engine.runtime.segmenter import Segmenter
@@ -29,7 +29,7 @@ def default_bundle(size: str, resolution: int) -> Path:
     return Path("bundles") / f"demo-dinov3-{size}-{resolution}-random-init"
 
 
-def ensure_bundle(path: Path, size: str, resolution: int) -> Path:
+def ensure_bundle(path: Path, size: str, resolution: int, prog: str) -> Path:
     """Export the random-init demo bundle unless it already exists."""
     if (path / "insid3.json").is_file():
         return path
@@ -40,12 +40,12 @@ def ensure_bundle(path: Path, size: str, resolution: int) -> Path:
             f"no bundle at {path} and the export stage is not installed ({exc.name} missing): "
             "run ./setup.sh, or pass --bundle DIR"
         ) from exc
-    print(f"insid3-demo: exporting a random-init {size} bundle at {resolution}px to {path} (once)", flush=True)
+    print(f"{prog}: exporting a random-init {size} bundle at {resolution}px to {path} (once)", flush=True)
     return export_bundle(
         ExportSettings(
             model=SIZES[size], resolution=resolution, out_dir=path, random_init=True, seed=DEMO_SEED, trt=False
         ),
-        report=lambda line: print(f"insid3-demo: export {line}", flush=True),
+        report=lambda line: print(f"{prog}: export {line}", flush=True),
     )
 
 
@@ -62,13 +62,13 @@ def save_pair(out: Path, index: int, reference, target, mask: np.ndarray) -> Non
     overlay_mask(target.image, mask).save(out / f"pair{index}_overlay.png")
 
 
-def run(args: argparse.Namespace) -> int:
+def run_demo(args: argparse.Namespace, prog: str) -> int:
     bundle = Path(args.bundle) if args.bundle else ensure_bundle(
-        default_bundle(args.size, args.res), args.size, args.res
+        default_bundle(args.size, args.res), args.size, args.res, prog
     )
     start = time.perf_counter()
     segmenter = Segmenter.from_bundle(bundle, backend=args.backend)
-    print(f"insid3-demo: {segmenter.describe()} (loaded in {(time.perf_counter() - start):.1f} s)")
+    print(f"{prog}: {segmenter.describe()} (loaded in {(time.perf_counter() - start):.1f} s)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     scores = []
@@ -79,52 +79,36 @@ def run(args: argparse.Namespace) -> int:
         scores.append(iou(mask, target.mask))
         timings = " ".join(f"{k}={v:.0f}" for k, v in segmenter.last_timings.items())
         print(f"  pair {index}: IoU vs drawn truth {scores[-1]:.2f}; ms: {timings}")
-    print(f"insid3-demo: {len(scores)} pairs written to {out}/ (mean IoU {np.mean(scores):.2f})")
+    print(f"{prog}: {len(scores)} pairs written to {out}/ (mean IoU {np.mean(scores):.2f})")
     if segmenter.bundle.metadata.weights.kind == "random-init":
         print(
-            "insid3-demo: these are RANDOM weights: they segment by colour and texture only. "
+            f"{prog}: these are RANDOM weights: they segment by colour and texture only. "
             "The IoU shows the pipeline runs end to end, not segmentation quality."
         )
     return 0
 
 
-def positive_int(text: str) -> int:
+def configure(parser: argparse.ArgumentParser) -> None:
+    shared.add_bundle(parser, required=False, help="use this bundle instead of the random-init demo bundle")
+    parser.add_argument("--size", default="small", choices=("small", "base", "large"), help="ViT size to export")
+    parser.add_argument("--res", type=shared.positive_int, default=768, help="input resolution of the exported bundle")
+    parser.add_argument("--pairs", type=shared.positive_int, default=3, help="synthetic (reference, target) pairs")
+    shared.add_backend(parser)
+    parser.add_argument("--out", default="demo-out", help="output folder")
+
+
+def run(args: argparse.Namespace, prog: str) -> int:
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise shared.UsageError(f"--out {out} exists and is not a folder")
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+        return run_demo(args, prog)
+    except OSError as exc:  # the output folder cannot be created or written
+        raise Insid3Error(f"cannot write {exc.filename or args.out}: {exc.strerror or exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="insid3-demo", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--bundle", help="use this bundle instead of the random-init demo bundle")
-    parser.add_argument("--size", default="small", choices=("small", "base", "large"), help="ViT size to export")
-    parser.add_argument("--res", type=positive_int, default=768, help="input resolution of the exported bundle")
-    parser.add_argument("--pairs", type=positive_int, default=3, help="synthetic (reference, target) pairs")
-    parser.add_argument("--backend", default="auto", help="auto, tensorrt, onnxruntime, openvino, torch")
-    parser.add_argument("--out", default="demo-out", help="output folder")
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        parser.error(f"--out {out} exists and is not a folder")
-    try:
-        return run(args)
-    except Insid3Error as exc:
-        print(f"insid3-demo: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # the output folder cannot be created or written
-        print(f"insid3-demo: error: cannot write {exc.filename or args.out}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("insid3-demo: interrupted", file=sys.stderr)
-        return 130
+    """`insid3-demo ARGS` in-process (tests)."""
+    from insid3.engine.cli.main import run_command
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return run_command("insid3-demo", "demo", argv)

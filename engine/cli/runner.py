@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -24,11 +26,21 @@ EXIT_INTERRUPTED = 130
 
 
 class Verb(Protocol):
-    """What a verb is: its flags, and what it does with them (an exit code)."""
+    """What a verb is: its flags, and what it does with them (an exit code). `prog` is the name the
+    user typed ("insid3 segment", or the alias "insid3-segment"), for the lines the verb prints."""
 
     def configure(self, parser: argparse.ArgumentParser) -> None: ...
 
     def run(self, args: argparse.Namespace, prog: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class Command:
+    """A verb as a value, for modules that hold several (engine/cli/bench.py)."""
+
+    description: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, str], int]
 
 
 def load_verb(target: str) -> Verb:
@@ -60,6 +72,8 @@ def run_verb(prog: str, target: str, argv: list[str], *,
         from insid3.engine.cli.arguments import new_parser
 
         verb = load_verb(target)
+        if not hasattr(verb, "configure"):  # a command not yet written as a verb: its own main(argv)
+            return verb.main(argv), None
         parser = new_parser(prog, description_of(verb), epilog)
         verb.configure(parser)
         args = parser.parse_args(argv)

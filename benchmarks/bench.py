@@ -1,6 +1,6 @@
-"""insid3-bench: FPS, latency per stage and peak memory, beside the authors' way and the paper.
+"""`insid3 bench`: FPS, latency per stage and peak memory, beside the authors' way and the paper.
 
-    insid3-bench --bundle DIR [--backend NAME] [--precision fp32|bf16] [--batch-size N ...]
+    insid3 bench --bundle DIR [--backend NAME] [--precision fp32|bf16] [--batch-size N ...]
                  [--shots S] [--iters N] [--warmup N] [--targets T] [--images DIR] [--threads N]
                  [--compare-reference] [--json FILE] [--markdown FILE] [--plot FILE.png]
 
@@ -11,18 +11,24 @@ NAME.jpg + NAME.mask.png is a reference, every other image a target).
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from insid3.errors import Insid3Error, SettingsError
+from insid3.errors import SettingsError
 from insid3.format.bundle import Bundle, load_bundle
-from insid3.format.refinement import RefineSettings, add_refine_arguments, refine_from_args
+from insid3.format.refinement import RefineSettings
 
-PROG = "insid3-bench"
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Where the report goes besides the terminal: JSON, markdown, a PNG chart (None: not written)."""
+
+    json: Path | None = None
+    markdown: Path | None = None
+    plot: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -52,53 +58,14 @@ class BenchSettings:
             raise SettingsError(f"--threads must be >= 1, got {self.threads}")
         if self.refine.crf and self.compare_reference:
             raise SettingsError("--refine crf cannot --compare-reference: the authors' CRF library is not installable "
-                                "here (python -m insid3.benchmarks.crf times ours beside a local build of it)")
+                                "here (insid3 bench crf times ours beside a local build of it)")
         return self
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """Usage mistakes are one line too (argparse would print the whole usage first)."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--bundle", required=True, type=Path, help="bundle folder written by insid3-export")
-    p.add_argument("--backend", default="auto", help="auto, onnxruntime, openvino, tensorrt, torch")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="CPU precision (bf16: OpenVINO on AMX CPUs)")
-    p.add_argument("--batch-size", dest="batch_sizes", type=int, nargs="+", default=[1],
-                   help="throughput through segment_batch at each of these batch sizes")
-    p.add_argument("--shots", type=int, default=1, help="reference shots (cached once on our side)")
-    p.add_argument("--iters", type=int, default=5, help="measured passes over the targets (median of these)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed calls before measuring")
-    p.add_argument("--targets", type=int, default=3, help="drawn target scenes (ignored with --images)")
-    p.add_argument("--images", type=Path, help="folder: NAME.jpg + NAME.mask.png references, other images targets")
-    p.add_argument("--threads", type=int, help="CPU threads for both sides (None: the libraries' own)")
-    add_refine_arguments(p)
-    p.add_argument("--compare-reference", action="store_true",
-                   help="also run the authors' way (torch + sklearn) on the same images and weights")
-    p.add_argument("--json", type=Path, help="write the report as JSON")
-    p.add_argument("--markdown", type=Path, help="write the report as markdown")
-    p.add_argument("--plot", type=Path, help="write a PNG bar chart of latency per stage")
-    return p
-
-
-def settings_from(args: argparse.Namespace) -> BenchSettings:
-    return BenchSettings(
-        bundle=args.bundle, backend=args.backend, precision=args.precision,
-        batch_sizes=tuple(sorted(set(args.batch_sizes))), shots=args.shots, iters=args.iters, warmup=args.warmup,
-        targets=args.targets, images=args.images, threads=args.threads,
-        compare_reference=args.compare_reference, refine=refine_from_args(args),
-    ).validated()
-
-
-def check_outputs(args: argparse.Namespace) -> None:
-    if args.plot is not None and args.plot.suffix.lower() != ".png":
-        raise SettingsError(f"--plot {args.plot}: the chart is written as PNG, name it *.png")
-    for path in (args.json, args.markdown, args.plot):
+def check_outputs(outputs: ReportFiles) -> None:
+    if outputs.plot is not None and outputs.plot.suffix.lower() != ".png":
+        raise SettingsError(f"--plot {outputs.plot}: the chart is written as PNG, name it *.png")
+    for path in (outputs.json, outputs.markdown, outputs.plot):
         if path is not None and not path.parent.is_dir():
             raise SettingsError(f"cannot write {path}: folder {path.parent} does not exist")
 
@@ -126,7 +93,7 @@ def check_backend(bundle: Bundle, settings: BenchSettings) -> None:
         raise BackendUnavailableError(f"backend {settings.backend!r} cannot run here: {reason}")
 
 
-def run_benchmark(settings: BenchSettings) -> dict:
+def run_benchmark(settings: BenchSettings, say: Callable[[str], None] = print) -> dict:
     """Both sides measured, each in its own process, passes interleaved; the JSON contract's report."""
     from insid3.benchmarks.authors_side import AuthorsSpec
     from insid3.benchmarks.environment import environment, load_average
@@ -157,7 +124,7 @@ def run_benchmark(settings: BenchSettings) -> dict:
     )
     load_at_start = load_average()
     ours, authors = measure_side_by_side(
-        ours_spec, authors_spec, settings.iters, report=lambda line: print(f"{PROG}: {line}", file=sys.stderr, flush=True)
+        ours_spec, authors_spec, settings.iters, report=say
     )
     env = environment(load_at_start)
     device = env["gpu"] if ours.backend["device"] != "cpu" else None
@@ -178,37 +145,14 @@ def config_of(bundle: Bundle, settings: BenchSettings, backend: dict, source: st
     }
 
 
-def write_outputs(report: dict, args: argparse.Namespace) -> None:
+def write_outputs(report: dict, outputs: ReportFiles) -> None:
     from insid3.benchmarks.report import markdown
 
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-    if args.markdown:
-        args.markdown.write_text(markdown(report))
-    if args.plot:
+    if outputs.json:
+        outputs.json.write_text(json.dumps(report, indent=2) + "\n")
+    if outputs.markdown:
+        outputs.markdown.write_text(markdown(report))
+    if outputs.plot:
         from insid3.benchmarks.plot import plot_stages
 
-        plot_stages(report, args.plot)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        settings = settings_from(args)
-        check_outputs(args)
-        report = run_benchmark(settings)
-        from insid3.benchmarks.report import terminal_table
-
-        print(terminal_table(report))
-        write_outputs(report, args)
-    except Insid3Error as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted: no report was written", file=sys.stderr)
-        return 130
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        plot_stages(report, outputs.plot)

@@ -1,0 +1,67 @@
+"""What a job reads and where it writes: targets from files, folders and glob patterns, the input
+files checked before any model loads, and the output folder made writable."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from insid3.errors import InputImageError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def expand_targets(patterns: Sequence[str]) -> list[Path]:
+    """Files, folders (their images, sorted) and glob patterns, in order, without duplicates."""
+    return unique_targets([path for pattern in patterns for path in expand_pattern(pattern)], patterns)
+
+
+def expand_pattern(pattern: str) -> list[Path]:
+    path = Path(pattern)
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if path.exists():
+        return [path]
+    if glob.has_magic(pattern):
+        return sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+    raise InputImageError(f"target {pattern} does not exist")
+
+
+def unique_targets(found: list, patterns: Sequence[str]) -> list:
+    """The targets without duplicates, refused when none or when two share a stem (paths or URIs)."""
+    unique = list(dict.fromkeys(found))
+    if not unique:
+        raise InputImageError(f"no target images found in {' '.join(patterns)}")
+    stems: dict[str, Path] = {}
+    for path in unique:
+        if path.stem in stems:
+            raise InputImageError(
+                f"targets {stems[path.stem]} and {path} share the stem {path.stem!r}: their masks would collide"
+            )
+        stems[path.stem] = path
+    return unique
+
+
+def check_input_files(files: Iterable[tuple[str, Path]]) -> None:
+    """Each (flag, path) names an existing file, not a folder."""
+    for flag, path in files:
+        if path.is_dir():
+            raise InputImageError(f"{flag} {path} is a folder: give an image file")
+        if not path.is_file():
+            raise InputImageError(f"{flag} {path} does not exist")
+
+
+def writable_folder(out: Path) -> Path:
+    """The output folder, created and checked writable (one line when it cannot be)."""
+    if out.exists() and not out.is_dir():
+        raise InputImageError(f"--out {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test.{os.getpid()}.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputImageError(f"--out {out} cannot be written: {exc.strerror or exc}") from None
+    return out
