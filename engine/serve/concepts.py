@@ -21,13 +21,10 @@ several concepts, or more than MAX_CONCEPTS reference_ids; 404 an unknown or exp
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import StringConstraints
 
@@ -40,7 +37,6 @@ from insid3.engine.runtime.reference import Reference
 from insid3.engine.runtime.segmenter import Segmenter
 from insid3.engine.runtime.timing import StageClock
 from insid3.engine.serve.errors import BadRequestError
-from insid3.engine.serve.runner import failure_of
 
 CONCEPT_FORMATS = ("label-png", "coco")
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]  # a form field that must not be empty (422)
@@ -67,26 +63,6 @@ class ConceptsServed:
     result: ConceptsResult
     timings_ms: dict[str, float]  # "queue", "backbone" (the whole batch's call), then decode stages
     batch_size: int
-
-
-Resolve = Callable[[str], Awaitable[Reference]]  # a reference_id's Reference, or UnknownReferenceError
-Submit = Callable[[ConceptsItem], Awaitable[Any]]  # the service's queue: an outcome or a raised error
-
-
-class Concepts:
-    """The multi-concept half of a service: how it finds references and reaches its batches."""
-
-    def __init__(self, resolve: Resolve, submit: Submit) -> None:
-        self._resolve, self._submit = resolve, submit
-        self.headers: dict[str, str] = {}  # added to every multi-concept response (e.g. the Ray replica)
-
-    async def segment(self, named_ids: list[tuple[str, str]], prepared: PreparedImage) -> ConceptsServed:
-        references = {name: await self._resolve(reference_id) for name, reference_id in named_ids}
-        outcome = await self._submit(ConceptsItem(prepared, references, time.perf_counter()))
-        error = failure_of(outcome)
-        if error is not None:
-            raise error
-        return outcome
 
 
 def named_references(reference_ids: list[str], names: list[str] | None, fmt: str) -> list[tuple[str, str]]:
@@ -123,17 +99,3 @@ class ConceptsAnswer:
             return Response(body, media_type="image/png", headers={"X-Insid3-Labels": labels})
         record = target_record(self.file_name, result, instances=self.instances, min_area=self.min_area)
         return JSONResponse(coco_instances([record], result.names))
-
-
-async def respond(
-    service: Any, named_ids: list[tuple[str, str]], prepared: PreparedImage, answer: ConceptsAnswer,
-    timing_headers: Callable[[dict, int], dict], preprocess_ms: float,
-) -> Response:
-    """The multi-concept /v1/segment answer, its timings in the same headers as a single mask's."""
-    served = await service.concepts.segment(named_ids, prepared)
-    started = time.perf_counter()
-    response = await run_in_threadpool(answer.encode, served.result)
-    timings = {"preprocess": preprocess_ms, **served.timings_ms, "encode": (time.perf_counter() - started) * 1e3}
-    service.metrics.observe_stages(timings)
-    response.headers.update({**timing_headers(timings, served.batch_size), **service.concepts.headers})
-    return response

@@ -20,7 +20,8 @@ fields, `bundle`, and the RayOptions fields below; the bundle path must exist on
 
 Replicas: `Insid3Replica` asks for `num_gpus=1` when the cluster has GPUs (and defaults to one
 replica per GPU), else `num_cpus=replica_cpus`. Each replica loads its own Segmenter and serves
-the full HTTP API (`app.create_app(self)`, late-bound through `__serve_build_asgi_app__`).
+the full HTTP API (`app.create_app(self.service)`, late-bound through `__serve_build_asgi_app__`):
+the replica is its Service's Execution (service.py).
 Batching is Ray Serve's `@serve.batch(max_batch_size, batch_wait_timeout_s)` (set from
 `max_batch`, `max_wait_ms`); backpressure is the deployment's `max_queued_requests` (=
 `max_queue`), which Ray's proxy answers with 503 + Retry-After. Autoscaling bounds
@@ -40,12 +41,11 @@ References across replicas:
   `X-Insid3-Reference-Source` says `cached` or `re-encoded`; `X-Insid3-Replica` names the replica.
 - `POST /v1/match` (the same app's handler) batches its targets through the same `@serve.batch`;
   its reference images are shared the same way, through a registry actor of their own
-  (`ray_matching.py`).
+  (MATCH_REGISTRY_NAME). Both kinds are `references.SharedReferences`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
 import time
 from dataclasses import dataclass, fields
@@ -56,21 +56,19 @@ import ray
 from PIL import Image
 from ray import serve
 
-from insid3.engine.runtime.images import PreparedImage
+from insid3.engine.runtime.correspondence import EncodedImage
 from insid3.engine.runtime.reference import Reference
 from insid3.engine.runtime.segmenter import Segmenter
 from insid3.engine.serve.app import create_app
-from insid3.engine.serve.concepts import Concepts
-from insid3.engine.serve.errors import UnknownReferenceError
 from insid3.engine.serve.metrics import ServeMetrics
-from insid3.engine.serve.ray_matching import MATCH_REGISTRY_NAME, RayMatching
-from insid3.engine.serve.references import ReferenceStore
-from insid3.engine.serve.runner import EngineRunner, SegmentResult, TargetItem, failure_of
-from insid3.engine.serve.service import Registered, Segmented, ShotUpload, encode_and_store
+from insid3.engine.serve.references import Inputs, ReferenceStore, SharedReferences
+from insid3.engine.serve.runner import EngineRunner
+from insid3.engine.serve.service import QueueItem, Service
 from insid3.engine.serve.settings import ServeSettings
 from insid3.errors import SettingsError
 
 REGISTRY_NAME = "insid3-reference-registry"
+MATCH_REGISTRY_NAME = "insid3-match-reference-registry"  # /v1/match's references never mix with these
 NAMESPACE = "insid3"
 DEPLOYMENT_NAME = "Insid3Replica"
 
@@ -104,116 +102,73 @@ class ReferenceRegistry:
             del self._entries[reference_id]
 
 
-def reference_registry(max_references: int):
-    """The cluster's registry actor, created by whoever asks first."""
+def reference_registry(name: str, max_references: int):
+    """The cluster's registry actor of that name, created by whoever asks first."""
     return ReferenceRegistry.options(
-        name=REGISTRY_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+        name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
     ).remote(max_references)
 
 
-def _decode_shots(shots: list[tuple[bytes, bytes]]) -> list[tuple[Image.Image, Image.Image]]:
+def _decode_shots(shots: Inputs) -> list[tuple[Image.Image, Image.Image]]:
     return [(Image.open(io.BytesIO(image)), Image.open(io.BytesIO(mask))) for image, mask in shots]
 
 
 @serve.deployment(name=DEPLOYMENT_NAME)
 @serve.ingress()
 class Insid3Replica:
-    """One replica: a Segmenter on this replica's device, a reference cache, the HTTP app."""
+    """One replica: a Segmenter on this replica's device, the HTTP app (app.py) around a Service
+    whose Execution (service.py) is this replica: @serve.batch, references shared by registries."""
 
     def __init__(self, bundle: str, settings: dict) -> None:
-        self.settings = ServeSettings.from_json(settings)
-        self.metrics = ServeMetrics()
-        self.runner = EngineRunner(
-            Segmenter.from_bundle(bundle, backend=self.settings.backend, refine=self.settings.refine_settings)
+        s = ServeSettings.from_json(settings)
+        metrics = ServeMetrics()
+        self.runner = EngineRunner(Segmenter.from_bundle(bundle, backend=s.backend, refine=s.refine_settings))
+        replica_id = serve.get_replica_context().replica_id.unique_id
+        self.label = f"Ray Serve replica {replica_id}"
+        self.headers = {"X-Insid3-Replica": replica_id}
+
+        async def encode_shots(inputs: Inputs) -> Reference:
+            return await self.runner.call(self.runner.encode_reference, _decode_shots(inputs))
+
+        async def encode_image(inputs: Inputs) -> EncodedImage:
+            ((image_bytes, _),) = inputs
+            return await self.runner.call(self.runner.segmenter.encode_image, Image.open(io.BytesIO(image_bytes)))
+
+        def store() -> ReferenceStore:
+            return ReferenceStore(s.max_references, s.max_reference_bytes, s.reference_ttl_s)
+
+        self.references = SharedReferences(
+            store(), "reference", reference_registry(REGISTRY_NAME, s.max_references), encode_shots,
+            on_re_encoded=metrics.reference_encodes.labels("replica_miss").inc,
         )
-        s = self.settings
-        self.store = ReferenceStore(s.max_references, s.max_reference_bytes, s.reference_ttl_s)
-        self.registry = reference_registry(s.max_references)
-        self.replica_id = serve.get_replica_context().replica_id.unique_id
-        self._encoding: dict[str, asyncio.Future] = {}
-        match_registry = ReferenceRegistry.options(  # POST /v1/match's references (serve/ray_matching.py)
-            name=MATCH_REGISTRY_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
-        ).remote(s.max_references)
-        self.matching = RayMatching(self.runner, s, self._segment_batch, match_registry)
-        self.matching.headers["X-Insid3-Replica"] = self.replica_id
-        # /v1/segment with several concepts (serve/concepts.py): the same references and batches.
-        self.concepts = Concepts(self._reference, self._segment_batch)
-        self.concepts.headers["X-Insid3-Replica"] = self.replica_id
-        self._ready = False
+        self.match_references = SharedReferences(  # POST /v1/match's references: a registry of their own
+            store(), "match reference", reference_registry(MATCH_REGISTRY_NAME, s.max_references), encode_image,
+        )
+        self._batch_sizes = metrics.batch_size
         self._segment_batch.set_max_batch_size(s.max_batch)
         self._segment_batch.set_batch_wait_timeout_s(s.max_wait_s)
-        self.metrics.references.set_function(lambda: self.store.stats()[0])
-        self.metrics.reference_bytes.set_function(lambda: self.store.stats()[1])
+        self.service = Service(self.runner, s, metrics, self)
 
     def __serve_build_asgi_app__(self):
-        return create_app(self)
+        return create_app(self.service)
 
-    # ------------------------------------------------------------------ Service
+    # ------------------------------------------------------------------ Execution
     async def start(self) -> None:
-        self._ready = True
+        pass  # the engine loaded with the replica; @serve.batch needs no task of ours
 
     async def stop(self) -> None:
-        self._ready = False
-        self.runner.close()
+        pass
 
-    def is_ready(self) -> bool:
-        return self._ready
+    async def submit(self, item: QueueItem) -> Any:
+        return await self._segment_batch(item)
 
-    def describe(self) -> str:
-        return f"{self.runner.segmenter.describe()}; Ray Serve replica {self.replica_id}"
+    def queue_depth(self) -> int:
+        return 0  # Ray Serve queues requests before they reach the replica
 
-    def prepare(self, image: Image.Image) -> PreparedImage:
-        return self.runner.prepare(image)
-
-    async def register(self, shots: list[ShotUpload]) -> Registered:
-        entry = await encode_and_store(self.runner, self.store, self.metrics, shots)
-        inputs = [(s.image_bytes, s.mask_bytes) for s in shots]
-        await self.registry.put.remote(entry.reference_id, inputs, entry.expires_at)
-        return Registered(entry.reference_id, entry.shots, entry.expires_at_utc)
-
-    async def segment(self, reference_id: str, prepared: PreparedImage) -> Segmented:
-        reference, source = await self._resolve(reference_id)
-        outcome = await self._segment_batch(TargetItem(prepared, reference, time.perf_counter()))
-        error = failure_of(outcome)
-        if error is not None:
-            raise error
-        return Segmented(outcome, {"X-Insid3-Replica": self.replica_id, "X-Insid3-Reference-Source": source})
-
-    async def delete(self, reference_id: str) -> bool:
-        self.store.delete(reference_id)
-        return await self.registry.delete.remote(reference_id)
-
-    # ------------------------------------------------------------------ internals
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
-    async def _segment_batch(self, items: list[TargetItem]) -> list[SegmentResult | BaseException]:
-        self.metrics.batch_size.observe(len(items))
+    async def _segment_batch(self, items: list[QueueItem]) -> list[Any]:
+        self._batch_sizes.observe(len(items))
         return await self.runner.call(self.runner.run_batch, items)
-
-    async def _reference(self, reference_id: str) -> Reference:
-        return (await self._resolve(reference_id))[0]
-
-    async def _resolve(self, reference_id: str) -> tuple[Reference, str]:
-        found = await self.registry.get.remote(reference_id)
-        if found is None:  # deleted or expired somewhere, or never registered
-            self.store.delete(reference_id)
-            raise UnknownReferenceError(f"reference {reference_id!r} is unknown or expired")
-        entry = self.store.get(reference_id)
-        if entry is not None:
-            return entry.reference, "cached"
-        pending = self._encoding.get(reference_id)
-        if pending is None:
-            (inputs,), expires_at = found
-            pending = asyncio.ensure_future(self._re_encode(reference_id, inputs, expires_at))
-            self._encoding[reference_id] = pending
-            pending.add_done_callback(lambda _: self._encoding.pop(reference_id, None))
-        return await asyncio.shield(pending), "re-encoded"
-
-    async def _re_encode(self, reference_id: str, inputs: ray.ObjectRef, expires_at: float) -> Reference:
-        shots = _decode_shots(await inputs)
-        reference = await self.runner.call(self.runner.encode_reference, shots)
-        self.store.put(reference_id, reference, expires_at)
-        self.metrics.reference_encodes.labels("replica_miss").inc()
-        return reference
 
 
 @dataclass(frozen=True)

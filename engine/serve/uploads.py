@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import warnings
 
+from fastapi import UploadFile
+from fastapi.concurrency import run_in_threadpool
 from PIL import Image, UnidentifiedImageError
 
 from insid3.engine.runtime.images import load_mask
@@ -54,3 +56,9 @@ def check_mask(mask: Image.Image, image_size: tuple[int, int], index: int) -> No
         )
     if not load_mask(mask).any():
         raise ReferenceMaskError(f"mask[{index}] is empty: no pixel is > 0")
+
+
+async def read_upload(upload: UploadFile, field: str, max_pixels: int) -> tuple[bytes, Image.Image]:
+    """An uploaded file's bytes and its decoded image (decoded off the event loop)."""
+    data = await upload.read()
+    return data, await run_in_threadpool(decode_upload, data, field, max_pixels)

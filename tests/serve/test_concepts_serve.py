@@ -13,7 +13,7 @@ from PIL import Image
 from insid3.engine import Segmenter
 from insid3.engine.jobs.scenes import draw_scene
 from insid3.engine.serve.concepts import MAX_CONCEPTS
-from insid3.engine.serve.local import LocalService
+from insid3.engine.serve.local import create_local_app
 from insid3.engine.serve.settings import ServeSettings
 
 testclient = pytest.importorskip("fastapi.testclient")
@@ -45,11 +45,9 @@ def expected(tiny_bundle, examples, targets):
 
 @pytest.fixture(scope="module")
 def client(tiny_bundle):
-    from insid3.engine.serve.app import create_app
-
     settings = ServeSettings(max_batch=8, max_wait_ms=60, max_upload_bytes=1 << 20, max_image_pixels=1_000_000)
-    service = LocalService(Segmenter.from_bundle(tiny_bundle, backend="onnxruntime"), settings)
-    with testclient.TestClient(create_app(service)) as http:
+    app = create_local_app(Segmenter.from_bundle(tiny_bundle, backend="onnxruntime"), settings)
+    with testclient.TestClient(app) as http:
         yield http
 
 

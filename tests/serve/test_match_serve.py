@@ -1,5 +1,5 @@
 """POST /v1/match in the local server (in process, through FastAPI's TestClient), and the Ray
-replicas' shared match references (RayMatching) against a stand-in registry actor."""
+replicas' shared match references (references.SharedReferences) against a stand-in registry actor."""
 
 import asyncio
 import io
@@ -12,8 +12,9 @@ from PIL import Image
 from insid3.engine import Segmenter
 from insid3.engine.jobs.scenes import scene_pairs
 from insid3.engine.serve.errors import UnknownReferenceError
-from insid3.engine.serve.local import LocalService
+from insid3.engine.serve.local import create_local_app
 from insid3.engine.serve.matching import MAX_POINTS
+from insid3.engine.serve.references import ReferenceStore, SharedReferences
 from insid3.engine.serve.runner import EngineRunner
 from insid3.engine.serve.settings import ServeSettings
 
@@ -41,11 +42,9 @@ def segmenter(tiny_bundle):
 
 @pytest.fixture(scope="module")
 def client(tiny_bundle):
-    from insid3.engine.serve.app import create_app
-
     settings = ServeSettings(max_batch=8, max_wait_ms=300, max_upload_bytes=1 << 20, max_image_pixels=1_000_000)
-    service = LocalService(Segmenter.from_bundle(tiny_bundle, backend="onnxruntime"), settings)
-    with testclient.TestClient(create_app(service)) as http:
+    app = create_local_app(Segmenter.from_bundle(tiny_bundle, backend="onnxruntime"), settings)
+    with testclient.TestClient(app) as http:
         yield http
 
 
@@ -172,21 +171,30 @@ class FakeRegistry:
 
 
 def test_ray_replicas_share_match_references_through_the_registry(segmenter, images):
-    from insid3.engine.serve.ray_matching import RayMatching
-
     reference = Image.fromarray(images[0].image)
+    runner = EngineRunner(segmenter)
+
+    async def encode(inputs):  # the way ray_app re-encodes a match reference from its bytes
+        ((image_bytes, _),) = inputs
+        return await runner.call(segmenter.encode_image, Image.open(io.BytesIO(image_bytes)))
+
+    def replica(registry, settings):
+        store = ReferenceStore(settings.max_references, settings.max_reference_bytes, settings.reference_ttl_s)
+        return SharedReferences(store, "match reference", registry, encode)
 
     async def scenario():
         registry, settings = FakeRegistry(), ServeSettings()
-        first, second = (RayMatching(EngineRunner(segmenter), settings, None, registry) for _ in range(2))
-        entry = await first.register(reference, png(images[0].image))
-        here = await first.resolve(entry.reference_id)
-        there, again = await asyncio.gather(second.resolve(entry.reference_id), second.resolve(entry.reference_id))
+        first, second = (replica(registry, settings) for _ in range(2))
+        entry = await first.add(await runner.call(segmenter.encode_image, reference), [(png(images[0].image), b"")])
+        here, _ = await first.find(entry.reference_id)
+        (there, source), (again, _) = await asyncio.gather(second.find(entry.reference_id),
+                                                           second.find(entry.reference_id))
+        assert source == "re-encoded"
         assert there is again and second.store.get(entry.reference_id).reference is there  # encoded once
         np.testing.assert_array_equal(np.asarray(there.features), np.asarray(here.features))
         assert there.original_size == (64, 96)
         assert await second.delete(entry.reference_id)
         with pytest.raises(UnknownReferenceError):
-            await first.resolve(entry.reference_id)  # a delete anywhere is seen everywhere
+            await first.find(entry.reference_id)  # a delete anywhere is seen everywhere
 
     asyncio.run(scenario())

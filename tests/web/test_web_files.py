@@ -7,7 +7,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from insid3.engine.serve.web import MEDIA_TYPES, WEB_DIR, install_web_page
+from insid3.engine.serve.routes.web import router
+from insid3.engine.serve.web import MEDIA_TYPES, WEB_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE_FILES = sorted(path for path in WEB_DIR.iterdir() if path.suffix in MEDIA_TYPES)
@@ -16,7 +17,7 @@ PAGE_FILES = sorted(path for path in WEB_DIR.iterdir() if path.suffix in MEDIA_T
 @pytest.fixture(scope="module")
 def client():
     app = FastAPI()
-    install_web_page(app)
+    app.include_router(router)
     return TestClient(app)
 
 

@@ -27,7 +27,7 @@ export function plainWords(status, detail) {
     return `This upload ${size}; this server accepts at most ${megabytes(+match[3])} per request.`;
   }
   if (status === 413) return "This upload is too large for this server.";
-  if (status === 422 && /is empty/.test(detail)) {
+  if (status === 400 && /mask\[\d+\] is empty/.test(detail)) {
     return `The reference mask${shot ? ` of ${which}` : ""} is empty: paint over the object with the brush (B) first.`;
   }
   if (status === 400 && /must have its image's size/.test(detail)) {
