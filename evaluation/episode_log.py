@@ -7,6 +7,10 @@ finished episode: its index, class, target and references (the files read) and i
 intersection and union. Lines are appended and flushed as episodes finish, in episode order, so
 a crash leaves at most one torn last line, which reading drops. Resuming replays the logged
 counts into the meter in order, which gives the very float32 sums of an uninterrupted run.
+
+Opening a log holds its folder for this process (engine/jobs/job_folder.py: a second job on the
+same folder stops at once; the tool lets it go when it ends). A write that fails (a full disk)
+leaves the log as it was, cut back to its last whole line, and raises one OutputWriteError line.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from insid3.engine.jobs.job_folder import append_line, hold_folder, open_for_append, output_error
 from insid3.errors import Insid3Error
 from insid3.evaluation.episode import Episode
 from insid3.evaluation.metrics import Counts
@@ -56,18 +61,22 @@ def _differences(found: dict, expected: dict) -> list[str]:
 
 
 class EpisodeLog:
-    """Read the finished episodes of `path` (checking it is this run's), then append new ones."""
+    """Read the finished episodes of `path` (checking it is this run's), then append new ones.
+    A log of other records (insid3 calibrate's) names its own `kind` and `record` type."""
+
+    kind = KIND
+    record: type = LoggedEpisode
 
     def __init__(self, path: str | Path, run: dict, *, overwrite: bool = False) -> None:
         self.path = Path(path)
         self.run = json.loads(json.dumps(run))  # as it reads back
-        self.done: list[LoggedEpisode] = []
+        self.done: list = []
+        hold_folder(self.path.parent)  # made if missing; FolderBusyError while another job holds it
         if self.path.exists() and not overwrite:
             self._read()
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._rewrite([])
-        self._handle = open(self.path, "a", encoding="utf-8")
+        self._handle = open_for_append(self.path)
 
     def _read(self) -> None:
         # Every record is written with its newline in one write: what follows the last newline
@@ -77,8 +86,8 @@ class EpisodeLog:
             header = json.loads(complete[0]) if complete else None
         except ValueError:
             header = None
-        if not isinstance(header, dict) or header.get("kind") != KIND:
-            raise EpisodeLogError(f"{self.path} is not an insid3-eval episode log: remove it or pass --overwrite")
+        if not isinstance(header, dict) or header.get("kind") != self.kind:
+            raise EpisodeLogError(f"{self.path} is not an {self.kind}: remove it or pass --overwrite")
         if header.get("version") != VERSION or header.get("run") != self.run:
             changed = _differences(header.get("run") or {}, self.run)
             raise EpisodeLogError(
@@ -87,7 +96,7 @@ class EpisodeLog:
             )
         for number, line in enumerate(complete[1:], 2):
             try:
-                logged = LoggedEpisode.from_json(json.loads(line))
+                logged = self.record.from_json(json.loads(line))
             except (ValueError, KeyError, TypeError, IndexError):
                 raise EpisodeLogError(
                     f"{self.path} line {number} is not an episode record: remove the file or pass --overwrite"
@@ -97,15 +106,19 @@ class EpisodeLog:
             self.done.append(logged)
         self._rewrite(self.done)  # without any torn tail, before appending
 
-    def _rewrite(self, done: list[LoggedEpisode]) -> None:
+    def _rewrite(self, done: list) -> None:
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps({"kind": KIND, "version": VERSION, "run": self.run}) + "\n")
-            for logged in done:
-                handle.write(json.dumps(logged.to_json()) + "\n")
-        os.replace(temporary, self.path)
+        try:
+            with open(temporary, "w", encoding="utf-8") as handle:
+                handle.write(json.dumps({"kind": self.kind, "version": VERSION, "run": self.run}) + "\n")
+                for logged in done:
+                    handle.write(json.dumps(logged.to_json()) + "\n")
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            raise output_error(exc, self.path, None) from None
 
-    def check_same_episode(self, logged: LoggedEpisode, episode: Episode) -> None:
+    def check_same_episode(self, logged, episode: Episode) -> None:
         """The dataset must still draw what was logged: else the counts would mix two datasets."""
         if logged.episode != episode:
             raise EpisodeLogError(
@@ -113,12 +126,14 @@ class EpisodeLog:
                 f"now gives {episode.to_json()}: the data changed; pass --overwrite to start again"
             )
 
-    def append(self, result: EpisodeResult) -> LoggedEpisode:
-        logged = LoggedEpisode.of(result)
-        self._handle.write(json.dumps(logged.to_json()) + "\n")
-        self._handle.flush()
+    def append(self, result):
+        """Log `result` (an EpisodeResult, or what `record.of` takes) and return its record."""
+        logged = self.record.of(result)
+        append_line(self._handle, self.path, (json.dumps(logged.to_json()) + "\n").encode(), sync=False)
         self.done.append(logged)
         return logged
 
     def close(self) -> None:
-        self._handle.close()
+        if self._handle >= 0:
+            os.close(self._handle)
+            self._handle = -1
