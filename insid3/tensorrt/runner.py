@@ -5,6 +5,12 @@ owns one execution context, one CuPy stream and persistent device buffers (grown
 larger batch comes). `infer` validates what it is given against what the engine itself says
 (its tensor names, shapes and optimisation profile), and `_infer_impl` runs it.
 
+Lifecycle, after Polygraphy's runners: the runner holds its context, stream and buffers from
+construction until `close()` (or the end of a `with` block); closing twice is harmless, `infer`
+after it is a RuntimeError. Streams follow the rule of insid3.engine.runtime.backends.base: the
+buffers are allocated with the runner's stream current, the stream waits for the caller's queued
+work before writing, and is synchronised before `infer` returns.
+
 Buffers and the stream are CuPy's only (the export used to use torch.cuda where present): the
 same runner serves the export's parity check and the runtime backend, neither needs torch.
 Written from TensorRT 10's Python API (named I/O tensors, set_input_shape, set_tensor_address,
@@ -98,11 +104,16 @@ class DeviceBuffer:
         return 0 if self._flat is None else int(self._flat.size)
 
     def view(self, shape: tuple[int, ...]) -> Any:
-        """A C-contiguous `shape` view of the buffer's start (its contents are left as they are)."""
+        """A C-contiguous `shape` view of the buffer's start (its contents are left as they are).
+        Allocated on the current stream's blocks: call it with the writing stream current."""
         size = math.prod(shape)
         if size > self.capacity:
+            self._flat = None  # the smaller block goes back to the pool first
             self._flat = self._xp.empty(size, dtype=self._xp.float32)
         return self._flat[:size].reshape(shape)
+
+    def release(self) -> None:
+        self._flat = None
 
 
 class TensorRtRunner:
@@ -127,6 +138,26 @@ class TensorRtRunner:
         return cls(load_engine(path))
 
     @property
+    def closed(self) -> bool:
+        return self._context is None
+
+    def close(self) -> None:
+        """Wait for the stream, then let go of the context (before its engine), buffers and stream."""
+        if self._context is None:
+            return
+        self._stream.synchronize()
+        self._context = None
+        self._input.release()
+        self._output.release()
+        self._stream = self._loaded = None
+
+    def __enter__(self) -> TensorRtRunner:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
     def max_batch(self) -> int:
         return self.io.max_batch
 
@@ -136,6 +167,8 @@ class TensorRtRunner:
         The result is a view of the runner's output buffer, complete when this returns and
         overwritten by the next call: copy it to keep it.
         """
+        if self._context is None:
+            raise RuntimeError(f"{self.source}: the TensorRT runner is closed (infer after close())")
         check_input(pixel_values, self.io)
         return self._infer_impl(np.ascontiguousarray(pixel_values))
 
@@ -145,9 +178,14 @@ class TensorRtRunner:
             raise RuntimeError(
                 f"{self.source}: TensorRT refused input shape {pixel_values.shape} for {io.input_name!r}"
             )
-        device_in = self._input.view(tuple(pixel_values.shape))
-        device_out = self._output.view(tuple(int(d) for d in context.get_tensor_shape(io.output_name)))
-        device_in.set(pixel_values, stream=self._stream)  # ordered before the engine on one stream
+        import cupy
+
+        stream = self._stream
+        stream.wait_event(cupy.cuda.get_current_stream().record())  # after the caller's queued work
+        with stream:  # the buffers' blocks come from the writing stream's own pool
+            device_in = self._input.view(tuple(pixel_values.shape))
+            device_out = self._output.view(tuple(int(d) for d in context.get_tensor_shape(io.output_name)))
+        device_in.set(pixel_values, stream=stream)  # ordered before the engine on one stream
         context.set_tensor_address(io.input_name, device_in.data.ptr)
         context.set_tensor_address(io.output_name, device_out.data.ptr)
         if not context.execute_async_v3(self._stream.ptr):

@@ -130,3 +130,57 @@ def test_availability_names_every_backend(tiny_bundle):
     reasons = backends.availability(load_bundle(tiny_bundle))
     assert list(reasons) == ["tensorrt", "onnxruntime", "openvino", "torch", "torch-cuda"]
     assert reasons["onnxruntime"] is None
+
+
+@pytest.mark.parametrize("name", ["onnxruntime", "torch", "openvino"])
+def test_cpu_backends_close_once_and_refuse_features_after(tiny_bundle, name):
+    """The lifecycle of backends/base.py on the real CPU backends: features inside a `with` block,
+    the library's objects let go at its end, a second close harmless, features after it refused."""
+    from insid3.format.bundle import load_bundle
+
+    bundle = load_bundle(tiny_bundle)
+    entry = backends.BACKENDS[name]
+    reason = entry.unavailable_reason(bundle, BackendOptions())
+    if reason is not None:
+        pytest.skip(f"{name}: {reason}")
+    resolution = bundle.metadata.resolution
+    pixels = np.zeros((1, 3, resolution, resolution), np.float32)
+    with entry.load(bundle, BackendOptions()) as backend:
+        assert backend.features(pixels).shape == (1, bundle.metadata.num_patches, bundle.metadata.embed_dim)
+        assert not backend.closed
+    assert backend.closed
+    held = {k: v for k, v in vars(backend).items() if k in ("_session", "_model", "_compiled", "_request")}
+    assert held and all(value is None for value in held.values())
+    backend.close()
+    with pytest.raises(RuntimeError, match=f"{name} backend: closed"):
+        backend.features(pixels)
+
+
+def test_close_calls_release_once_inside_the_device_scope():
+    events = []
+
+    class Scoped(FakeBackend):
+        def _device_scope(self):
+            events.append("enter")
+            return super()._device_scope()
+
+        def _release(self):
+            events.append("release")
+
+    backend = Scoped()
+    backend.features(_pixels(1))
+    backend.close()
+    backend.close()
+    assert events == ["enter", "enter", "release"]
+
+
+def test_onnxruntime_providers_are_told_the_device_and_the_stream():
+    from insid3.engine.runtime.backends.onnxruntime_backend import provider_list
+
+    available = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    options = {"device_id": "1", "user_compute_stream": "4096"}
+    assert provider_list(True, available, 1, 4096) == [
+        ("TensorrtExecutionProvider", options), ("CUDAExecutionProvider", options), "CPUExecutionProvider"]
+    assert provider_list(True, available[1:], 0, None) == [("CUDAExecutionProvider", {"device_id": "0"}),
+                                                           "CPUExecutionProvider"]
+    assert provider_list(False, available, 1, None) == ["CPUExecutionProvider"]

@@ -152,3 +152,25 @@ def test_the_tensorrt_backend_matches_onnxruntime_on_a_gpu(tmp_path):
     np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
     cosine = (batched * reference).sum(-1) / (np.linalg.norm(batched, axis=-1) * np.linalg.norm(reference, axis=-1))
     assert cosine.min() >= 0.9999
+
+
+def test_buffers_come_from_the_runners_stream_after_the_callers_work(fakes):
+    """The stream rule (backends/base.py): allocated with the writing stream current, which first
+    waits for what the caller's stream has queued."""
+    engine_file, cupy = fakes
+    runner = TensorRtRunner.from_file(engine_file(FakeEngine()))
+    runner.infer(_pixels(2))
+    (stream,) = cupy.streams
+    assert cupy.allocated_on == ["runner", "runner"] and stream.waited_for == ["event on null"]
+
+
+def test_close_lets_go_once_and_infer_after_it_is_an_error(fakes):
+    engine_file, cupy = fakes
+    with TensorRtRunner.from_file(engine_file(FakeEngine())) as runner:
+        runner.infer(_pixels(1))
+        assert not runner.closed
+    assert runner.closed and cupy.streams[0].synchronized == 2  # after infer, then before letting go
+    runner.close()  # a second close does nothing
+    assert cupy.streams[0].synchronized == 2
+    with pytest.raises(RuntimeError, match="runner is closed"):
+        runner.infer(_pixels(1))

@@ -3,6 +3,7 @@ availability answers here, and (marked gpu) its features and zero-copy hand-off 
 
 import copy
 import importlib.util
+import types
 
 import numpy as np
 import pytest
@@ -132,6 +133,50 @@ def test_a_cuda_graph_wrapper_passes_other_batch_sizes_straight_through():
 
 # ---------------------------------------------------------------- availability (two of them assume no GPU)
 @pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="cupy is installed here")
+class _FakeGraphs:
+    """torch.cuda's stream and graph calls, recorded: which thread captured, in which error mode."""
+
+    def __init__(self, monkeypatch):
+        import contextlib
+        import threading
+
+        self.captures, self.replays = [], 0
+        fake = self
+
+        class Graph:
+            def replay(self):
+                fake.replays += 1
+
+        @contextlib.contextmanager
+        def graph(cuda_graph, capture_error_mode="global"):
+            fake.captures.append((threading.current_thread().name, capture_error_mode))
+            yield
+
+        stream = types.SimpleNamespace(wait_stream=lambda other: None)
+        monkeypatch.setattr(torch.cuda, "Stream", lambda: stream)
+        monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+        monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: stream)
+        monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+        monkeypatch.setattr(torch.cuda, "graph", graph)
+
+
+def test_cuda_graphs_are_captured_up_front_in_thread_local_mode(monkeypatch):
+    """Captured when the backend loads, for every size, never on a worker thread's first batch
+    (torch's default "global" mode errors on other threads' CUDA calls during a capture)."""
+    import threading
+
+    fake = _FakeGraphs(monkeypatch)
+    graphs = torch_cuda_backend.CudaGraphForward(lambda pixels: pixels * 2, (4, 2, 4))
+    graphs.capture((3, 2, 2), "cpu")
+    assert graphs.captured == (2, 4)
+    assert fake.captures == [(threading.current_thread().name, "thread_local")] * 2
+    worker = threading.Thread(target=lambda: graphs(torch.ones(4, 3, 2, 2)), name="insid3-backbone")
+    worker.start()
+    worker.join()
+    assert fake.replays == 1 and len(fake.captures) == 2  # replayed on the worker, nothing captured there
+    assert torch.equal(graphs(torch.ones(3, 3, 2, 2)), torch.full((3, 3, 2, 2), 2.0))  # not captured: direct
+
+
 def test_without_cupy_it_says_which_extra_to_install(tiny_bundle):
     reason = torch_cuda_backend.unavailable_reason(load_bundle(tiny_bundle), BackendOptions())
     assert reason == "cupy is not installed (pip install 'insid3[gpu-cu12]' or 'insid3[gpu-cu13]', by the driver's CUDA)"

@@ -143,32 +143,54 @@ class FakeDeviceArray(np.ndarray):
 
 
 class FakeStream:
+    """Counts synchronisations; `record` / `wait_event` log the order of events in `log`; `with
+    stream:` makes it the current stream of its fake cupy."""
+
     PTR = 0xC0DA
 
-    def __init__(self, non_blocking: bool = False) -> None:
+    def __init__(self, cupy=None, non_blocking: bool = False, name: str = "runner") -> None:
         self.ptr = self.PTR
         self.synchronized = 0
+        self.name, self._cupy = name, cupy
+        self.waited_for: list[str] = []
 
     def synchronize(self) -> None:
         self.synchronized += 1
 
+    def record(self) -> str:
+        return f"event on {self.name}"
+
+    def wait_event(self, event: str) -> None:
+        self.waited_for.append(event)
+
+    def __enter__(self) -> "FakeStream":
+        self._cupy.current.append(self)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._cupy.current.pop()
+
 
 def fake_cupy() -> types.ModuleType:
-    """A `cupy` that counts its allocations (`cupy.allocations`) and its streams."""
+    """A `cupy` that counts its allocations (`cupy.allocations`, with the stream current at each in
+    `cupy.allocated_on`) and its streams; the current stream starts as the null stream."""
     cupy = types.ModuleType("cupy")
     cupy.float32 = np.float32
     cupy.allocations = []
+    cupy.allocated_on = []
     cupy.streams = []
+    cupy.current = [FakeStream(cupy, name="null")]
 
     def empty(size: int, dtype) -> FakeDeviceArray:
         cupy.allocations.append(size)
+        cupy.allocated_on.append(cupy.current[-1].name)
         return np.empty(size, dtype=dtype).view(FakeDeviceArray)
 
     def stream(non_blocking: bool = False) -> FakeStream:
-        cupy.streams.append(FakeStream(non_blocking))
+        cupy.streams.append(FakeStream(cupy, non_blocking))
         return cupy.streams[-1]
 
     cupy.empty = empty
     cupy.asnumpy = lambda array: np.array(array, copy=True).view(np.ndarray)
-    cupy.cuda = types.SimpleNamespace(Stream=stream)
+    cupy.cuda = types.SimpleNamespace(Stream=stream, get_current_stream=lambda: cupy.current[-1])
     return cupy

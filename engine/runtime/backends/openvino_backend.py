@@ -61,6 +61,9 @@ class OpenVinoBackend(Backend):
         # The request reuses its output buffer on the next call: copy it out.
         return np.array(result[self._output], dtype=np.float32, copy=True)
 
+    def _release(self) -> None:
+        self._request = self._compiled = self._output = None
+
 
 def load(bundle: Bundle, options: BackendOptions) -> OpenVinoBackend:
     return OpenVinoBackend(bundle, options)

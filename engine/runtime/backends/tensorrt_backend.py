@@ -8,6 +8,7 @@ the machines that run CI.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -50,20 +51,27 @@ class TensorRtBackend(Backend):
         from insid3.tensorrt.runner import TensorRtRunner
 
         super().__init__(bundle)
-        self.xp = cupy
+        self.xp, self._device_id = cupy, options.device_id
         self.device = f"cuda:{options.device_id}"
-        cupy.cuda.Device(options.device_id).use()  # the runner's stream and buffers go there
         artifact = select_engine(bundle, gpu_name(options.device_id), tensorrt_version())
         self.precision = artifact.precision
-        self._runner = TensorRtRunner.from_file(bundle.folder / artifact.file)
+        with self._device_scope():  # the engine's context, the runner's stream and buffers go there
+            self._runner = TensorRtRunner.from_file(bundle.folder / artifact.file)
         self.max_batch = self._runner.max_batch
+
+    def _device_scope(self) -> AbstractContextManager:
+        return self.xp.cuda.Device(self._device_id)  # per thread in CuPy: the worker thread starts at 0
 
     def _infer(self, pixel_values: np.ndarray) -> Any:
         # The runner overwrites its output buffer on the next call; callers may keep these features.
+        # The copy runs on the caller's stream after the runner synchronised its own (base.py).
         return self._runner.infer(pixel_values).copy()
 
     def synchronize(self) -> None:
         self.xp.cuda.get_current_stream().synchronize()
+
+    def _release(self) -> None:
+        self._runner.close()
 
 
 def load(bundle: Bundle, options: BackendOptions) -> TensorRtBackend:

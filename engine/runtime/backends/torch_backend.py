@@ -45,6 +45,9 @@ class TorchBackend(Backend):
         with self._torch.inference_mode():
             return self._model(self._torch.from_numpy(pixel_values)).numpy()
 
+    def _release(self) -> None:
+        self._model = None
+
 
 def load(bundle: Bundle, options: BackendOptions) -> TorchBackend:
     return TorchBackend(bundle, options)

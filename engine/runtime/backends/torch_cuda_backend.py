@@ -6,11 +6,17 @@ LayerNorm, softmax, RoPE, the residual stream and the final L2 norm in fp32
 (export/torch_precision.py, whose lines the CPU tests run). Attention is
 `scaled_dot_product_attention` limited to the flash and memory-efficient kernels. Options, off by
 default: `torch_compile` (the forward through torch.compile) and `cuda_graph_batch_sizes` (a CUDA
-graph captured on the first batch of each of those sizes and replayed after).
+graph per size, captured when the backend loads, replayed after).
 
 Features leave torch through DLPack (`cupy.from_dlpack`): the CuPy array is the same device
-memory, no copy to the host. torch's stream is waited on before they are returned, so kernels on
-any CuPy stream, in any thread (segment_stream decodes on another thread), read finished features.
+memory, no copy to the host. torch's stream is synchronised once before they are returned (the
+hand-over of base.py's stream rule), so kernels on any CuPy stream, in any thread (segment_stream
+decodes on another thread), read finished features; `synchronize` then waits for CuPy's stream only.
+
+CUDA graphs are captured in __init__, in the thread that loads the backend, before any worker
+thread runs (torch's "global" capture mode errors on CUDA calls other threads make during a
+capture), and with capture_error_mode="thread_local" so that CuPy work another thread may queue
+meanwhile is not an error; replays are safe from any thread.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from typing import Any
 
 import numpy as np
@@ -76,22 +83,33 @@ def runs_on_gpu_here(options: BackendOptions) -> bool:
 class CudaGraphForward:
     """`forward` replayed from a CUDA graph for the given batch sizes; other sizes run it directly.
 
-    Each size is captured on its first batch (after a few warm-up calls on a side stream, as
-    torch's CUDA graph notes prescribe) into static input and output buffers; a replay copies
-    the pixels in and a clone of the output out (the next replay overwrites it)."""
+    Every size is captured up front (`capture`, called when the backend loads: never in a worker
+    thread), after a few warm-up calls on a side stream as torch's CUDA graph notes prescribe, into
+    static input and output buffers; a replay copies the pixels in and a clone of the output out
+    (the next replay overwrites it)."""
+
+    CAPTURE_ERROR_MODE = "thread_local"  # only this thread's unsafe calls break the capture
 
     def __init__(self, forward: Callable[[Any], Any], batch_sizes: tuple[int, ...]) -> None:
         import torch
 
-        self._torch, self._forward, self._batch_sizes = torch, forward, set(batch_sizes)
+        self._torch, self._forward, self._batch_sizes = torch, forward, tuple(sorted(set(batch_sizes)))
         self._graphs: dict[int, tuple[Any, Any, Any]] = {}  # batch -> (graph, static input, static output)
+
+    @property
+    def captured(self) -> tuple[int, ...]:
+        return tuple(sorted(self._graphs))
+
+    def capture(self, example_shape: tuple[int, ...], device: Any) -> None:
+        """A graph for every batch size, on zeros of (batch, *example_shape) on `device`."""
+        for batch in self._batch_sizes:
+            if batch not in self._graphs:
+                self._graphs[batch] = self._capture(self._torch.zeros((batch, *example_shape), device=device))
 
     def __call__(self, pixels):
         batch = pixels.shape[0]
-        if batch not in self._batch_sizes:
-            return self._forward(pixels)
         if batch not in self._graphs:
-            self._graphs[batch] = self._capture(pixels)
+            return self._forward(pixels)
         graph, static_in, static_out = self._graphs[batch]
         static_in.copy_(pixels)
         graph.replay()
@@ -107,7 +125,7 @@ class CudaGraphForward:
                 self._forward(static_in)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, capture_error_mode=self.CAPTURE_ERROR_MODE):
             static_out = self._forward(static_in)
         return graph, static_in, static_out
 
@@ -137,17 +155,32 @@ class TorchCudaBackend(Backend):
         )
         batch_sizes = tuple(options.cuda_graph_batch_sizes)
         self._forward = CudaGraphForward(forward, batch_sizes) if batch_sizes else forward
+        if batch_sizes:
+            with torch.inference_mode():
+                self._forward.capture((3, meta.resolution, meta.resolution), self._cuda)
+
+    def _device_scope(self) -> AbstractContextManager:
+        """Both libraries' current device is per thread: set both (the worker thread starts at 0)."""
+        scope = ExitStack()
+        scope.enter_context(self._torch.cuda.device(self._cuda))
+        scope.enter_context(self.xp.cuda.Device(self._cuda.index))
+        return scope
 
     def _infer(self, pixel_values: np.ndarray) -> Any:
         torch = self._torch
         with torch.inference_mode():
             features = self._forward(torch.from_numpy(pixel_values).to(self._cuda))  # [B, N, C] fp32
-        torch.cuda.current_stream(self._cuda).synchronize()  # finished before any CuPy stream reads them
+        torch.cuda.current_stream(self._cuda).synchronize()  # the hand-over (base.py's stream rule)
         return self.xp.from_dlpack(features)  # the same device memory: no copy
 
     def synchronize(self) -> None:
-        self._torch.cuda.current_stream(self._cuda).synchronize()
+        """CuPy's current stream only: torch's work was synchronised at the hand-over in `_infer`."""
         self.xp.cuda.get_current_stream().synchronize()
+
+    def _release(self) -> None:
+        self._torch.cuda.current_stream(self._cuda).synchronize()
+        self._forward = None
+        self._torch.cuda.empty_cache()
 
 
 def load(bundle: Bundle, options: BackendOptions) -> TorchCudaBackend:
