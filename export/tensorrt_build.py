@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 
 from insid3.errors import BackendUnavailableError, ExportError, SettingsError
-from insid3.export.mixed_precision import PRECISIONS, apply_precision_plan, plan_precision
+from insid3.export.mixed_precision import PRECISIONS, PrecisionPlan, apply_precision_plan, plan_precision
 from insid3.export.parity import Parity, compare_features
 from insid3.format.tensors import INPUT_NAME
 from insid3.tensorrt.engine_files import engine_file_name, timing_cache_file_name
@@ -27,7 +27,7 @@ from insid3.tensorrt.versions import MIN_TENSORRT, gpu_name, tensorrt_unavailabl
 
 MAX_BATCH_LIMIT = 256
 # Below these per-patch cosines (engine vs ONNX Runtime) the engine is broken, not merely
-# rounded: fp32 disables TF32; fp16 keeps ~11 mantissa bits, bf16 8, with fp32 softmax/LayerNorm.
+# rounded: TF32 is off (configure_tf32); fp16 keeps ~11 mantissa bits, bf16 8, with fp32 softmax/LayerNorm.
 MIN_COSINE = {"fp32": 0.9999, "fp16": 0.99, "bf16": 0.98}
 
 
@@ -56,6 +56,24 @@ class EngineBuild:
     cache_file: str
     seconds: float
     details: dict = field(default_factory=dict)
+
+
+TF32_RULE = ("TF32 off wherever the precision plan promises an fp32 matrix product (every fp32 engine; the "
+             "attention scores q.k^T and fused attention of fp16/bf16 engines); TensorRT enables it by default")
+
+
+def tf32_allowed(plan: PrecisionPlan) -> bool:
+    """Whether TF32 may round this plan's fp32 matrix products: only when it keeps none (TensorRT
+    applies the flag to every fp32 Conv/MatMul, including those a 16-bit plan keeps in fp32)."""
+    return plan.precision != "fp32" and not plan.score_matmuls and not plan.fp32_critical
+
+
+def configure_tf32(config, trt, plan: PrecisionPlan) -> bool:
+    """Clears the builder's TF32 flag unless `tf32_allowed(plan)`; returns whether TF32 is on."""
+    allowed = tf32_allowed(plan)
+    if not allowed and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)
+    return allowed and hasattr(trt.BuilderFlag, "TF32")
 
 
 def _parse_network(trt, logger, model: onnx.ModelProto):
@@ -90,8 +108,7 @@ def build_engine(
     builder, network, _parser = _parse_network(trt, logger, typed)
 
     config = builder.create_builder_config()
-    if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
-        config.clear_flag(trt.BuilderFlag.TF32)  # "fp32" means fp32 matmuls, not TF32
+    tf32 = configure_tf32(config, trt, plan)
     profile = builder.create_optimization_profile()
     shape = (3, resolution, resolution)
     # Tuned for batch 1 (the runtime segments one image at a time); valid up to max_batch.
@@ -112,6 +129,7 @@ def build_engine(
     details = {
         "gpu": gpu, "tensorrt": trt.__version__, "min_batch": 1, "opt_batch": 1,
         "max_batch": max_batch, "strongly_typed": True, "precision_plan": plan.summary(),
+        "tf32": tf32, "tf32_rule": TF32_RULE,
         "build_seconds": round(seconds, 1),
     }
     return EngineBuild(engine_file, cache_file, seconds, details)
