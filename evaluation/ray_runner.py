@@ -15,13 +15,12 @@ log written by either resumes in the other.
 
 from __future__ import annotations
 
-import argparse
 import json
 import pickle
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from itertools import zip_longest
@@ -37,7 +36,7 @@ from insid3.evaluation.episode import Episode
 from insid3.evaluation.features_cache import FeatureCache, cache_folder
 from insid3.evaluation.metrics import Counts
 from insid3.evaluation.runner import EpisodeResult, EpisodeRunner, RunnerStats
-from insid3.evaluation.session import FoldRun, RunOptions, run_identity, run_settings, say_fold
+from insid3.evaluation.session import EvalSettings, FoldRun, RunOptions, run_identity, run_settings, say_fold
 from insid3.format.bundle import load_bundle
 from insid3.format.refinement import RefineSettings
 
@@ -118,29 +117,33 @@ def interleaved(runs: dict[int, FoldRun]) -> list[tuple[int, Episode]]:
     return [pair for turn in zip_longest(*drawn) for pair in turn if pair is not None]
 
 
-def evaluate_on_ray(args: argparse.Namespace, spec: DatasetEntry, folds: list[int | None], shots: int,
-                    benchmarks: dict[int | None, SegmentationBenchmark], options: RunOptions) -> list[dict]:
-    """Each fold's report (in `folds`' order), as evaluate_here would write it."""
+def evaluate_on_ray(settings: EvalSettings, spec: DatasetEntry, folds: list[int | None], shots: int,
+                    benchmarks: dict[int | None, SegmentationBenchmark], options: RunOptions,
+                    say: Callable[[str], None] = lambda line: print(f"insid3-eval: {line}", file=sys.stderr),
+                    ) -> list[dict]:
+    """Each fold's report (in `folds`' order), as evaluate_here would write it, on the cluster of
+    `settings.cluster` (its pool fitted to the cluster, or waited for: cluster.plan_actors)."""
     import ray
 
-    settings = cluster.ClusterSettings.from_args(args)
-    with cluster.connected(settings):
+    if settings.cluster is None:
+        raise ValueError("evaluate_on_ray needs settings.cluster")
+    with cluster.connected(settings.cluster) as fixed:
         cluster.quiet_ray_data()
-        plan = cluster.plan_actors(settings)
+        plan = cluster.plan_actors(settings.cluster, fixed=fixed, reading_cpus=0.0, say=say)  # the driver reads
         segmenter = SegmenterSpec(
-            bundle=cluster.absolute(args.bundle), backend=args.backend, precision=args.precision,
-            refine=RefineSettings.of(args.refine), svd_components=args.svd_components, tau=args.tau,
-            merge_threshold=args.merge_threshold, num_threads=plan.threads(),
+            bundle=cluster.absolute(settings.bundle), backend=settings.backend, precision=settings.precision,
+            refine=RefineSettings.of(settings.refine), svd_components=settings.svd_components, tau=settings.tau,
+            merge_threshold=settings.merge_threshold, num_threads=plan.threads(),
         )
         info = cluster.remote_get(cluster.on_worker_resources(cluster.probe_worker, plan).remote(segmenter))
-        print(f"insid3-eval: Ray, {plan.describe()}: {info.describe}", file=sys.stderr)
+        say(f"Ray, {plan.describe()}: {info.describe}")
         worker = EvalSpec(
-            segmenter=segmenter, dataset=args.dataset, data_root=cluster.absolute(args.data_root), shots=shots,
-            protocol=options.protocol, batch_size=options.batch_size, cache_bytes=args.cache_mib << 20,
-            feature_cache=None if args.feature_cache is None else cluster.absolute(args.feature_cache),
+            segmenter=segmenter, dataset=settings.dataset, data_root=cluster.absolute(settings.data_root), shots=shots,
+            protocol=options.protocol, batch_size=options.batch_size, cache_bytes=settings.cache_mib << 20,
+            feature_cache=None if settings.feature_cache is None else cluster.absolute(settings.feature_cache),
         )
         keys = {fold: NO_FOLD if fold is None else fold for fold in folds}
-        runs = {keys[fold]: FoldRun(spec=spec, benchmark=benchmarks[fold], fold=fold, shots=shots, out=args.out,
+        runs = {keys[fold]: FoldRun(spec=spec, benchmark=benchmarks[fold], fold=fold, shots=shots, out=settings.out,
                                     options=options,
                                     identity=run_identity(spec, fold, shots, info.fingerprint, info.hyperparameters,
                                                           options, info.backend, info.precision))
@@ -156,7 +159,8 @@ def evaluate_on_ray(args: argparse.Namespace, spec: DatasetEntry, folds: list[in
                 run.close()
         seconds = time.perf_counter() - started  # the folds ran side by side: each took the whole time
     report_settings = {
-        **run_settings(args, info.hyperparameters, info.backend, info.device, info.precision, bundle_metadata(args)),
+        **run_settings(settings, info.hyperparameters, info.backend, info.device, info.precision,
+                        load_bundle(settings.bundle).metadata.to_json()),  # read here: the driver loads no backend
         "ray": {"workers": plan.workers, "gpus_per_worker": plan.gpus, "cpus_per_worker": plan.cpus},
     }
     reports = []
@@ -187,11 +191,6 @@ def gather(runs: dict[int, FoldRun], totals: dict[int, dict], plan: cluster.Acto
             runs[fold].record(EpisodeResult(episode, Counts((i_bg, i_fg), (u_bg, u_fg)), row["note"] or None))
             accumulate(totals[fold], json.loads(row["stats"]))
             bar.update(1)
-
-
-def bundle_metadata(args: argparse.Namespace) -> dict:
-    """The bundle's metadata for the reports, read here (the driver loads no backend)."""
-    return load_bundle(args.bundle).metadata.to_json()
 
 
 def scored(work: list[tuple[int, Episode]], plan: cluster.ActorPlan, spec: EvalSpec) -> Iterator[dict]:

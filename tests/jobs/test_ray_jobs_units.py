@@ -4,7 +4,6 @@ pool's shape, the one-line errors, and the folds' interleaving."""
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 
@@ -13,6 +12,9 @@ import pytest
 from PIL import Image
 
 from insid3.engine import Segmenter
+from insid3.engine.cli import evaluate as eval_cli
+from insid3.engine.cli.arguments import add_ray, new_parser
+from insid3.engine.cli.main import run_command
 from insid3.engine.cli.segment import main as segment_main
 from insid3.engine.jobs.concept_specs import ConceptSpec
 from insid3.engine.jobs.outputs import OutputOptions
@@ -20,8 +22,7 @@ from insid3.engine.jobs.outputs.coco import CocoOutputs
 from insid3.engine.jobs.scenes import draw_scene
 from insid3.engine.runtime.images import prepare_image
 from insid3.engine.runtime.reference import Reference
-from insid3.errors import InputImageError
-from insid3.evaluation import cli as eval_cli
+from insid3.errors import InputImageError, SettingsError
 
 pytest.importorskip("pyarrow")
 ray = pytest.importorskip("ray")
@@ -133,16 +134,58 @@ def test_a_uri_target_is_written_under_its_uri(segmenter, files, tmp_path):
     assert document["images"][0]["file_name"] == "s3://bucket/photos/p1.png"
 
 
-def test_the_pool_is_one_actor_per_gpu_or_n_cpu_actors(monkeypatch, capsys):
-    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 32.0, "GPU": 4.0})
-    plan = cluster.plan_actors(cluster.ClusterSettings())
+def test_the_pool_is_one_actor_per_gpu_or_n_cpu_actors():
+    plan = cluster.asked_plan(cluster.ClusterSettings(), gpus=4.0)
     assert (plan.workers, plan.gpus, plan.remote_args(), plan.threads()) == (4, 1.0, {"num_cpus": 1.0, "num_gpus": 1.0},
                                                                               None)
     assert plan.describe() == "4 GPU workers (1 GPU each)"
-    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
-    plan = cluster.plan_actors(cluster.ClusterSettings(cpus_per_worker=2))
+    plan = cluster.asked_plan(cluster.ClusterSettings(cpus_per_worker=2), gpus=0.0)
     assert (plan.workers, plan.remote_args(), plan.threads()) == (2, {"num_cpus": 2}, 2)
-    assert "may wait for more nodes" in capsys.readouterr().err  # 2 x 2 CPUs on 2
+    assert plan.bundles(1.0) == [{"CPU": 2}, {"CPU": 2}, {"CPU": 1.0}]  # the pool and a reading task, placed together
+
+
+CPU2, GPU4 = cluster.Resources(cpus=2.0, gpus=0.0), cluster.Resources(cpus=16.0, gpus=4.0)
+
+
+def fit(asked: cluster.ActorPlan, now: cluster.Resources, most: cluster.Resources | None, *, given: bool = True,
+        reading: float = 1.0) -> cluster.PoolFit:
+    return cluster.fit_pool(asked, workers_given=given, reading_cpus=reading, now=now, most=most)
+
+
+def test_a_pool_that_fits_is_left_as_asked():
+    asked = cluster.ActorPlan(workers=2, gpus=0.0, cpus=0.5)
+    assert fit(asked, CPU2, CPU2) == cluster.PoolFit(asked)
+    assert fit(cluster.ActorPlan(workers=4, gpus=1.0, cpus=1.0), GPU4, None) == cluster.PoolFit(
+        cluster.ActorPlan(workers=4, gpus=1.0, cpus=1.0))
+
+
+def test_a_pool_too_wide_for_a_fixed_cluster_is_fitted_to_it_and_says_so():
+    asked = cluster.ActorPlan(workers=2, gpus=0.0, cpus=1.0)  # the issue's case: both CPUs to the actors, none to read
+    shared = fit(asked, CPU2, CPU2, given=True)  # the count asked for is kept: the CPUs are shared
+    assert shared.plan == cluster.ActorPlan(workers=2, gpus=0.0, cpus=0.5) and not shared.may_wait
+    assert shared.note == ("the cluster has 2 CPUs and no GPU: 2 CPU workers (0.5 CPU each), and 1 CPU for reading, "
+                           "instead of 2 CPU workers (1 CPU each)")
+    assert fit(asked, CPU2, CPU2, given=False).plan == cluster.ActorPlan(workers=1, gpus=0.0, cpus=1.0)  # fewer
+    assert fit(cluster.ActorPlan(workers=3, gpus=0.0, cpus=1.0), CPU2, CPU2, reading=0.0).plan == cluster.ActorPlan(
+        workers=3, gpus=0.0, cpus=0.66)  # eval's pool: nothing to read, every CPU to the actors
+    gpus = fit(cluster.ActorPlan(workers=8, gpus=1.0, cpus=4.0), GPU4, GPU4)
+    assert gpus.plan == cluster.ActorPlan(workers=4, gpus=1.0, cpus=3.75) and "instead of 8 GPU workers" in gpus.note
+
+
+def test_a_pool_no_fixed_cluster_can_hold_stops_with_one_line():
+    with pytest.raises(SettingsError, match=r"^--gpus-per-worker 1: the cluster has 2 CPUs and no GPU \(--gpus-per"):
+        fit(cluster.ActorPlan(workers=1, gpus=1.0, cpus=1.0), CPU2, CPU2)
+    one = cluster.Resources(cpus=1.0, gpus=0.0)
+    with pytest.raises(SettingsError, match="^the cluster has 1 CPU and no GPU: no CPU left for the workers beside 1"):
+        fit(cluster.ActorPlan(workers=1, gpus=0.0, cpus=1.0), one, one)
+
+
+def test_a_cluster_that_may_grow_is_waited_for_up_to_its_autoscalers_limit():
+    asked = cluster.ActorPlan(workers=4, gpus=1.0, cpus=1.0)
+    assert fit(asked, CPU2, None) == cluster.PoolFit(asked, may_wait=True)  # no published limit: nodes may come
+    assert fit(asked, CPU2, GPU4) == cluster.PoolFit(asked, may_wait=True)  # within the autoscaler's limit
+    grown = fit(cluster.ActorPlan(workers=8, gpus=1.0, cpus=1.0), CPU2, GPU4)  # past it: fitted to it, then waited for
+    assert grown.plan == asked and grown.may_wait and grown.note.startswith("the cluster may grow to 16 CPUs and 4 GPUs")
 
 
 def test_ray_errors_are_one_line():
@@ -157,14 +200,14 @@ def test_ray_errors_are_one_line():
     (["--workers", "2"], "apply to --ray"),
     (["--ray", "--workers", "0"], "--workers must be >= 1"),
     (["--ray", "--cpus-per-worker", "0"], "--cpus-per-worker must be > 0"),
+    (["--cluster-timeout", "5"], "apply to --ray"),
+    (["--ray", "--cluster-timeout", "-1"], "--cluster-timeout must be >= 0 (0: no limit)"),
 ])
 def test_cluster_flags_are_checked_by_both_commands(tiny_bundle, tmp_path, capsys, argv, message):
-    with pytest.raises(SystemExit) as segment:
-        segment_main(["--bundle", str(tiny_bundle), "--ref", "r.png", "--ref-mask", "m.png", "--out", str(tmp_path),
-                      "x.jpg", *argv])
-    with pytest.raises(SystemExit) as evaluate:
-        eval_cli.main(["--bundle", str(tiny_bundle), "--dataset", "coco", "--data-root", str(tmp_path), *argv])
-    assert segment.value.code == evaluate.value.code == 2
+    segment_code = segment_main(["--bundle", str(tiny_bundle), "--ref", "r.png", "--ref-mask", "m.png", "--out", str(tmp_path),
+                  "x.jpg", *argv])
+    evaluate_code = eval_cli.main(["--bundle", str(tiny_bundle), "--dataset", "coco", "--data-root", str(tmp_path), *argv])
+    assert segment_code == evaluate_code == 2
     assert capsys.readouterr().err.count(message) == 2
 
 
@@ -178,8 +221,8 @@ def test_overlays_of_uri_targets_are_refused_before_any_cluster(tiny_bundle, fil
 
 
 def test_help_shows_the_cluster_flags_and_their_defaults(capsys):
-    parser = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    cluster.add_ray_arguments(parser)
+    parser = new_parser("insid3 segment", None)
+    add_ray(parser)
     text = " ".join(parser.format_help().split())
     assert "--gpus-per-worker" in text and "--cpus-per-worker CPUS_PER_WORKER CPUs per actor" in text
     assert "(default: 1.0)" in text
@@ -217,6 +260,5 @@ def test_the_throughput_benchmark_reports_against_one_actor(capsys):
     table = ray_jobs.markdown(rows, "note").splitlines()
     assert table[0] == "note" and table[-2].endswith("| 4.00 | 2.00x | reference |")
     assert table[-1] == "| ray-1 | `--ray --workers 1` | 9.0 | 8.0 | 2.00 | 1.00x | equal |"
-    with pytest.raises(SystemExit) as stop:
-        ray_jobs.main(["--bundle", "B", "--targets", "1"])
-    assert stop.value.code == 2 and "--targets must be >= 2" in capsys.readouterr().err
+    stop_code = run_command("insid3 bench", "bench", ["ray-jobs", "--bundle", "B", "--targets", "1"])
+    assert stop_code == 2 and "--targets must be >= 2" in capsys.readouterr().err

@@ -1,5 +1,7 @@
-"""The Ray side both jobs share: the command-line flags, joining or starting a cluster, the actor
-pool's shape and fault tolerance, and the Segmenter every worker builds from the same spec.
+"""The Ray side both jobs share: joining or starting a cluster, the actor pool's shape (fitted to
+the cluster, or waited for while an autoscaler may add nodes), its fault tolerance, and the
+Segmenter every worker builds from the same spec. The command-line flags are engine/cli's
+(arguments.add_ray); this module takes a ClusterSettings.
 
 Paths that workers read (the bundle, local inputs, a dataset root) are made absolute on the
 driver: Ray workers run in their own folder, and on a cluster every node must see the same
@@ -8,11 +10,10 @@ paths (a shared file system, or the same copy on every node).
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
-import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,40 +30,24 @@ from insid3.format.refinement import RefineSettings
 # the driver each batch's output once, whichever attempt made it.
 FAULT_TOLERANCE = {"max_restarts": 10, "max_task_retries": 3}
 CPU_WORKERS = 2  # --workers without GPUs
+CLUSTER_TIMEOUT_S = 600.0  # how long a job waits for room for its pool (an autoscaler adding nodes)
+LOCAL = "local"  # the address (--address or RAY_ADDRESS) that asks for a fresh local instance, as ray.init reads it
+SAY_WAITING_AFTER_S = 2.0  # a pool that finds room within this is not worth a line
 
-
-def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
-    """--ray and the cluster's shape, as both commands spell them."""
-    group = parser.add_argument_group("Ray (dataset-scale jobs: README, Scale out)")
-    group.add_argument("--ray", action="store_true", help="run as a Ray Data pipeline on a Ray cluster")
-    group.add_argument("--address", default=None,
-                       help="the cluster to join, from one of its nodes (HEAD:6379, or auto: the one this node "
-                            "belongs to); default: RAY_ADDRESS, else a local instance started for this job")
-    group.add_argument("--workers", type=int, default=None,
-                       help=f"actors running the model (default: one per GPU, else {CPU_WORKERS})")
-    group.add_argument("--gpus-per-worker", type=float, default=None,
-                       help="GPUs per actor (default: 1 where the cluster has GPUs, else 0: CPU actors)")
-    group.add_argument("--cpus-per-worker", type=float, default=1.0,
-                       help="CPUs per actor (a CPU actor's backend uses this many threads)")
-
-
-def check_ray_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """The cluster flags' usage errors, as argparse reports them (one line, exit 2)."""
-    if not args.ray and (args.address or args.workers is not None or args.gpus_per_worker is not None
-                         or args.cpus_per_worker != 1.0):
-        parser.error("--address, --workers, --gpus-per-worker and --cpus-per-worker apply to --ray")
-    try:
-        ClusterSettings.from_args(args)
-    except SettingsError as exc:
-        parser.error(str(exc))
+Say = Callable[[str], None]
 
 
 @dataclass(frozen=True, kw_only=True)
 class ClusterSettings:
+    """Where and how wide a --ray job runs. `address`: HEAD:6379, auto, local, or None
+    (RAY_ADDRESS, else a local instance); `workers`/`gpus_per_worker` None: chosen from the
+    cluster; `timeout_s`: how long to wait for room for the pool (0: no limit)."""
+
     address: str | None = None
     workers: int | None = None
     gpus_per_worker: float | None = None
     cpus_per_worker: float = 1.0
+    timeout_s: float = CLUSTER_TIMEOUT_S
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
@@ -71,11 +56,27 @@ class ClusterSettings:
             raise SettingsError(f"--gpus-per-worker must be >= 0, got {self.gpus_per_worker:g}")
         if self.cpus_per_worker <= 0:
             raise SettingsError(f"--cpus-per-worker must be > 0, got {self.cpus_per_worker:g}")
+        if self.timeout_s < 0:
+            raise SettingsError(f"--cluster-timeout must be >= 0 (0: no limit), got {self.timeout_s:g}")
 
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "ClusterSettings":
-        return cls(address=args.address, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
-                   cpus_per_worker=args.cpus_per_worker)
+    def joins_a_cluster(self) -> bool:
+        """Whether this names a running cluster (else a local instance is started for the job)."""
+        return (self.address or os.environ.get("RAY_ADDRESS") or LOCAL) != LOCAL
+
+
+@dataclass(frozen=True)
+class Resources:
+    """CPUs and GPUs, in Ray's logical units."""
+
+    cpus: float
+    gpus: float
+
+    def holds(self, needs: Resources) -> bool:
+        return needs.cpus <= self.cpus + 1e-9 and needs.gpus <= self.gpus + 1e-9
+
+    def describe(self) -> str:
+        gpus = f"{self.gpus:g} GPU{'s' * (self.gpus != 1)}" if self.gpus else "no GPU"
+        return f"{self.cpus:g} CPU{'s' * (self.cpus != 1)} and {gpus}"
 
 
 @dataclass(frozen=True)
@@ -97,50 +98,150 @@ class ActorPlan:
         each = f"{self.gpus:g} GPU" if self.gpus else f"{self.cpus:g} CPU"
         return f"{self.workers} {'GPU' if self.gpus else 'CPU'} worker{'s' * (self.workers != 1)} ({each} each)"
 
+    def needs(self, reading_cpus: float) -> Resources:
+        """The pool's resources, and `reading_cpus` for the reading tasks beside it."""
+        return Resources(cpus=self.workers * self.cpus + reading_cpus, gpus=self.workers * self.gpus)
 
-def plan_actors(settings: ClusterSettings) -> ActorPlan:
-    """The pool for the cluster now joined; warns when it cannot fit (an autoscaler may add nodes)."""
+    def bundles(self, reading_cpus: float) -> list[dict[str, float]]:
+        """The pool and a reading task as placement group bundles (an actor's CPUs and GPU on one node)."""
+        actor = {"CPU": self.cpus, **({"GPU": self.gpus} if self.gpus else {})}
+        return [dict(actor) for _ in range(self.workers)] + ([{"CPU": reading_cpus}] if reading_cpus else [])
+
+
+@dataclass(frozen=True)
+class PoolFit:
+    """The pool to start: `note`, one line when it is not the one asked for; `may_wait`, whether
+    it needs more than the cluster has now (an autoscaler may add it)."""
+
+    plan: ActorPlan
+    note: str | None = None
+    may_wait: bool = False
+
+
+def asked_plan(settings: ClusterSettings, gpus: float) -> ActorPlan:
+    """The pool the settings ask for on a cluster that has (or may have) `gpus` GPUs."""
+    per_worker = settings.gpus_per_worker if settings.gpus_per_worker is not None else (1.0 if gpus else 0.0)
+    workers = settings.workers or (max(1, int(gpus // per_worker)) if per_worker else CPU_WORKERS)
+    return ActorPlan(workers=workers, gpus=per_worker, cpus=settings.cpus_per_worker)
+
+
+def fit_pool(asked: ActorPlan, *, workers_given: bool, reading_cpus: float, now: Resources,
+             most: Resources | None) -> PoolFit:
+    """The pool for a cluster that holds `now` and can grow to `most` (`now` for a cluster that
+    cannot grow, None where an autoscaler may add nodes without a known limit), with room for
+    `reading_cpus` beside it: the reading tasks cannot run on CPUs the actors hold, and a job
+    whose actors take every CPU waits forever for its first input."""
+    needs = asked.needs(reading_cpus)
+    if now.holds(needs):
+        return PoolFit(asked)
+    if most is None or most.holds(needs):
+        return PoolFit(asked, may_wait=True)
+    fitted = shrunk(asked, workers_given=workers_given, reading_cpus=reading_cpus, room=most)
+    beside = f", and {reading_cpus:g} CPU for reading" if reading_cpus else ""
+    note = (f"the cluster {'has' if most == now else 'may grow to'} {most.describe()}: {fitted.describe()}{beside}, "
+            f"instead of {asked.describe()}")
+    return PoolFit(fitted, note, may_wait=not now.holds(fitted.needs(reading_cpus)))
+
+
+def shrunk(asked: ActorPlan, *, workers_given: bool, reading_cpus: float, room: Resources) -> ActorPlan:
+    """`asked` cut to `room`: GPU actors to the GPUs there are; CPU actors shared out (the count
+    given, or one per GPU, kept) or fewer (the default count); SettingsError where none fits."""
+    workers, cpus = asked.workers, asked.cpus
+    if asked.gpus:
+        if room.gpus < asked.gpus:
+            raise SettingsError(f"--gpus-per-worker {asked.gpus:g}: the cluster has {room.describe()} "
+                                "(--gpus-per-worker 0: CPU workers)")
+        workers = min(workers, int(room.gpus / asked.gpus + 1e-9))
+    left = math.floor((room.cpus - reading_cpus) * 100) / 100  # hundredths: sums that never exceed the room
+    if left <= 0:
+        raise SettingsError(f"the cluster has {room.describe()}: no CPU left for the workers beside "
+                            f"{reading_cpus:g} for reading the inputs")
+    if workers * cpus > left:
+        if asked.gpus or workers_given:
+            cpus = math.floor(left / workers * 100) / 100
+        else:
+            workers, cpus = max(1, int(left // cpus)), min(cpus, left)
+    if cpus <= 0:
+        raise SettingsError(f"the cluster has {room.describe()}: too few CPUs for {workers} workers "
+                            "(ask for fewer --workers)")
+    return ActorPlan(workers=workers, gpus=asked.gpus, cpus=cpus)
+
+
+def autoscaler_limit() -> Resources | None:
+    """The most the cluster's autoscaler may grow it to, where the autoscaler publishes it
+    (autoscaler v2, KubeRay), read as Ray Data reads it; None where not published."""
+    try:
+        from ray._private.state import state
+
+        limits = state.get_max_resources_from_cluster_config()
+    except Exception:  # noqa: BLE001 - a private API of Ray's: gone or changed means "not known"
+        return None
+    return Resources(cpus=float(limits.get("CPU", 0)), gpus=float(limits.get("GPU", 0))) if limits else None
+
+
+def plan_actors(settings: ClusterSettings, *, fixed: bool, reading_cpus: float, say: Say) -> ActorPlan:
+    """The pool for the cluster now joined, once the cluster has room for it and `reading_cpus`
+    beside it. A cluster that cannot grow (`fixed`: a local instance; or past its autoscaler's
+    published limit) gets a pool fitted to it, said in one line; where nodes may be added the job
+    says so and waits up to settings.timeout_s; SettingsError or RayJobError (one line) where
+    neither works."""
     import ray
 
-    resources = ray.cluster_resources()
-    gpus_here, cpus_here = resources.get("GPU", 0.0), resources.get("CPU", 0.0)
-    gpus = settings.gpus_per_worker if settings.gpus_per_worker is not None else (1.0 if gpus_here else 0.0)
-    workers = settings.workers or (max(1, int(gpus_here // gpus)) if gpus else CPU_WORKERS)
-    plan = ActorPlan(workers=workers, gpus=gpus, cpus=settings.cpus_per_worker)
-    if workers * gpus > gpus_here or workers * plan.cpus + 1 > cpus_here:
-        print(f"insid3: the cluster has {gpus_here:g} GPUs and {cpus_here:g} CPUs: {plan.describe()} and the "
-              "reading tasks may wait for more nodes (an autoscaler), or never start", file=sys.stderr)
-    return plan
+    total = ray.cluster_resources()
+    now = Resources(cpus=float(total.get("CPU", 0)), gpus=float(total.get("GPU", 0)))
+    most = now if fixed else autoscaler_limit()
+    asked = asked_plan(settings, (most or now).gpus)
+    fit = fit_pool(asked, workers_given=settings.workers is not None, reading_cpus=reading_cpus, now=now, most=most)
+    if fit.note:
+        say(fit.note)
+    reserve(fit.plan, reading_cpus, settings.timeout_s, say, now=now)
+    return fit.plan
+
+
+def reserve(plan: ActorPlan, reading_cpus: float, timeout_s: float, say: Say, *, now: Resources) -> None:
+    """Return once the cluster can place the pool and a reading task together (a placement group
+    asking for them, then removed: the request an autoscaler adds nodes for); say so when that
+    takes more than a moment, and stop with one line after `timeout_s` (0: no limit)."""
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    group = placement_group(plan.bundles(reading_cpus))
+    try:
+        if group.wait(timeout_seconds=SAY_WAITING_AFTER_S):
+            return
+        beside = f" and {reading_cpus:g} CPU for reading" if reading_cpus else ""
+        limit = f"up to {timeout_s:g} s (--cluster-timeout)" if timeout_s else "without limit (--cluster-timeout 0)"
+        say(f"the cluster has {now.describe()} (some may be busy): waiting {limit} for room for {plan.describe()}"
+            f"{beside}, which an autoscaler may add")
+        deadline = time.monotonic() + max(0.0, timeout_s - SAY_WAITING_AFTER_S)
+        while not timeout_s or time.monotonic() < deadline:
+            if group.wait(timeout_seconds=10.0 if not timeout_s else max(0.1, min(10.0, deadline - time.monotonic()))):
+                return
+        raise RayJobError(f"the cluster had no room for {plan.describe()}{beside} within {timeout_s:g} s "
+                          "(--cluster-timeout): add nodes, or ask for fewer --workers or --cpus-per-worker")
+    finally:
+        remove_placement_group(group)
 
 
 @contextmanager
-def connected(settings: ClusterSettings) -> Iterator[None]:
+def connected(settings: ClusterSettings) -> Iterator[bool]:
     """Ray connected for the block: the caller's connection if there is one (left open), else the
-    cluster at --address / RAY_ADDRESS, else a local instance (shut down after)."""
+    cluster at --address / RAY_ADDRESS, else a local instance (`local` included: shut down after).
+    Yields whether the cluster is fixed (a local instance: no node will be added)."""
     import ray
 
     if ray.is_initialized():
-        yield
+        yield False
         return
-    if settings.address or os.environ.get("RAY_ADDRESS"):
+    if settings.joins_a_cluster():
         ray.init(address=settings.address, logging_level="WARNING")
     else:  # logical CPUs for the actors plus one for reading, however few cores there are
         workers = settings.workers or CPU_WORKERS
         cpus = max(os.cpu_count() or 1, math.ceil(workers * settings.cpus_per_worker) + 1)
-        ray.init(num_cpus=cpus, include_dashboard=False, logging_level="WARNING")
+        ray.init(address=LOCAL, num_cpus=cpus, include_dashboard=False, logging_level="WARNING")
     try:
-        yield
+        yield not settings.joins_a_cluster()
     finally:
         ray.shutdown()
-
-
-def exit_after(code: int) -> None:
-    """End a command's process at once after a --ray run: Ray's background threads can outlive
-    ray.shutdown() and then end the process themselves, with their own exit code (seen after a
-    Ctrl-C). Everything the command wrote is already closed; stdio is flushed here."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 def actor_pool_fault_tolerance() -> dict[str, int]:

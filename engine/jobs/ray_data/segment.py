@@ -15,11 +15,9 @@ input once. The pipeline streams: Ray Data's backpressure bounds what is in flig
 
 from __future__ import annotations
 
-import argparse
 import pickle
-import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
@@ -30,7 +28,7 @@ import numpy as np
 from insid3 import kernels
 from insid3.engine.jobs.concept_specs import ConceptSpec
 from insid3.engine.jobs.ray_data import cluster
-from insid3.engine.jobs.ray_data.cluster import SegmenterSpec, WorkerInfo
+from insid3.engine.jobs.ray_data.cluster import ClusterSettings, SegmenterSpec, WorkerInfo
 from insid3.engine.jobs.ray_data.inputs import RemoteTarget, Target, read_input
 from insid3.engine.runtime.concepts import ConceptsResult
 from insid3.engine.runtime.images import (
@@ -43,9 +41,9 @@ from insid3.engine.runtime.images import (
 from insid3.engine.runtime.reference import Reference
 from insid3.errors import InputImageError, Insid3Error
 from insid3.format.bundle import Bundle
-from insid3.format.refinement import refine_from_args
 
 Shots = list[tuple[str, bytes, str, bytes]]  # (image name, its bytes, mask name, its bytes) per shot
+READING_CPUS = 1.0  # a reading task's CPUs: the pool must leave them free (cluster.plan_actors)
 
 
 # ---------------------------------------------------------------- results and references in transit
@@ -150,43 +148,45 @@ class SegmentWorker:
 
 
 # ---------------------------------------------------------------- the driver
-def segment_on_ray(args: argparse.Namespace, bundle: Bundle, concepts: Sequence[ConceptSpec], todo: Sequence[Target],
-                   failures: list[tuple[Target, str]]) -> Iterator[tuple[Target, ConceptsResult]]:
+def segment_on_ray(settings: ClusterSettings, segmenter: SegmenterSpec, bundle: Bundle,
+                   concepts: Sequence[ConceptSpec], todo: Sequence[Target], failures: list[tuple[Target, str]], *,
+                   batch_size: int, say: Callable[[str], None]) -> Iterator[tuple[Target, ConceptsResult]]:
     """(target, result) in `todo`'s order; inputs that failed go to `failures`. The cluster is
-    joined, the references encoded and the pipeline built before this returns (errors here are
-    one line); closing the iterator stops the pipeline and a Ray instance started for it."""
+    joined, the pool fitted to it (or waited for), the references encoded and the pipeline built
+    before this returns (errors here are one line); closing the iterator stops the pipeline and
+    a Ray instance started for it. `segmenter`: what every worker builds (its bundle path must
+    exist on every node; num_threads is the pool's); `say` gets the lines a user reads."""
     if not todo:
         return iter(())
-    job = _job(args, bundle, concepts, todo, failures)
+    job = _job(settings, segmenter, bundle, concepts, todo, failures, batch_size, say)
     next(job)  # the set-up, up to the generator's first yield
     return job
 
 
-def _job(args: argparse.Namespace, bundle: Bundle, concepts: Sequence[ConceptSpec], todo: Sequence[Target],
-         failures: list[tuple[Target, str]]) -> Iterator[Any]:
+def _job(settings: ClusterSettings, segmenter: SegmenterSpec, bundle: Bundle, concepts: Sequence[ConceptSpec],
+         todo: Sequence[Target], failures: list[tuple[Target, str]], batch_size: int,
+         say: Callable[[str], None]) -> Iterator[Any]:
     import ray
 
     meta = bundle.metadata
-    settings = cluster.ClusterSettings.from_args(args)
     sent = shots_to_send(concepts, meta.resolution)
-    with cluster.connected(settings):
+    with cluster.connected(settings) as fixed:
         cluster.quiet_ray_data()
-        plan = cluster.plan_actors(settings)
-        spec = SegmenterSpec(bundle=cluster.absolute(args.bundle), backend=args.backend, precision=args.precision,
-                             refine=refine_from_args(args), num_threads=plan.threads())
+        plan = cluster.plan_actors(settings, fixed=fixed, reading_cpus=READING_CPUS, say=say)
+        spec = replace(segmenter, bundle=cluster.absolute(segmenter.bundle), num_threads=plan.threads())
         info_ref, references_ref = cluster.on_worker_resources(encode_references, plan, returns=2).remote(spec, sent)
         info: WorkerInfo = cluster.remote_get(info_ref)
-        print(f"insid3-segment: Ray, {plan.describe()}: {info.describe}", file=sys.stderr)
+        say(f"Ray, {plan.describe()}: {info.describe}")
         rows = [{"index": i, "location": target.uri if isinstance(target, RemoteTarget) else cluster.absolute(target),
                  "name": str(target)} for i, target in enumerate(todo)]
         dataset = cluster.streaming_dataset_options(ray.data.from_items(rows)).map_batches(
-            read_and_prepare, batch_size=args.batch_size, num_cpus=1,
+            read_and_prepare, batch_size=batch_size, num_cpus=READING_CPUS,
             fn_kwargs={"resolution": meta.resolution, "mean": tuple(meta.mean), "std": tuple(meta.std)},
         )
         with warnings.catch_warnings():  # cluster.actor_pool_fault_tolerance: deprecated, still honoured
             warnings.simplefilter("ignore", DeprecationWarning)
             dataset = dataset.map_batches(
-                SegmentWorker, batch_size=args.batch_size, compute=ray.data.ActorPoolStrategy(size=plan.workers),
+                SegmentWorker, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=plan.workers),
                 fn_constructor_kwargs={"spec": spec, "references": [references_ref]}, **plan.remote_args(),
                 **cluster.actor_pool_fault_tolerance(),
             )
