@@ -5,11 +5,13 @@
     coco        masks.coco.json, COCO instances (RLE or polygons; --instances: one per component)
     coco-rle    the same, RLE (the single-reference format of earlier releases)
     yolo-seg    labels/<stem>.txt (Ultralytics segmentation rows) + data.yaml naming the classes
+    label-studio  tasks.label-studio.json, Label Studio tasks with the masks as predictions
 
 Every writer is safe to interrupt and resume: files are written to a temporary name and renamed
 (a file that exists is complete: a target is done when its files exist), and COCO records are
 journalled as they are computed (coco.py). The job manifest (engine/jobs/manifest.py) records
 the concepts and this writer's options, so a resumed job cannot mix outputs of other inputs.
+Beside every format, quality.csv holds each mask's quality record and flags (quality.py).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from pathlib import Path
 from typing import Protocol
 
 from insid3.engine.runtime.concepts import ConceptsResult
+from insid3.engine.runtime.quality import QualityThresholds
 
-FORMATS = ("png", "label-png", "coco", "coco-rle", "yolo-seg")
+FORMATS = ("png", "label-png", "coco", "coco-rle", "yolo-seg", "label-studio")
 SEGMENTATIONS = ("rle", "polygon")
 
 
@@ -31,7 +34,8 @@ class OutputOptions:
     <stem>.png (one concept from --ref); overlay: also <stem>.overlay.jpg (png); instances: one
     COCO annotation per connected component; min_area: components below it are dropped (coco
     with instances, yolo-seg); segmentation: COCO's "rle" or "polygon"; tolerance: polygon
-    simplification in pixels (0: every boundary vertex)."""
+    simplification in pixels (0: every boundary vertex); min_score: a concept scoring below it
+    is judged absent, its mask written empty; quality: when quality.csv flags a mask (quality.py)."""
 
     format: str
     names: tuple[str, ...]
@@ -41,6 +45,9 @@ class OutputOptions:
     min_area: int = 0
     segmentation: str = "rle"
     tolerance: float = 1.0
+    min_score: float | None = None
+    quality: QualityThresholds = QualityThresholds()
+    label_studio_root: str = "/data/local-files/?d="  # label-studio: what precedes a target's path
 
     def describe(self) -> str:
         """The options that change what is written, for the job manifest."""
@@ -53,6 +60,10 @@ class OutputOptions:
             parts.append(f"components>={self.min_area}px")
         if self.format == "yolo-seg" or (self.format == "coco" and self.segmentation == "polygon"):
             parts.append(f"tolerance={self.tolerance:g}px")
+        if self.format == "label-studio":
+            parts.extend([self.segmentation, f"root={self.label_studio_root}"])
+        if self.min_score is not None:  # it empties masks; the flags' thresholds change no mask
+            parts.append(f"min-score={self.min_score!r}")
         return " ".join(parts)
 
 
@@ -78,11 +89,14 @@ class Writer(Protocol):
 def open_writer(folder: Path, options: OutputOptions) -> Writer:
     from insid3.engine.jobs.outputs.coco import CocoOutputs
     from insid3.engine.jobs.outputs.label_png import LabelPngOutputs
+    from insid3.engine.jobs.outputs.label_studio import LabelStudioOutputs
     from insid3.engine.jobs.outputs.masks import PngOutputs
     from insid3.engine.jobs.outputs.yolo import YoloSegOutputs
 
     writers = {"png": PngOutputs, "label-png": LabelPngOutputs, "coco": CocoOutputs, "coco-rle": CocoOutputs,
-               "yolo-seg": YoloSegOutputs}
+               "yolo-seg": YoloSegOutputs, "label-studio": LabelStudioOutputs}
+    from insid3.engine.jobs.outputs.quality import WithQuality
+
     if options.format not in writers:
         raise ValueError(f"unknown output format {options.format!r}: one of {', '.join(FORMATS)}")
-    return writers[options.format](folder, options)
+    return WithQuality(writers[options.format](folder, options), folder, options)
