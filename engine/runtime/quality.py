@@ -98,6 +98,11 @@ class QualityThresholds:
         return tuple(flag for flag in FLAGS if raised[flag])
 
 
+def quality_json(quality: MaskQuality, thresholds: QualityThresholds = QualityThresholds()) -> dict[str, Any]:
+    """The record and its flags (by `thresholds`, the defaults unless given): what the server answers."""
+    return {**quality.to_json(), "flags": list(thresholds.flags(quality))}
+
+
 def no_seed(forward_patches: int = 0) -> SeedEvidence:
     """No candidate patch (doc §6): the mask is empty and nothing was confirmed."""
     return SeedEvidence(None, None, None, forward_patches, 0)

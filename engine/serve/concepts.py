@@ -7,10 +7,13 @@ or with format label-png or coco.
         label-png -> 200 image/png: an indexed PNG (0 background, i the i-th reference_id) with
                      the PASCAL VOC palette (one byte: at most MAX_CONCEPTS reference_ids), and the
                      names in order in the X-Insid3-Labels header (a JSON list, ASCII-escaped)
+                     and each concept's quality record and flags in X-Insid3-Quality
+                     (a JSON object by name; docs/quality.md)
         coco      -> 200 a COCO instances document for this one image: images (file_name the
                      upload's name), annotations (compressed RLE, bbox, area, iscrowd 0; with
-                     instances=true one per connected component of at least min_area pixels)
-                     and categories 1.. named after the names
+                     instances=true one per connected component of at least min_area pixels;
+                     score: the concept's quality score), categories 1.. named after the names,
+                     and X-Insid3-Quality as for label-png
 
 The target joins the same backbone batches as single-concept targets (a `ConceptsItem` in the
 service's queue decodes itself: engine/runtime/concepts.py, one clustering for every concept). Errors
@@ -33,6 +36,7 @@ from insid3.engine.jobs.outputs.files import encoded
 from insid3.engine.jobs.outputs.label_png import label_image
 from insid3.engine.runtime.concepts import ConceptsResult
 from insid3.engine.runtime.images import PreparedImage
+from insid3.engine.runtime.quality import quality_json
 from insid3.engine.runtime.reference import Reference
 from insid3.engine.runtime.segmenter import Segmenter
 from insid3.engine.runtime.timing import StageClock
@@ -93,9 +97,10 @@ class ConceptsAnswer:
 
     def encode(self, result: ConceptsResult) -> Response:
         """The label PNG or the COCO document of one target's concepts."""
+        judged = {"X-Insid3-Quality": json.dumps({c.name: quality_json(c.quality) for c in result if c.quality})}
         if self.format == "label-png":
             body = encoded(label_image(result.label_map(), len(result)), format="PNG")
             labels = json.dumps(list(result.names))  # ASCII-escaped: a valid header value
-            return Response(body, media_type="image/png", headers={"X-Insid3-Labels": labels})
+            return Response(body, media_type="image/png", headers={"X-Insid3-Labels": labels, **judged})
         record = target_record(self.file_name, result, instances=self.instances, min_area=self.min_area)
-        return JSONResponse(coco_instances([record], result.names))
+        return JSONResponse(coco_instances([record], result.names), headers=judged)

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from insid3.engine.runtime.images import PreparedImage
+from insid3.engine.runtime.quality import MaskQuality
 from insid3.engine.runtime.reference import Reference
 from insid3.engine.runtime.segmenter import Segmenter
 from insid3.engine.runtime.timing import StageClock
@@ -44,6 +45,7 @@ class SegmentResult:
     mask: np.ndarray  # bool (H, W), the target's own size
     timings_ms: dict[str, float]  # "queue", "backbone" (the whole batch's call), then decode stages
     batch_size: int  # how many targets shared the backbone call
+    quality: MaskQuality | None = None  # how far to trust the mask (engine/runtime/quality.py)
 
 
 def failure_of(outcome: SegmentResult | BaseException) -> BaseException | None:
@@ -85,8 +87,9 @@ class EngineRunner:
             clock = StageClock(self.segmenter.backend.synchronize)
             try:
                 if isinstance(item, TargetItem):
-                    value = self.segmenter.decode(features[index], item.prepared.original_size, item.reference, clock,
-                                                  pixels=item.prepared.pixels)
+                    one = {"reference": item.reference}  # one reference: the concepts path with one entry
+                    value = self.segmenter.decode_concepts(features[index], item.prepared.original_size, one, clock,
+                                                           pixels=item.prepared.pixels).concepts[0]
                 else:  # another request kind sharing the backbone batch decodes itself (serve/matching.py)
                     value = item.decode(self.segmenter, features[index], clock)
             except Exception as exc:
@@ -95,7 +98,8 @@ class EngineRunner:
                 continue
             timings = {"queue": (started - item.enqueued_at) * 1e3, **batch_clock.ms, **clock.ms}
             if isinstance(item, TargetItem):
-                outcomes.append(SegmentResult(mask=value, timings_ms=timings, batch_size=len(items)))
+                outcomes.append(SegmentResult(mask=value.mask, timings_ms=timings, batch_size=len(items),
+                                              quality=value.quality))
             else:
                 outcomes.append(item.result(value, timings, len(items)))
         return outcomes

@@ -1,8 +1,9 @@
 """POST /v1/segment: one target against one registered reference, or against several (concepts).
 
     multipart: reference_id, image, format=png|rle
-        -> 200 image/png (mode L, 0/255, the target's size)
-           or {"size": [H, W], "counts": "<COCO compressed RLE>"}
+        -> 200 image/png (mode L, 0/255, the target's size), its quality record and flags in the
+           X-Insid3-Quality header (JSON) and its score in X-Insid3-Score,
+           or {"size": [H, W], "counts": "<COCO compressed RLE>", "quality": {...}}
     several reference_id (+ name), format=label-png|coco
         -> a label PNG or COCO instances (concepts.py)
 
@@ -12,6 +13,7 @@ headers; `backbone` is the whole batch's call, shared by `X-Insid3-Batch-Size` t
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Annotated, Literal
 
@@ -20,6 +22,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from insid3.engine.runtime.images import PreparedImage
+from insid3.engine.runtime.quality import quality_json
 from insid3.engine.runtime.rle import encode_rle
 from insid3.engine.serve.concepts import CONCEPT_FORMATS, ConceptsAnswer, NonEmpty, named_references
 from insid3.engine.serve.deps import ReadyService
@@ -56,11 +59,14 @@ async def segment(
     segmented = await service.segment(reference_id[0], prepared)
     result = segmented.result
     started = time.perf_counter()
+    quality = quality_json(result.quality) if result.quality is not None else None
     if format == "png":
         body = await run_in_threadpool(encode_png, result.mask)
-        response: Response = Response(body, media_type="image/png")
+        judged = {"X-Insid3-Quality": json.dumps(quality), "X-Insid3-Score": repr(quality["score"])} if quality else {}
+        response: Response = Response(body, media_type="image/png", headers=judged)
     else:
-        response = JSONResponse(await run_in_threadpool(encode_rle, result.mask))
+        rle = await run_in_threadpool(encode_rle, result.mask)
+        response = JSONResponse({**rle, "quality": quality} if quality else rle)
     timings = {"preprocess": preprocess_ms, **result.timings_ms, "encode": (time.perf_counter() - started) * 1e3}
     service.metrics.observe_stages(timings)
     response.headers.update({**timing_headers(timings, result.batch_size), **segmented.headers})
