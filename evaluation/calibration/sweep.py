@@ -4,9 +4,13 @@ For a target and its references, the features come from the FeatureCache (each i
 the backbone once in the whole calibration); per svd_components, one debias frame (one
 Segmenter per value on the one backend: the frame is built in its constructor), the references'
 shots and the target's debiased coordinates once; per tau, the target's §7 clusters once, shared
-by every frame (clustering reads the original features only); per merge_threshold and refinement,
-the concept's §6/§8/§9 (engine/runtime/decoding.decode_concept, the very function Segmenter.decode
-ends in), so each mask is bit for bit what a Segmenter built with that setting returns.
+by every frame (clustering reads the original features only); per svd_components and tau, the
+forward matching (§6) once; per merge_threshold and refinement, the pruned aggregation (§6 + §8)
+and §9, with the kernels and inputs engine/runtime/decoding.decode_concept (what Segmenter.decode
+ends in) gives them, so each mask is bit for bit what a Segmenter built with that setting returns
+(tests/eval/test_calibrate.py checks it against insid3-eval's runner). decode_concept itself is not
+called: it also votes every forward patch for the quality record's confirmed share, which the
+score below does not read, 125 times per episode.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ import numpy as np
 
 from insid3 import kernels
 from insid3.engine.runtime.backends.base import Backend
-from insid3.engine.runtime.decoding import ConceptDecode, EncodedTarget, decode_concept
+from insid3.engine.runtime.decoding import EncodedTarget
 from insid3.engine.runtime.images import prepare_reference_mask
+from insid3.engine.runtime.quality import SeedEvidence, mask_quality
 from insid3.engine.runtime.reference import Reference
 from insid3.engine.runtime.refinement import Refiner
 from insid3.engine.runtime.segmenter import Segmenter
@@ -33,13 +38,14 @@ from insid3.evaluation.runner import EMPTY_REFERENCE_NOTE
 from insid3.format.bundle import Bundle
 from insid3.format.refinement import RefineSettings
 from insid3.format.settings import Hyperparameters
+from insid3.kernels.aggregation import cluster_prototypes, row_dots
 
 # Default grids: around the bundle's defaults (svd_components scaled, tau and merge_threshold shifted).
 SVD_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5)
 TAU_STEPS = (-0.1, -0.05, 0.0, 0.05, 0.1)
 MERGE_STEPS = (-0.1, -0.05, 0.0, 0.05, 0.1)
-# The per-mask score the threshold S is proposed on (see `seed_score`).
-SCORE_NAME = "seed_score"
+# The per-mask score the threshold S is proposed on (`mask_score`: engine/runtime/quality.py's).
+SCORE_NAME = "quality.score"
 
 
 @dataclass(frozen=True, order=True)
@@ -147,20 +153,29 @@ class ClusteredTarget(EncodedTarget):
 
 @dataclass(frozen=True)
 class Outcome:
-    """One setting on one episode: the two-bin counts on the grid and the mask's score (the seed
-    cluster's §8 score; None for an empty mask)."""
+    """One setting on one episode: the two-bin counts on the grid and the mask's score (None for
+    an empty mask)."""
 
     counts: Counts
     score: float | None
 
 
-def seed_score(decoded: ConceptDecode) -> float | None:
-    """The seed cluster's §8 score (cross x intra x area weight = the mean forward similarity of
-    its patches: how much the best match looks like the reference); None when the mask is empty."""
-    aggregate = decoded.aggregate
-    if aggregate is None or aggregate.seed is None or not decoded.mask.any():
+def seed_similarity(target: EncodedTarget, labels: Any, reference: kernels.ReferenceSide, seed: int) -> float:
+    """<p, q~_seed>: the seed cluster's unit mean debiased feature against the reference prototype
+    (SeedEvidence.seed_similarity of engine/runtime/quality.py, without the record's backward votes)."""
+    xp = kernels.array_module(target.debiased)
+    count = int(labels.max()) + 1
+    prototype = cluster_prototypes(target.debiased, labels, xp.asarray([seed], dtype=xp.int64), count)
+    return float(kernels.to_numpy(row_dots(prototype, reference.prototype))[0])
+
+
+def quality_score(similarity: float | None, mask: np.ndarray) -> float | None:
+    """The mask's quality score (quality.mask_quality's `score`), None for an empty mask."""
+    if similarity is None or not mask.any():
         return None
-    return float(kernels.to_numpy(aggregate.score_low)[aggregate.seed])
+    evidence = SeedEvidence(seed_similarity=similarity, seed_score=None, seed_margin=None, forward_patches=0,
+                            confirmed_patches=0)
+    return mask_quality(evidence, mask).score
 
 
 class SweepScorer:
@@ -224,17 +239,44 @@ class SweepScorer:
         clusters = SharedClusters(target)
         outcomes: dict[Setting, Outcome] = {}
         clock = self.clock
+        patch_grid = self.bundle.metadata.patch_grid
+        # One patch mask gives one mask (§9 reads nothing else of the setting, the CRF the same
+        # target pixels): settings that agree on it share its upsampling and counts.
+        finished: dict[tuple[str, bytes], tuple[Counts, np.ndarray]] = {}
+        scores: dict[tuple[str, bytes, float], float | None] = {}
         for s, seg in self.segmenters.items():
-            reference = Reference.from_shots(seg.shots_from_features(stacked, masks), seg.fingerprint)
+            reference = Reference.from_shots(seg.shots_from_features(stacked, masks), seg.fingerprint).side
             encoded = seg.encode_target(target, clock, pixels)
+            with clock.stage("matching"):  # decode_concept's §6, once per frame
+                similarity = kernels.forward_similarity(encoded.debiased, reference.prototype)
+                forward = kernels.forward_candidates(similarity)
+                any_forward = bool(forward.any())
             for tau in self.grid.tau:
                 clustered = ClusteredTarget(debiased=encoded.debiased, tau=tau, shared=clusters, pixels=pixels)
+                seeds: dict[int, float] = {}  # the seed does not depend on merge_threshold
                 for merge in self.grid.merge_threshold:
+                    patch_mask, seed = forward, None  # no forward patch, no candidate: the empty mask (§6)
+                    if any_forward:
+                        labels = clustered.labels(clock)
+                        with clock.stage("aggregation"):  # decode_concept's §6 + §8
+                            aggregate = kernels.pruned_aggregate(
+                                labels=labels, forward=forward, features=target, debiased=encoded.debiased,
+                                sim_fwd=similarity, reference=reference, merge_threshold=merge)
+                        patch_mask, seed = aggregate.patch_mask, aggregate.seed
+                        if seed is not None and seed not in seeds:
+                            with clock.stage("quality"):
+                                seeds[seed] = seed_similarity(clustered, labels, reference, seed)
                     for method, refiner in self.refiners.items():
-                        decoded = decode_concept(clustered, reference.side, merge_threshold=merge,
-                                                 patch_grid=self.bundle.metadata.patch_grid,
-                                                 original_size=grid_size, clock=clock, refiner=refiner)
-                        with clock.stage("scoring"):
-                            counts = intersection_union(decoded.mask, gt, ignore)
-                        outcomes[Setting(s, tau, merge, method)] = Outcome(counts, seed_score(decoded))
+                        key = (method, kernels.to_numpy(patch_mask).tobytes())
+                        if key not in finished:
+                            mask = refiner.finish(patch_mask.reshape(patch_grid), grid_size, pixels, clock)
+                            with clock.stage("scoring"):
+                                finished[key] = (intersection_union(mask, gt, ignore), mask)
+                        counts, mask = finished[key]
+                        score = None
+                        if seed is not None:
+                            if (*key, seeds[seed]) not in scores:
+                                scores[(*key, seeds[seed])] = quality_score(seeds[seed], mask)
+                            score = scores[(*key, seeds[seed])]
+                        outcomes[Setting(s, tau, merge, method)] = Outcome(counts, score)
         return [outcomes[setting] for setting in self.settings], None

@@ -270,11 +270,11 @@ def swept(index: int, negative: bool, score: float | None) -> SweptEpisode:
 def test_the_score_threshold_best_separates_present_from_absent():
     records = [swept(0, False, 0.9), swept(1, False, 0.8), swept(2, False, None), swept(3, False, 0.4),
                swept(4, True, 0.3), swept(5, True, None), swept(6, True, 0.5)]
-    separation = propose_min_score(records, 0, "seed_score")
+    separation = propose_min_score(records, 0, "quality.score")
     t = separation.threshold
     assert t is not None and 0.5 < t.threshold <= 0.8
     assert t.false_positive_rate == 0.0 and t.miss_rate == pytest.approx(0.5)  # 0.4 and the empty mask missed
-    assert propose_min_score(records[:4], 0, "seed_score").threshold is None  # no negatives
+    assert propose_min_score(records[:4], 0, "quality.score").threshold is None  # no negatives
 
 
 def test_bad_input_is_one_line_and_exit_2(tiny_bundle, examples, tmp_path, capsys):
