@@ -122,6 +122,33 @@ def add_hyperparameters(parser: argparse.ArgumentParser, *, clustering: bool = T
         group.add_argument("--merge-threshold", type=float, default=None, help="cluster merging threshold (§7)")
 
 
+def add_profile(parser: argparse.ArgumentParser) -> None:
+    """--profile FILE: what `insid3 calibrate` chose (docs/calibration.md); see `profile_into`."""
+    parser.add_argument("--profile", default=None, metavar="FILE",
+                        help="a calibration profile (insid3 calibrate): its svd_components, tau, merge_threshold, "
+                             "refinement and score threshold (--min-score) wherever the command line gives none; "
+                             "refused when made for another bundle")
+
+
+def profile_into(args: argparse.Namespace) -> None:
+    """Fill the hyperparameters, --refine (when left at bilinear) and --min-score the command line
+    left unset from --profile, after checking the profile was calibrated for --bundle (one line if not)."""
+    if getattr(args, "profile", None) is None:
+        return
+    from insid3.format.bundle import load_bundle
+    from insid3.format.profile import read_profile
+
+    profile = read_profile(args.profile)
+    profile.require_bundle(load_bundle(args.bundle, verify=False), f"--profile {args.profile}")
+    for name, value in profile.hyperparameters.to_json().items():
+        if getattr(args, name, 0) is None:
+            setattr(args, name, value)
+    if getattr(args, "refine", None) == "bilinear":
+        args.refine, args.crf_lattice = profile.refine.method, profile.refine.lattice_precision
+    if getattr(args, "min_score", 0) is None and profile.min_score is not None:
+        args.min_score = profile.min_score.threshold
+
+
 def add_refine(parser: argparse.ArgumentParser) -> None:
     """--refine and --crf-lattice (docs/crf.md)."""
     from insid3.format.refinement import LATTICE_PRECISIONS, REFINE_METHODS
@@ -145,6 +172,35 @@ def add_output(parser: argparse.ArgumentParser, *, required: bool = True, defaul
     """--out and --overwrite (a job resumes in its folder unless --overwrite)."""
     parser.add_argument("--out", required=required, default=default, help=help)
     parser.add_argument("--overwrite", action="store_true", help=overwrite_help)
+
+
+def add_quality(parser: argparse.ArgumentParser) -> None:
+    """--min-score and quality.csv's flag thresholds (docs/quality.md)."""
+    from insid3.engine.runtime.quality import QualityThresholds
+
+    rules = QualityThresholds()
+    group = parser.add_argument_group("quality (every mask's score and flags, in quality.csv: docs/quality.md)")
+    group.add_argument("--min-score", type=float, default=None, metavar="S",
+                       help="write an empty mask where a concept's score is below S (judged absent); default: none")
+    group.add_argument("--flag-tiny", type=float, default=rules.tiny, metavar="FRACTION",
+                       help="flag a mask covering less of its image than this")
+    group.add_argument("--flag-huge", type=float, default=rules.huge, metavar="FRACTION",
+                       help="flag a mask covering more of its image than this")
+    group.add_argument("--flag-fragmented", type=int, default=rules.fragmented, metavar="N",
+                       help="flag a mask of more connected components than this")
+    group.add_argument("--flag-low-score", type=float, default=rules.low_score, metavar="S",
+                       help="flag a mask whose score is below this")
+
+
+def quality_from(args: argparse.Namespace):
+    """The QualityThresholds of --flag-*; a bad combination is a usage error."""
+    from insid3.engine.runtime.quality import QualityThresholds
+
+    try:
+        return QualityThresholds(tiny=args.flag_tiny, huge=args.flag_huge, fragmented=args.flag_fragmented,
+                                 low_score=args.flag_low_score)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def add_progress(parser: argparse.ArgumentParser) -> None:

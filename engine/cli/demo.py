@@ -112,3 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     from insid3.engine.cli.main import run_command
 
     return run_command("insid3-demo", "demo", argv)
+
+
+if __name__ == "__main__":
+    from insid3.engine.cli.main import alias
+
+    alias("demo")()

@@ -78,6 +78,7 @@ def run_eval(args: argparse.Namespace, prog: str) -> int:
     for flag, value, least in (("--shots", args.shots, 1), ("--episodes", args.episodes, 1),
                                ("--batch-size", args.batch_size, 1), ("--cache-mib", args.cache_mib, 0)):
         shared.at_least(flag, value, least)
+    from insid3.engine.jobs.job_folder import release_folder
     from insid3.evaluation.datasets import REGISTRY
     from insid3.evaluation.evaluate import run_evaluation
     from insid3.evaluation.session import EvalSettings
@@ -98,6 +99,8 @@ def run_eval(args: argparse.Namespace, prog: str) -> int:
     except KeyboardInterrupt:
         say(f"interrupted: finished episodes are logged in {args.out}; run the same command to resume")
         return 130
+    finally:  # the episode logs held --out for this job (engine/jobs/job_folder.py)
+        release_folder(settings.out)
     print(f"mIoU = {report['miou']:.1f}")
     say(f"reports {json_path} and {markdown_path}")
     return 0
@@ -233,3 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     from insid3.engine.cli.main import run_command
 
     return run_command("insid3-eval", "eval", argv)
+
+
+if __name__ == "__main__":
+    from insid3.engine.cli.main import alias
+
+    alias("eval")()

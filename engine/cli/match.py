@@ -75,3 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     from insid3.engine.cli.main import run_command
 
     return run_command("insid3-match", "match", argv)
+
+
+if __name__ == "__main__":
+    from insid3.engine.cli.main import alias
+
+    alias("match")()

@@ -8,7 +8,6 @@ build the authors ran ("float32", the default) or of its CPU build ("float64").
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass
 
 from insid3.errors import SettingsError
@@ -58,16 +57,3 @@ class RefineSettings:
     def from_json(cls, data: dict) -> "RefineSettings":
         return cls(method=str(data["method"]), lattice_precision=str(data.get("lattice_precision", "float32")))
 
-
-def add_refine_arguments(parser: argparse.ArgumentParser) -> None:
-    """--refine and --crf-lattice, as every command spells them."""
-    parser.add_argument("--refine", choices=REFINE_METHODS, default="bilinear",
-                        help="mask refinement: the authors' bilinear upsampling, or their dense CRF on a band "
-                             "around the mask's boundary (docs/crf.md; about 1 s per 1024 px target on 2 CPU cores)")
-    parser.add_argument("--crf-lattice", choices=LATTICE_PRECISIONS, default="float32",
-                        help="--refine crf: the lattice's arithmetic, float32 as the authors' CUDA run or float64 "
-                             "as the library's CPU build")
-
-
-def refine_from_args(args: argparse.Namespace) -> RefineSettings:
-    return RefineSettings(method=args.refine, lattice_precision=args.crf_lattice)

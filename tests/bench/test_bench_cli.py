@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from insid3.benchmarks.cli import main
 from insid3.benchmarks.plot import read_plotted
 from insid3.benchmarks.report import PAPER_FPS, parse_markdown_table
+from insid3.engine.cli.bench import main
 from insid3.engine.runtime.timing import STAGES
 
 pytest.importorskip("torch")
@@ -178,10 +178,9 @@ def test_bad_input_is_one_line(tiny_bundle, argv, message):
 
 @pytest.mark.parametrize("argv", [["--batch-size", "abc"], []])
 def test_usage_mistakes_are_one_line(tiny_bundle, argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main((["--bundle", str(tiny_bundle)] if argv else []) + argv)
+    exit_info_code = main((["--bundle", str(tiny_bundle)] if argv else []) + argv)
     err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and "error" in err
+    assert exit_info_code == 2 and len(err.strip().splitlines()) == 1 and "error" in err
 
 
 def test_multi_shot_reference_mode(tiny_bundle, tmp_path):
@@ -208,7 +207,7 @@ def test_ctrl_c_is_one_line_and_leaves_no_process(tiny_bundle, tmp_path):
 
     report = tmp_path / "report.json"
     process = subprocess.Popen(
-        [sys.executable, "-m", "insid3.benchmarks.cli", "--bundle", str(tiny_bundle), "--backend", "onnxruntime",
+        [sys.executable, "-m", "insid3.engine.cli.bench", "--bundle", str(tiny_bundle), "--backend", "onnxruntime",
          "--compare-reference", "--iters", "50", "--targets", "2", "--json", str(report)],
         stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True,
     )

@@ -1,10 +1,14 @@
-"""python -m insid3.benchmarks.concepts on the tiny bundle: the report, its numbers, bad flags."""
+"""insid3 bench concepts on the tiny bundle: the report, its numbers, bad flags."""
 
 import json
 
 import pytest
 
-from insid3.benchmarks.concepts import main
+from insid3.engine.cli.main import run_command
+
+
+def main(argv: list[str]) -> int:
+    return run_command("insid3 bench", "bench", ["concepts", *argv])
 
 
 def test_the_benchmark_reports_the_ratio_and_the_per_concept_stages(tiny_bundle, tmp_path, capsys):
@@ -21,8 +25,7 @@ def test_the_benchmark_reports_the_ratio_and_the_per_concept_stages(tiny_bundle,
 
 
 def test_too_few_repeats_is_a_usage_error(tiny_bundle, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--bundle", str(tiny_bundle), "--repeats", "2"])
-    assert exit_info.value.code == 2 and "--repeats must be >= 5" in capsys.readouterr().err
+    assert main(["--bundle", str(tiny_bundle), "--repeats", "2"]) == 2  # one line through the runner, no SystemExit
+    assert "--repeats must be >= 5" in capsys.readouterr().err
     assert main(["--bundle", "/no/such/bundle"]) == 2
-    assert capsys.readouterr().err.startswith("insid3.benchmarks.concepts: error: bundle")
+    assert capsys.readouterr().err.startswith("insid3 bench concepts: error: bundle")

@@ -10,9 +10,9 @@ import pytest
 import torch
 from support.export_fixtures import TINY
 
+from insid3.engine.cli import export as export_cli
 from insid3.errors import SettingsError
 from insid3.export import build_backbone
-from insid3.export import cli as export_cli
 from insid3.export.layers.rope import rope_periods, rope_sin_cos
 from insid3.export.pipeline import ExportSettings, export_bundle
 from insid3.export.positional_basis import positional_basis, read_rope_rescale, rope_rescaled
@@ -111,6 +111,6 @@ def test_the_seeded_option_is_the_predicted_cuda_stream():
     from insid3.export.config import SIZES
 
     args = argparse.Namespace(rope_rescale=None, rope_rescale_seed=0)
-    factors, source = export_cli._rope_rescale(args, SIZES["large"])
+    factors, source = export_cli.rope_rescale_of(args, SIZES["large"])
     assert factors == tuple(predicted_cuda_factors(24, 0)) and "manual_seed(0)" in source
-    assert export_cli._rope_rescale(argparse.Namespace(rope_rescale=None, rope_rescale_seed=None), SIZES["large"]) == (None, None)
+    assert export_cli.rope_rescale_of(argparse.Namespace(rope_rescale=None, rope_rescale_seed=None), SIZES["large"]) == (None, None)

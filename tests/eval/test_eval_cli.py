@@ -14,8 +14,9 @@ import pytest
 from PIL import Image
 from support import eval_layouts as layouts
 
+from insid3.engine.cli import evaluate as cli
 from insid3.engine.runtime.segmenter import Segmenter
-from insid3.evaluation import cli, report
+from insid3.evaluation import report
 from insid3.evaluation.datasets import build_benchmark
 from insid3.evaluation.features_cache import FeatureCache
 from insid3.evaluation.metrics import IoUMeter
@@ -44,7 +45,7 @@ def read_report(out, name):
 
 
 def test_help_shows_the_defaults():
-    result = subprocess.run([sys.executable, "-m", "insid3.evaluation.cli", "--help"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "insid3.engine.cli.evaluate", "--help"], capture_output=True, text=True)
     text = " ".join(result.stdout.split())  # argparse wraps lines
     assert result.returncode == 0
     assert "(default: 8)" in text and "--all-folds" in text and "(default: square)" in text
@@ -116,9 +117,8 @@ def test_ctrl_c_keeps_the_finished_episodes_and_exits_130(tiny_bundle, data, tmp
     (["--fold", "7"], "has folds 0..3"),
 ])
 def test_bad_arguments_exit_2(tiny_bundle, data, tmp_path, capsys, argv, message):
-    with pytest.raises(SystemExit) as exit_:
-        evaluate(tiny_bundle, data, "coco", tmp_path, *argv)
-    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    exit__code = evaluate(tiny_bundle, data, "coco", tmp_path, *argv)
+    assert exit__code == 2 and message in capsys.readouterr().err
 
 
 def test_a_missing_dataset_is_one_line(tiny_bundle, tmp_path, capsys):

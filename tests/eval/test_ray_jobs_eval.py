@@ -12,7 +12,7 @@ import json
 import pytest
 from support import eval_layouts as layouts
 
-from insid3.evaluation import cli
+from insid3.engine.cli import evaluate as cli
 
 pytest.importorskip("ray.data")
 pytestmark = pytest.mark.ray

@@ -14,8 +14,8 @@ import pytest
 import torch
 from support.export_fixtures import TINY, make_tiny_bundle, write_meta_checkpoint
 
+from insid3.engine.cli.export import main
 from insid3.export import build_backbone
-from insid3.export.cli import main
 from insid3.export.onnx_export import run_onnxruntime
 from insid3.format.bundle import load_bundle
 
@@ -109,7 +109,7 @@ def test_trt_without_tensorrt(capsys, monkeypatch, out):
 
 def test_installed_entry_point_gives_one_line():
     script = Path(sys.executable).with_name("insid3-export")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "insid3.export.cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "insid3.engine.cli.export"]
     result = subprocess.run([*command, "--size", "huge", "--res", "768", "--random-init"],
                             capture_output=True, text=True, timeout=60)
     lines = result.stderr.strip().splitlines()
@@ -121,7 +121,7 @@ def test_real_small_architecture_end_to_end_at_224(tmp_path):
     """All 12 blocks of ViT-S, through the command line in its own process (~25 s on 2 cores)."""
     out = tmp_path / "dinov3-vits16-224"
     result = subprocess.run(
-        [sys.executable, "-m", "insid3.export.cli", "--size", "small", "--res", "224", "--random-init",
+        [sys.executable, "-m", "insid3.engine.cli.export", "--size", "small", "--res", "224", "--random-init",
          "--seed", "3", "--no-trt", "--out", str(out)],
         capture_output=True, text=True, timeout=300,
     )

@@ -36,7 +36,7 @@ def commands(bundle, damaged) -> dict[str, list[str]]:
                            "--backend", "onnxruntime", "--out", str(root / "out"), image],
         "insid3-serve": ["insid3.engine.cli.serve", "--bundle", str(bundle), "--backend", "onnxruntime",
                          "--port", str(free_port())],
-        "insid3-bench": ["insid3.benchmarks.cli", "--bundle", str(bundle), "--backend", "onnxruntime", "--iters", "1"],
+        "insid3-bench": ["insid3.engine.cli.bench", "--bundle", str(bundle), "--backend", "onnxruntime", "--iters", "1"],
         "insid3-demo": ["insid3.engine.cli.demo", "--bundle", str(bundle), "--backend", "torch", "--out", str(root / "demo")],
     }
 

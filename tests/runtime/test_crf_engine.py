@@ -143,13 +143,13 @@ def test_insid3_segment_refine_crf_writes_the_segmenters_masks_and_records_it(ti
 
 
 def test_every_command_shows_the_refine_option_and_its_default():
-    for module in ("insid3.engine.cli.segment", "insid3.engine.cli.serve", "insid3.benchmarks.cli",
-                   "insid3.evaluation.cli"):
+    for module in ("insid3.engine.cli.segment", "insid3.engine.cli.serve", "insid3.engine.cli.bench",
+                   "insid3.engine.cli.evaluate"):
         result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
         text = " ".join(result.stdout.split())
         assert result.returncode == 0 and "--refine {bilinear,crf}" in text, module
         assert "(default: bilinear)" in text, module
-        if module != "insid3.evaluation.cli":
+        if module != "insid3.engine.cli.evaluate":
             assert "--crf-lattice {float32,float64}" in text and "(default: float32)" in text, module
 
 
@@ -181,7 +181,7 @@ def test_insid3_serve_refine_crf_answers_the_segmenters_mask(tiny_bundle, segmen
 
 
 def test_insid3_bench_reports_the_refine_stage(tiny_bundle, tmp_path, capsys):
-    from insid3.benchmarks.cli import main
+    from insid3.engine.cli.bench import main
 
     out = tmp_path / "bench.json"
     argv = ["--bundle", str(tiny_bundle), "--backend", "onnxruntime", "--iters", "1", "--warmup", "0",
@@ -196,7 +196,7 @@ def test_insid3_bench_reports_the_refine_stage(tiny_bundle, tmp_path, capsys):
 def test_insid3_eval_refine_crf_runs_and_records_it(tiny_bundle, tmp_path):
     from support import eval_layouts as layouts
 
-    from insid3.evaluation import cli
+    from insid3.engine.cli import evaluate as cli
 
     root = tmp_path / "data"
     layouts.WRITERS["isic"](root / "isic")
