@@ -1,59 +1,22 @@
-"""`insid3-serve`: the HTTP service (see app.py for the API), on loopback unless told otherwise.
+"""The HTTP service: a web page at /, the REST API under /v1/ (its OpenAPI page at /docs), on
+loopback unless told otherwise. docs/serve.md describes the page, the API, its limits and errors.
 
-    insid3-serve --bundle bundles/dinov3-vits16-768 [--port 8000] [--max-batch 8 --max-wait-ms 10]
-    insid3-serve --bundle /srv/bundles/dinov3-vits16-768 --ray --host 0.0.0.0 --num-replicas 4
+    insid3 serve --bundle bundles/dinov3-vits16-768 [--port 8000] [--max-batch 8 --max-wait-ms 10]
+    insid3 serve --bundle /srv/bundles/dinov3-vits16-768 --ray --host 0.0.0.0 --num-replicas 4
 
 Without --ray one process owns the engine (uvicorn, one event loop, one engine thread). With
---ray the same app runs as a Ray Serve deployment (ray_app.py); this process starts a local Ray
-instance (or joins --ray-address), deploys, and blocks until Ctrl-C or SIGTERM.
+--ray the same app runs as a Ray Serve deployment (engine/serve/ray_app.py): this process starts
+a local Ray instance (or joins --address), deploys, and blocks until Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import socket
-import sys
-import threading
 
-from insid3.engine.serve.settings import ServeSettings
-from insid3.errors import Insid3Error
-from insid3.format.refinement import add_refine_arguments
+from insid3.engine.cli import arguments as shared
 
-log = logging.getLogger("insid3.serve")
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    d = ServeSettings()
-    parser = argparse.ArgumentParser(
-        prog="insid3-serve", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--bundle", required=True, help="engine bundle folder (insid3-export)")
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (loopback only by default)")
-    parser.add_argument("--port", type=port_number, default=8000, help="TCP port, 1-65535")
-    parser.add_argument("--backend", default=d.backend, help="auto, tensorrt, onnxruntime, openvino, torch")
-    parser.add_argument("--max-batch", type=int, default=d.max_batch, help="targets per backbone call (1: off)")
-    parser.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms, help="longest wait for a batch to fill")
-    parser.add_argument("--max-queue", type=int, default=d.max_queue, help="waiting targets before 503")
-    parser.add_argument("--reference-ttl", type=float, default=d.reference_ttl_s, help="seconds a reference lives")
-    parser.add_argument("--max-references", type=int, default=d.max_references, help="cached references at most")
-    parser.add_argument("--max-reference-mb", type=float, default=d.max_reference_bytes / 2**20,
-                        help="device memory for cached references")
-    parser.add_argument("--max-upload-mb", type=float, default=d.max_upload_bytes / 2**20, help="largest request body")
-    parser.add_argument("--max-image-pixels", type=int, default=d.max_image_pixels,
-                        help="largest image (width x height) decoded")
-    add_refine_arguments(parser)
-    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="log verbosity")
-    ray = parser.add_argument_group("Ray Serve")
-    ray.add_argument("--ray", action="store_true", help="run as a Ray Serve deployment")
-    ray.add_argument("--ray-address", default=None, help="join this Ray cluster (default: start a local one)")
-    ray.add_argument("--num-replicas", type=int, default=None, help="default: one per GPU, or 1")
-    ray.add_argument("--min-replicas", type=int, default=None, help="autoscaling lower bound")
-    ray.add_argument("--max-replicas", type=int, default=None, help="autoscaling upper bound")
-    ray.add_argument("--replica-cpus", type=float, default=1.0, help="CPUs per replica when there is no GPU")
-    return parser.parse_args(argv)
+__all__ = ["configure", "main", "run"]
 
 
 def port_number(text: str) -> int:
@@ -66,25 +29,54 @@ def port_number(text: str) -> int:
     return port
 
 
-def bind_listener(host: str, port: int) -> socket.socket:
-    """The listening socket, bound before any model loads: a port in use fails in one line."""
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    except socket.gaierror as exc:
-        raise Insid3Error(f"--host {host} cannot be resolved: {exc.strerror}") from None
-    listener = socket.socket(family, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listener.bind((host, port))
-    except OSError as exc:
-        listener.close()
-        raise Insid3Error(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    return listener
+def configure(parser: argparse.ArgumentParser) -> None:
+    from insid3.engine.serve.settings import Listen, ServeSettings
+
+    d, listen = ServeSettings(), Listen()
+    shared.add_bundle(parser)
+    where = parser.add_argument_group("where it listens, what it logs")
+    where.add_argument("--host", default=listen.host, help="bind address (127.0.0.1: reachable from this machine only; 0.0.0.0: every interface)")
+    where.add_argument("--port", type=port_number, default=listen.port, help="TCP port, 1-65535")
+    where.add_argument("--log-level", default=listen.log_level, choices=("debug", "info", "warning", "error"),
+                       help="log verbosity (stderr)")
+    where.add_argument("--access-log", action="store_true",
+                       help="one line per request on stdout (with --ray: in Ray Serve's logs); off by default")
+    shared.add_backend(parser)
+    shared.add_precision(parser)
+    shared.add_hyperparameters(parser)
+    shared.add_refine(parser)
+    shared.add_profile(parser)
+    limits = parser.add_argument_group("batching and limits")
+    limits.add_argument("--max-batch", type=int, default=d.max_batch, help="targets per backbone call (1: off)")
+    limits.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms, help="longest wait for a batch to fill")
+    limits.add_argument("--max-queue", type=int, default=d.max_queue, help="waiting targets before 503")
+    limits.add_argument("--reference-ttl", type=float, default=d.reference_ttl_s, help="seconds a reference lives")
+    limits.add_argument("--max-references", type=int, default=d.max_references, help="cached references at most")
+    limits.add_argument("--max-reference-mb", type=float, default=d.max_reference_bytes / 2**20,
+                        help="device memory for cached references")
+    limits.add_argument("--max-upload-mb", type=float, default=d.max_upload_bytes / 2**20, help="largest request body")
+    limits.add_argument("--max-image-pixels", type=int, default=d.max_image_pixels,
+                        help="largest image (width x height) decoded; larger ones get 413")
+    ray = parser.add_argument_group("Ray Serve (docs/serve.md)")
+    ray.add_argument("--ray", action="store_true", help="run as a Ray Serve deployment")
+    ray.add_argument("--address", "--ray-address", dest="ray_address", default=None,
+                     help="the Ray cluster to join (default: start a local one)")
+    ray.add_argument("--num-replicas", type=int, default=None, help="replicas (default: one per GPU, or 1)")
+    ray.add_argument("--min-replicas", type=int, default=None, help="autoscaling lower bound (default: none)")
+    ray.add_argument("--max-replicas", type=int, default=None, help="autoscaling upper bound (default: none)")
+    ray.add_argument("--replica-cpus", type=float, default=1.0, help="CPUs per replica when there is no GPU")
 
 
-def settings_from(args: argparse.Namespace) -> ServeSettings:
+def settings_from(args: argparse.Namespace):
+    from insid3.engine.serve.settings import ServeSettings
+
+    shared.profile_into(args)  # --profile: what the command line leaves unset
     return ServeSettings(
         backend=args.backend,
+        precision=args.precision,
+        svd_components=args.svd_components,
+        tau=args.tau,
+        merge_threshold=args.merge_threshold,
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
         max_queue=args.max_queue,
@@ -98,61 +90,39 @@ def settings_from(args: argparse.Namespace) -> ServeSettings:
     ).validated()
 
 
-def serve_local(args: argparse.Namespace, settings: ServeSettings) -> None:
-    import uvicorn
+def run(args: argparse.Namespace, prog: str) -> int:
+    from insid3.engine.serve.server import serve_here, serve_on_ray
+    from insid3.engine.serve.settings import Listen, RayOptions
 
-    from insid3.engine.runtime.segmenter import Segmenter
-    from insid3.engine.serve.local import create_local_app
-
-    listener = bind_listener(args.host, args.port)
-    segmenter = Segmenter.from_bundle(args.bundle, backend=settings.backend, refine=settings.refine_settings)
-    log.info("engine: %s", segmenter.describe())
-    app = create_local_app(segmenter, settings)
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
-    uvicorn.Server(config).run(sockets=[listener])
-
-
-def serve_ray(args: argparse.Namespace, settings: ServeSettings) -> None:
-    try:
-        import ray
-        from ray import serve
-    except ImportError:
-        raise Insid3Error("--ray needs Ray Serve: pip install 'insid3[ray]'") from None
-    from insid3.engine.serve.ray_app import NAMESPACE, REGISTRY_NAME, RayOptions, build_application
-    from insid3.format.bundle import load_bundle
-
-    bundle = load_bundle(args.bundle)  # fail here, in one line, not in every replica
-    bind_listener(args.host, args.port).close()  # Ray binds it itself; fail early when it is taken
-    options = RayOptions(args.num_replicas, args.min_replicas, args.max_replicas, args.replica_cpus)
-    ray.init(address=args.ray_address, include_dashboard=False, logging_level=logging.WARNING)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    try:
-        serve.start(http_options={"host": args.host, "port": args.port})
-        serve.run(build_application(str(bundle.folder.resolve()), settings, options), name="insid3", route_prefix="/")
-        print(f"insid3-serve: Ray Serve on http://{args.host}:{args.port}", flush=True)
-        stop.wait()
-    finally:
-        serve.shutdown()
-        try:
-            ray.kill(ray.get_actor(REGISTRY_NAME, namespace=NAMESPACE))
-        except ValueError:  # never created
-            pass
-        ray.shutdown()
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        settings = settings_from(args)
-        (serve_ray if args.ray else serve_local)(args, settings)
-    except Insid3Error as exc:
-        print(f"insid3-serve: error: {exc}", file=sys.stderr)
-        return 2
+    settings = settings_from(args)
+    listen = Listen(host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
+
+    def announce(line: str) -> None:
+        print(f"{prog}: {line}", flush=True)
+
+    if args.ray:
+        options = RayOptions(args.num_replicas, args.min_replicas, args.max_replicas, args.replica_cpus)
+        serve_on_ray(args.bundle, settings, listen, options, args.ray_address, announce)
+    else:
+        ray_only = [flag for flag, given in (("--address", args.ray_address), ("--num-replicas", args.num_replicas),
+                                             ("--min-replicas", args.min_replicas),
+                                             ("--max-replicas", args.max_replicas),
+                                             ("--replica-cpus", args.replica_cpus != 1.0)) if given]
+        if ray_only:
+            raise shared.UsageError(f"{', '.join(ray_only)} apply to --ray")
+        serve_here(args.bundle, settings, listen, announce)
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    """`insid3-serve ARGS` in-process (tests); `python -m insid3.engine.cli.serve` too."""
+    from insid3.engine.cli.main import run_command
+
+    return run_command("insid3-serve", "serve", argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    from insid3.engine.cli.main import alias
+
+    alias("serve")()

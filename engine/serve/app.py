@@ -18,7 +18,6 @@ Errors are {"detail": "<one line>"}, one rule for client errors:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -76,14 +75,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
 
 
-def create_app(service: Service, on_ready: Callable[[], None] | None = None) -> FastAPI:
-    """The HTTP app of `service`; `on_ready` runs once the engine is loaded (the CLI prints its address)."""
+def create_app(service: Service) -> FastAPI:
+    """The HTTP app of `service`, which starts with the app and stops with it."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         await service.start()
-        if on_ready is not None:
-            on_ready()
         try:
             yield
         finally:

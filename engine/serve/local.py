@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -74,6 +73,5 @@ def local_service(segmenter: Segmenter, settings: ServeSettings) -> Service:
     return Service(runner, settings, metrics, LocalExecution(runner, settings, metrics))
 
 
-def create_local_app(segmenter: Segmenter, settings: ServeSettings,
-                     on_ready: Callable[[], None] | None = None) -> FastAPI:
-    return create_app(local_service(segmenter, settings), on_ready)
+def create_local_app(segmenter: Segmenter, settings: ServeSettings) -> FastAPI:
+    return create_app(local_service(segmenter, settings))

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ from insid3.engine.serve.metrics import ServeMetrics
 from insid3.engine.serve.references import Inputs, ReferenceStore, SharedReferences
 from insid3.engine.serve.runner import EngineRunner
 from insid3.engine.serve.service import QueueItem, Service
-from insid3.engine.serve.settings import ServeSettings
+from insid3.engine.serve.settings import RayOptions, ServeSettings
 from insid3.errors import SettingsError
 
 REGISTRY_NAME = "insid3-reference-registry"
@@ -122,7 +122,7 @@ class Insid3Replica:
     def __init__(self, bundle: str, settings: dict) -> None:
         s = ServeSettings.from_json(settings)
         metrics = ServeMetrics()
-        self.runner = EngineRunner(Segmenter.from_bundle(bundle, backend=s.backend, refine=s.refine_settings))
+        self.runner = EngineRunner(Segmenter.from_bundle(bundle, **s.engine_options()))
         replica_id = serve.get_replica_context().replica_id.unique_id
         self.label = f"Ray Serve replica {replica_id}"
         self.headers = {"X-Insid3-Replica": replica_id}
@@ -171,43 +171,6 @@ class Insid3Replica:
         return await self.runner.call(self.runner.run_batch, items)
 
 
-@dataclass(frozen=True)
-class RayOptions:
-    """How many replicas and what each asks for; min/max replicas turn on autoscaling."""
-
-    num_replicas: int | None = None  # None: one per GPU, or 1 without GPUs
-    min_replicas: int | None = None
-    max_replicas: int | None = None
-    replica_cpus: float = 1.0  # CPU replicas only
-
-    def deployment_options(self, settings: ServeSettings, cluster_gpus: float) -> dict[str, Any]:
-        on_gpu = cluster_gpus >= 1
-        options: dict[str, Any] = {
-            "ray_actor_options": {"num_gpus": 1} if on_gpu else {"num_cpus": self.replica_cpus},
-            # Enough requests in flight per replica to fill a batch while the previous one runs.
-            "max_ongoing_requests": 2 * settings.max_batch + 2,
-            "max_queued_requests": settings.max_queue,
-            # The proxy answers a full queue with 503; tell clients when to come back.
-            "backpressure_config": {"status_code": 503, "retry_after_s": max(1.0, settings.max_wait_s)},
-        }
-        if self.min_replicas is not None or self.max_replicas is not None:
-            low = self.min_replicas if self.min_replicas is not None else 1
-            high = self.max_replicas if self.max_replicas is not None else max(low, int(cluster_gpus) or 1)
-            if not 0 <= low <= high or high < 1:
-                raise SettingsError(f"replica bounds min={low} max={high}: need 0 <= min <= max, max >= 1")
-            options["autoscaling_config"] = {
-                "min_replicas": low,
-                "max_replicas": high,
-                "target_ongoing_requests": settings.max_batch,
-            }
-        else:
-            count = self.num_replicas if self.num_replicas is not None else (int(cluster_gpus) if on_gpu else 1)
-            if count < 1:
-                raise SettingsError(f"num_replicas={count} must be >= 1")
-            options["num_replicas"] = count
-        return options
-
-
 def _split_args(args: dict) -> tuple[str, ServeSettings, RayOptions]:
     args = dict(args)
     if "bundle" not in args:
@@ -231,6 +194,7 @@ def build_app(args: dict) -> serve.Application:
 
 
 def build_application(bundle: str, settings: ServeSettings, options: RayOptions) -> serve.Application:
+    """The deployment of `bundle` (a path every node can read) with one replica per GPU unless told."""
     gpus = ray.cluster_resources().get("GPU", 0.0) if ray.is_initialized() else 0.0
     deployment = Insid3Replica.options(**options.deployment_options(settings, gpus))
     return deployment.bind(bundle, settings.to_json())

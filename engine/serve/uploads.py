@@ -1,7 +1,9 @@
 """Uploaded bytes -> a decoded PIL image, with the pixel limit checked before decoding.
 
 PIL reads the header lazily, so an image's size is known before its pixels are decompressed:
-a 100-megapixel PNG of a few kilobytes is refused (413) without allocating its pixels.
+a 100-megapixel PNG of a few kilobytes is refused (413) without allocating its pixels. The 413
+always quotes the server's own limit (max_image_pixels), also for the images so large that PIL
+will not open them (ServeSettings caps max_image_pixels at PIL's ceiling).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from insid3.engine.runtime.images import load_mask
 from insid3.engine.serve.errors import BadRequestError, PayloadTooLargeError
+from insid3.engine.serve.settings import pil_pixel_ceiling
 from insid3.errors import ReferenceMaskError
 
 
@@ -37,8 +40,10 @@ def decode_upload(data: bytes, field: str, max_pixels: int) -> Image.Image:
         raise BadRequestError(
             f"{field}: cannot decode the upload as an image ({len(data)} bytes, not a format PIL reads)"
         ) from None
-    except Image.DecompressionBombError as exc:
-        raise PayloadTooLargeError(f"{field}: {exc}") from None
+    except Image.DecompressionBombError:  # PIL refuses to open it at all: far over our limit (settings.py)
+        raise PayloadTooLargeError(
+            f"{field}: the image has more than {pil_pixel_ceiling()} pixels, which exceeds the limit of {max_pixels}"
+        ) from None
     except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt data
         raise BadRequestError(f"{field}: the image data is corrupt: {exc}") from None
     return image

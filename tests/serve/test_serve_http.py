@@ -1,9 +1,11 @@
 """insid3-serve end to end: a real server process on a loopback port, a real HTTP client (httpx)."""
 
 import io
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -219,6 +221,97 @@ def test_more_images_than_masks_is_400(client, scenes):
     files = [("image", ("a.png", image)), ("image", ("b.png", image)), ("mask", ("m.png", png(scenes[0][0].mask)))]
     response = client.post("/v1/references", files=files)
     assert response.status_code == 400 and "2 image field(s) but 1 mask" in response.json()["detail"]
+
+
+def giant_png(width: int, height: int) -> bytes:
+    """A valid PNG header announcing width x height gray pixels, with almost no data after it."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+def test_an_image_pil_will_not_open_is_413_quoting_the_servers_own_limit(client, reference_id):
+    response = segment(client, reference_id, giant_png(30_000, 30_000))  # 900 M pixels, over PIL's ceiling
+    detail = response.json()["detail"]
+    assert response.status_code == 413 and detail.endswith("exceeds the limit of 1000000"), detail
+    assert "decompression bomb" not in detail
+
+
+# One rule for client errors (engine/serve/app.py, docs/serve.md): 422 when the request does not fit
+# the API's schema (a field missing, of the wrong type or outside its declared values), 400 when it
+# fits but what it carries cannot be used.
+def client_errors(reference_id: str, scenes) -> list[tuple[str, str, dict, list, int, str]]:
+    reference, target = scenes[0]
+    image, mask = png(reference.image), png(reference.mask.astype(np.uint8) * 255)
+    blank, small = png(np.zeros((96, 128), np.uint8)), png(np.full((10, 10), 255, np.uint8))
+    target_file = [("image", ("t.png", png(target.image)))]
+    return [
+        ("schema", "/v1/references", {}, [("image", ("r.png", image))], 422, "mask: Field required"),
+        ("schema", "/v1/segment", {}, target_file, 422, "reference_id: Field required"),
+        ("schema", "/v1/segment", {"reference_id": reference_id, "format": "tiff"}, target_file, 422, "format: Input"),
+        ("schema", "/v1/segment", {"reference_id": reference_id, "min_area": "-1"}, target_file, 422, "min_area"),
+        ("schema", "/v1/match", {"reference_id": "x"}, target_file, 422, "points: Field required"),
+        ("content", "/v1/references", {}, [("image", ("r.png", image)), ("mask", ("m.png", blank))], 400,
+         "mask[0] is empty"),
+        ("content", "/v1/references", {}, [("image", ("r.png", image)), ("mask", ("m.png", small))], 400,
+         "mask[0] is 10x10 but image[0] is 128x96"),
+        ("content", "/v1/references", {}, [("image", ("r.png", image)), ("image", ("r.png", image)),
+                                           ("mask", ("m.png", mask))], 400, "2 image field(s) but 1 mask"),
+        ("content", "/v1/segment", {"reference_id": reference_id}, [("image", ("t.png", b"not an image"))], 400,
+         "image: cannot decode"),
+        ("content", "/v1/segment", {"reference_id": [reference_id, reference_id], "format": "png"}, target_file, 400,
+         "format png returns one mask"),
+        ("content", "/v1/match", {"points": "1,1"}, target_file, 400, "give exactly one of reference_id"),
+    ]
+
+
+def test_client_errors_follow_one_rule_422_schema_400_content(client, reference_id, scenes):
+    schema = client.get("/openapi.json").json()
+    for kind, path, data, files, status, detail in client_errors(reference_id, scenes):
+        assert path in schema["paths"]
+        response = client.post(path, data=data, files=files)
+        assert (response.status_code, kind) == (status, kind), (path, data, response.text)
+        assert detail in response.json()["detail"], response.text
+
+
+def test_a_path_that_is_no_route_is_a_json_404_never_a_redirect(client):
+    for method, path in [("DELETE", "/v1/references/"), ("GET", "/healthz/"), ("POST", "/v1/segment/"),
+                         ("GET", "/v2/segment")]:
+        response = client.request(method, path)
+        assert response.status_code == 404 and response.headers["content-type"] == "application/json", response
+        assert response.json() == {"detail": f"{method} {path}: no such route (the API's routes are listed at /docs)"}
+
+
+def test_a_route_asked_with_another_method_is_a_json_405_naming_the_methods_it_takes(client):
+    response = client.put("/v1/references")
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert response.json() == {"detail": "PUT /v1/references: the route does not take PUT (it takes POST)"}
+
+
+def test_the_server_says_where_it_serves_and_its_openapi_page(server, client):
+    lines = server.log_path.read_text().splitlines()
+    url = server.url
+    assert (f"insid3-serve: serving the web page at {url}/ and the API at {url}/v1/ (its OpenAPI page: {url}/docs); "
+            "Ctrl-C stops") in lines
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")
+    assert "/openapi.json" in docs.text
+    assert client.get("/").status_code == 200  # the page it names
+
+
+def test_the_access_log_is_off_by_default_and_on_with_access_log(server, client, tiny_bundle, tmp_path):
+    client.get("/healthz")
+    assert '"GET /healthz HTTP/1.1" 200' not in server.log_path.read_text()
+    args = ["--bundle", str(tiny_bundle), "--backend", "onnxruntime", "--access-log"]
+    with running_server(args, tmp_path / "server.log") as logged, httpx.Client(base_url=logged.url) as http:
+        assert http.get("/healthz").status_code == 200
+        assert http.delete("/v1/references/0123").status_code == 404
+        time.sleep(0.2)
+        log = logged.log_path.read_text()
+    assert '"GET /healthz HTTP/1.1" 200' in log and '"DELETE /v1/references/0123 HTTP/1.1" 404' in log
+    assert '"GET /readyz HTTP/1.1" 200' in log  # the launcher's readiness polls: every request is a line
 
 
 # ------------------------------------------------------------------ lifecycle and probes

@@ -2,7 +2,10 @@
 
 import asyncio
 import io
+import socket
+import struct
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -14,7 +17,7 @@ from insid3.engine.serve.batching import DynamicBatcher
 from insid3.engine.serve.errors import BadRequestError, PayloadTooLargeError, QueueFullError
 from insid3.engine.serve.references import ReferenceStore
 from insid3.engine.serve.runner import SegmentResult, TargetItem
-from insid3.engine.serve.settings import ServeSettings
+from insid3.engine.serve.settings import Listen, ServeSettings
 from insid3.engine.serve.uploads import decode_upload
 from insid3.errors import SettingsError
 
@@ -219,6 +222,31 @@ def test_decode_upload_refuses_too_many_pixels_before_decoding():
         decode_upload(png_bytes(11, 10), "image", 100)
 
 
+def announced_png(width: int, height: int) -> bytes:
+    """A valid PNG header announcing width x height gray pixels, with almost no data after it."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+def test_an_image_pil_will_not_open_is_refused_with_the_servers_own_limit():
+    ceiling = 2 * Image.MAX_IMAGE_PIXELS  # PIL's own refusal, 178956970 pixels with its default
+    with pytest.raises(PayloadTooLargeError) as refused:
+        decode_upload(announced_png(30_000, 30_000), "image[0]", 1_000_000)
+    assert str(refused.value) == (f"image[0]: the image has more than {ceiling} pixels, which exceeds the limit of "
+                                  "1000000")
+    assert "could be decompression bomb" not in str(refused.value)
+
+
+def test_the_pixel_limit_is_at_most_what_pil_opens():
+    ceiling = 2 * Image.MAX_IMAGE_PIXELS
+    assert ServeSettings(max_image_pixels=ceiling).validated().max_image_pixels == ceiling
+    with pytest.raises(SettingsError, match=f"max_image_pixels={ceiling + 1} is over {ceiling}, the most pixels PIL"):
+        ServeSettings(max_image_pixels=ceiling + 1).validated()
+
+
 @pytest.mark.parametrize(
     "data, message",
     [(b"", "the upload is empty"), (b"hello, not an image", "cannot decode"), (png_bytes(64, 64)[:60], "corrupt")],
@@ -232,10 +260,23 @@ def test_decode_upload_names_the_problem(data, message):
 def test_settings_from_strings_and_validation():
     settings = ServeSettings.from_json({"max_batch": "4", "max_wait_ms": "2.5", "backend": "onnxruntime"})
     assert settings.max_batch == 4 and settings.max_wait_s == 0.0025 and settings.backend == "onnxruntime"
+    tuned = ServeSettings.from_json({"svd_components": "20", "tau": "0.5", "merge_threshold": "None"})
+    assert (tuned.svd_components, tuned.tau, tuned.merge_threshold) == (20, 0.5, None)
+    assert ServeSettings.from_json(tuned.to_json()) == tuned
+    with pytest.raises(SettingsError, match="bad serve setting"):
+        ServeSettings.from_json({"max_batch": "many"})
     with pytest.raises(SettingsError, match="max_queue=0 must be >= 1"):
         ServeSettings(max_queue=0).validated()
     with pytest.raises(SettingsError, match="unknown serve setting"):
         ServeSettings.from_json({"max_batchsize": 3})
+
+
+def test_the_address_a_server_announces():
+    assert Listen("127.0.0.1", 8000).announcement() == (
+        "serving the web page at http://127.0.0.1:8000/ and the API at http://127.0.0.1:8000/v1/ "
+        "(its OpenAPI page: http://127.0.0.1:8000/docs); Ctrl-C stops")
+    assert Listen("::1", 9000).url == "http://[::1]:9000"
+    assert Listen("0.0.0.0", 80).url == f"http://{socket.gethostname()}:80"  # every interface: the machine's name
 
 
 def test_ray_options_ask_for_one_gpu_per_replica_when_there_are_gpus():
