@@ -2,13 +2,17 @@
 
 gpu_acceptance.py starts each with its result file and its seconds; a phase writes its result
 (status, one-line summary, details, markdown lines) as it goes, so one stopped at its limit
-still reports what it did. export, rope and tests are here; parity in gpu_parity.py and
-side_by_side in gpu_side_by_side.py.
+still reports what it did. preflight, export, rope and tests are here; parity and compile in
+gpu_parity.py, side_by_side in gpu_side_by_side.py. With --simulate-cpu each runs its logic on the
+CPU (PhaseContext.simulate: tiny bundles, the CPU torch backend, CPU generators).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib
+import importlib.metadata
 import os
 import re
 import subprocess
@@ -20,18 +24,109 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import insid3
-from insid3.benchmarks.gpu_parity import parity_phase
-from insid3.benchmarks.gpu_report import BUNDLES, PhaseContext, bundle_folder
+from insid3.benchmarks.gpu_parity import compile_phase, parity_phase
+from insid3.benchmarks.gpu_report import PhaseContext, bundle_folder
 from insid3.benchmarks.gpu_side_by_side import side_by_side_phase
 
 JUNIT_FILE = "tests-junit.xml"
 ROPE_FILE = "rope-rescale.json"
 GPU_TEST_SELECTION = "cupy or gpu"  # the xp fixture's cupy variants and the tests marked gpu
-GPU_TEST_FILES = (
-    "test_kernels_aggregation.py", "test_kernels_linkage.py", "test_kernels_matching.py",
-    "test_kernels_pruned.py", "test_kernels_resize.py", "test_correspondence_kernels.py",
-    "test_torch_cuda_backend.py", "test_gpu_rope_rescale.py", "test_export_tensorrt.py", "test_tensorrt_runner.py",
-)
+# A simulated run's tests phase: one small file, its NumPy variants (the logic, not the device).
+SIMULATED_TEST_FILES = ("kernels/test_kernels_resize.py",)
+SIMULATED_TEST_SELECTION = "numpy and nearest"
+
+# ---------------------------------------------------------------- preflight
+# Every module a phase imports (third party, then ours), with the distribution that holds it.
+PHASE_MODULES = {
+    "numpy": "numpy", "scipy": "scipy", "tqdm": "tqdm", "yaml": "pyyaml", "PIL": "pillow", "numba": "numba", "sklearn": "scikit-learn",
+    "torch": "torch", "cupy": None, "onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": None,
+    "pytest": "pytest", "hypothesis": "hypothesis",
+    "insid3.kernels": None, "insid3.engine.runtime.segmenter": None, "insid3.export": None,
+    "insid3.authors_way": None, "insid3.benchmarks.inputs": None, "insid3.engine.runtime.backends.torch_cuda_backend": None,
+}
+GPU_ONLY_MODULES = ("cupy",)  # a simulated run goes on without them
+OPTIONAL_MODULES = ("tensorrt",)  # their tests skip, and the report says why
+
+
+def _version(module: object, distribution: str | None) -> str:
+    version = getattr(module, "__version__", None)
+    if version is None and distribution:
+        try:
+            version = importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            version = None
+    return str(version or "present")
+
+
+def import_modules(names: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """({module: version}, {module: why it cannot be imported}) for `names`."""
+    found, missing = {}, {}
+    for name in names:
+        try:
+            module = importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - ImportError, or a library that breaks while loading
+            missing[name] = f"{exc.__class__.__name__}: {(str(exc).splitlines() or [''])[0][:160]}"
+            continue
+        found[name] = _version(module, PHASE_MODULES.get(name))
+    return found, missing
+
+
+def missing_line(missing: dict[str, str]) -> str:
+    """The one line naming what this machine lacks for the run."""
+    return "missing: " + "; ".join(f"{name} ({why})" for name, why in missing.items())
+
+
+def _gpu_versions() -> dict[str, str]:
+    """Driver, CUDA runtime, NVRTC, the device, ORT's providers; and one NVRTC kernel compiled and run."""
+    import cupy
+    import onnxruntime
+    import torch
+
+    from insid3 import gpu_stack
+
+    def cuda_text(value: int) -> str:
+        return f"{value // 1000}.{value % 1000 // 10}"
+
+    nvrtc = cupy.cuda.nvrtc.getVersion()
+    square = cupy.ElementwiseKernel("float32 x", "float32 y", "y = x * x", "insid3_preflight_square")
+    checked = float(square(cupy.arange(4, dtype=cupy.float32)).sum())  # 0 + 1 + 4 + 9
+    if checked != 14.0:
+        raise RuntimeError(f"an NVRTC-compiled kernel computed {checked}, expected 14.0")
+    driver = gpu_stack.driver_cuda_version()
+    return {
+        "driver_cuda": gpu_stack.cuda_version_text(driver) if driver else "unknown",
+        "cuda_runtime (cupy)": cuda_text(cupy.cuda.runtime.runtimeGetVersion()),
+        "nvrtc": f"{nvrtc[0]}.{nvrtc[1]}",
+        "torch_cuda": str(torch.version.cuda), "torch_sees_cuda": str(torch.cuda.is_available()),
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "none",
+        "cupy_devices": str(cupy.cuda.runtime.getDeviceCount()),
+        "onnxruntime_providers": ", ".join(onnxruntime.get_available_providers()),
+    }
+
+
+def preflight_phase(ctx: PhaseContext) -> None:
+    names = [n for n in PHASE_MODULES if not (ctx.simulate and n in GPU_ONLY_MODULES)]
+    found, missing = import_modules(names)
+    optional, absent = import_modules(OPTIONAL_MODULES)
+    details: dict = {"versions": found, "missing": missing, "optional": optional, "optional_absent": absent,
+                     "simulated": ctx.simulate}
+    if not missing and not ctx.simulate:
+        try:
+            details["gpu"] = _gpu_versions()
+        except Exception as exc:  # noqa: BLE001 - a CUDA stack that imports but cannot run is the finding
+            missing["cuda stack"] = f"{exc.__class__.__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+    lines = [f"- {name}: {version}" for name, version in {**found, **details.get("gpu", {})}.items()]
+    lines += [f"- MISSING {name}: {why}" for name, why in missing.items()]
+    lines += [f"- optional, absent: {name} ({why})" for name, why in absent.items()]
+    if missing:
+        ctx.write("failed", missing_line(missing), details, lines)
+        return
+    gpu = details.get("gpu", {})
+    summary = ", ".join(f"{name} {found[name]}" for name in ("torch", "cupy", "numba", "onnx", "onnxruntime")
+                        if name in found)
+    if gpu:
+        summary += f"; driver CUDA {gpu['driver_cuda']}, runtime {gpu['cuda_runtime (cupy)']}, NVRTC {gpu['nvrtc']}"
+    ctx.write("passed", summary + ("; simulated on the CPU" if ctx.simulate else ""), details, lines)
 
 
 # ---------------------------------------------------------------- export
@@ -39,12 +134,14 @@ def export_phase(ctx: PhaseContext) -> None:
     import torch
 
     from insid3.export import SIZES, ExportSettings, export_bundle
+    from insid3.export.config import VitConfig
 
+    models = {**SIZES, "tiny": VitConfig(name="tiny", embed_dim=128, depth=2, num_heads=2)}
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))  # the tests run beside it
     done: dict[str, float] = {}
-    for key, (size, resolution) in BUNDLES.items():
+    for key, (size, resolution) in ctx.bundles.items():  # ViT-S 768 first: parity waits for it
         started = time.perf_counter()
-        settings = ExportSettings(model=SIZES[size], resolution=resolution, out_dir=bundle_folder(ctx.work, key),
+        settings = ExportSettings(model=models[size], resolution=resolution, out_dir=bundle_folder(ctx.work, key),
                                   random_init=True, seed=0, trt=False, force=True)
         export_bundle(settings, report=lambda line: print(line, flush=True))
         done[key] = round(time.perf_counter() - started, 1)
@@ -59,9 +156,10 @@ def rope_phase(ctx: PhaseContext) -> None:
     from insid3.export import SIZES
     from insid3.export.rope_rescale import draw_rescale, factors_document, predicted_log_factors, write_factors
 
-    draws = {size: draw_rescale(SIZES[size].depth, device="cuda", seed=0) for size in ("small", "base", "large")}
+    draws = {size: draw_rescale(SIZES[size].depth, device=ctx.device, seed=0) for size in ("small", "base", "large")}
     document = factors_document(
-        draws, seed=0, device=torch.cuda.get_device_name(), torch_version=torch.__version__,
+        draws, seed=0, device="cpu (simulated run)" if ctx.simulate else torch.cuda.get_device_name(),
+        torch_version=torch.__version__,
         source="CUDA generator after torch.manual_seed(0), one 1-element uniform_ per block as DINOv3's hub ViTs "
                "draw in training mode",
     )
@@ -100,45 +198,73 @@ def junit_summary(xml_text: str) -> dict:
     }
 
 
-def junit_verdict(summary: dict) -> tuple[str, str]:
-    """(status, one line): every selected test passed or was skipped, and CuPy tests really ran."""
+def junit_verdict(summary: dict, cupy_required: bool = True) -> tuple[str, str]:
+    """(status, one line): every selected test passed or was skipped, and (on a GPU) CuPy tests
+    really ran."""
     line = (f"{summary['passed']} passed, {summary['failed']} failed, {summary['skipped']} skipped "
             f"({summary['cupy_passed']} CuPy variants passed)")
     if summary["failed"]:
         return "failed", line
-    if summary["cupy_passed"] == 0:
+    if cupy_required and summary["cupy_passed"] == 0:
         return "failed", f"{line}: no CuPy test ran"
     return "passed", line
 
 
+def has_gpu_variant(source: str) -> bool:
+    """Whether a test file has a CuPy variant or a gpu mark: a test taking the `xp` fixture (numpy
+    and cupy), a fixture parametrised with "cupy", or `pytest.mark.gpu`."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
+            if any(arg.arg == "xp" for arg in node.args.args):
+                return True
+        if isinstance(node, ast.Attribute) and node.attr == "gpu" and isinstance(node.value, ast.Attribute) \
+                and node.value.attr == "mark":
+            return True
+        if isinstance(node, ast.keyword) and node.arg == "params" and any(
+                isinstance(c, ast.Constant) and c.value == "cupy" for c in ast.walk(node.value)):
+            return True
+    return False
+
+
+def gpu_test_files(tests_root: Path) -> list[Path]:
+    """Every test file under `tests_root` (its subfolders too) with a CuPy variant or a gpu mark."""
+    return [path for path in sorted(tests_root.rglob("test_*.py")) if has_gpu_variant(path.read_text())]
+
+
 def tests_phase(ctx: PhaseContext) -> None:
     root = Path(insid3.__file__).resolve().parents[1]
-    files = [str(root / "tests" / name) for name in GPU_TEST_FILES if (root / "tests" / name).is_file()]
+    tests = root / "tests"
+    if ctx.simulate:
+        files, selection = [tests / name for name in SIMULATED_TEST_FILES], SIMULATED_TEST_SELECTION
+    else:
+        files, selection = gpu_test_files(tests) if tests.is_dir() else [], GPU_TEST_SELECTION
     if not files:
-        ctx.write("error", f"no test files under {root / 'tests'}: run from a checkout (pip install -e .)", {})
+        ctx.write("error", f"no test files under {tests}: run from a checkout (pip install -e .)", {})
         return
     junit = ctx.out / JUNIT_FILE
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", "-k", GPU_TEST_SELECTION,
-               f"--junitxml={junit}", *files]
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", "-k", selection,
+               f"--junitxml={junit}", *map(str, files)]
+    names = [str(f.relative_to(tests)) for f in files]
     try:
         subprocess.run(command, cwd=root, timeout=max(5.0, ctx.left() - 5.0), check=False)
     except subprocess.TimeoutExpired:
-        ctx.write("timed out", f"pytest did not finish in {ctx.left():.0f} s", {"command": command})
+        ctx.write("timed out", f"pytest did not finish in {ctx.left():.0f} s", {"files": names})
         return
     if not junit.is_file():
-        ctx.write("error", "pytest wrote no junit report (see acceptance.log)", {"command": command})
+        ctx.write("error", "pytest wrote no junit report (see acceptance.log)", {"files": names})
         return
     summary = junit_summary(junit.read_text())
-    status, line = junit_verdict(summary)
-    lines = [f"`{' '.join(command[2:5])} -k \"{GPU_TEST_SELECTION}\"` on {len(files)} files: {line}."]
+    status, line = junit_verdict(summary, cupy_required=not ctx.simulate)
+    lines = [f"`pytest -k \"{selection}\"` on {len(files)} files ({', '.join(names)}): {line}."]
     lines += [f"- FAILED {failure}" for failure in summary["failures"]]
     lines += [f"- skipped x{count}: {reason}" for reason, count in summary["skip_reasons"].items()]
-    ctx.write(status, line, {**summary, "files": [Path(f).name for f in files]}, lines)
+    ctx.write(status, line, {**summary, "files": names}, lines)
 
 
 PHASES: dict[str, Callable[[PhaseContext], None]] = {
-    "export": export_phase, "rope": rope_phase, "tests": tests_phase, "parity": parity_phase,
-    "side_by_side": side_by_side_phase,
+    "preflight": preflight_phase, "export": export_phase, "tests": tests_phase, "parity": parity_phase,
+    "rope": rope_phase, "side_by_side": side_by_side_phase, "compile": compile_phase,
 }
 
 
@@ -149,9 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--result", type=Path, required=True)
     parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument("--simulate-cpu", action="store_true")
     args = parser.parse_args(argv)
     ctx = PhaseContext(work=args.work, out=args.out, result_file=args.result,
-                       deadline=time.monotonic() + args.seconds)
+                       deadline=time.monotonic() + args.seconds, simulate=args.simulate_cpu)
     try:
         PHASES[args.phase](ctx)
     except Exception as exc:  # noqa: BLE001 - one phase's failure is its result, not the run's end

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 BUNDLES = {"small-768": ("small", 768), "large-1024": ("large", 1024)}  # exported, then compared
+# --simulate-cpu: the same keys, tiny random-init models (2 blocks, 128 wide) that export in seconds.
+SIMULATED_BUNDLES = {"small-768": ("tiny", 224), "large-1024": ("tiny", 256)}
 JSON_FILE = "acceptance.json"
 MARKDOWN_FILE = "acceptance.md"
 STATUSES = ("passed", "failed", "error", "timed out", "skipped", "interrupted")
@@ -115,6 +117,21 @@ class PhaseContext:
     out: Path
     result_file: Path
     deadline: float  # time.monotonic() by which the phase must have written its result
+    simulate: bool = False  # --simulate-cpu: the phase's logic on the CPU, GPU calls replaced
+
+    @property
+    def device(self) -> str:
+        """Where the phase's torch work runs: "cuda", or "cpu" in a simulated run."""
+        return "cpu" if self.simulate else "cuda"
+
+    @property
+    def torch_backend(self) -> str:
+        """The backend ours runs on: torch-cuda, or the CPU torch backend in a simulated run."""
+        return "torch" if self.simulate else "torch-cuda"
+
+    @property
+    def bundles(self) -> dict[str, tuple[str, int]]:
+        return SIMULATED_BUNDLES if self.simulate else BUNDLES
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -131,11 +148,29 @@ def bundle_folder(work: Path, key: str) -> Path:
     return work / "bundles" / key
 
 
-def wait_for_bundle(ctx: PhaseContext, key: str, reserve_s: float) -> Path | None:
-    """The export phase's bundle once published (it appears whole), or None when the time is up."""
+def ended_file(work: Path, phase: str) -> Path:
+    """Written by the run when `phase` has ended (or will not run): its status and summary."""
+    return work / f"phase-{phase}.ended"
+
+
+def mark_ended(work: Path, phase: str, status: str, summary: str) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    ended_file(work, phase).write_text(json.dumps({"status": status, "summary": summary}))
+
+
+def wait_for_bundle(ctx: PhaseContext, key: str, reserve_s: float, poll_s: float = 0.5) -> tuple[Path | None, str]:
+    """(the export phase's bundle once published (it appears whole), "") or (None, why not): the
+    export phase ended without it (it failed, was stopped or was not part of the run), or fewer
+    than `reserve_s` seconds are left. A dead export is noticed within `poll_s`, not at the deadline."""
     folder = bundle_folder(ctx.work, key)
     while not (folder / "insid3.json").is_file():
+        ended = ended_file(ctx.work, "export")
+        if ended.is_file():
+            if (folder / "insid3.json").is_file():  # published just before it ended
+                break
+            export = json.loads(ended.read_text())
+            return None, f"the export phase ended ({export['status']}: {export['summary'][:160]}) without {key}"
         if ctx.left() < reserve_s:
-            return None
-        time.sleep(1.0)
-    return folder
+            return None, f"{key} was not exported in time ({ctx.left():.0f} s left, {reserve_s:.0f} s needed after it)"
+        time.sleep(poll_s)
+    return folder, ""

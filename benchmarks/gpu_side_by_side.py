@@ -9,7 +9,11 @@ the torch-cuda backend in bf16, TF32 on for the rest). Per side:
   every target, sklearn on the CPU, the same stage names and CUDA events;
 - peak device memory: torch's allocator high-water (reset before each side) plus, for ours,
   the growth of CuPy's memory pool (the kernels' arrays).
-The masks of the two sides are compared (mean IoU). Each configuration is written as it ends.
+The masks of the two sides are compared (mean IoU). Each configuration (bundle x setting) ends
+"passed", "failed" (an error, or masks that disagree beyond MIN_MASK_IOU) or "skipped" (its bundle
+did not come, or too little time was left: a slow box is not a wrong one), written as it ends.
+The phase fails only when a configuration failed. With PhaseContext.simulate the same logic runs
+on the CPU: tiny bundles, the CPU torch backend, wall-clock stage times, no device memory.
 """
 
 from __future__ import annotations
@@ -21,15 +25,20 @@ from contextlib import contextmanager
 from dataclasses import replace
 from itertools import cycle, islice
 
-from insid3.benchmarks.gpu_report import BUNDLES, PhaseContext, wait_for_bundle
+from insid3.benchmarks.gpu_report import PhaseContext, wait_for_bundle
 from insid3.engine.runtime.timing import STAGES, StageClock
 
 SETTINGS = {"fp32": {"precision": "fp32", "tf32": False}, "bf16+tf32": {"precision": "bf16", "tf32": True}}
-TARGETS = 4
-PASSES = 2  # measured passes over the targets per side, after one warm-up target
+SIMULATED_SETTINGS = ("fp32",)  # the CPU torch backend runs fp32 only
+# Per bundle: (targets, measured passes over them after one warm-up target). The authors' way
+# clusters on the CPU, seconds per ViT-L 1024 target: fewer of those.
+SAMPLES = {"small-768": (4, 2), "large-1024": (2, 1)}
+SIMULATED_SAMPLES = (1, 1)
 BATCH = 8
+SIMULATED_BATCH = 2
 MIB = 1024 * 1024
-NEEDS_S = {"small-768": 30.0, "large-1024": 60.0}  # time left below which a configuration is skipped
+NEEDS_S = {"small-768": 25.0, "large-1024": 45.0}  # time left below which a configuration is skipped
+MIN_MASK_IOU = {"fp32": 0.98, "bf16+tf32": 0.9}  # ours against the authors' way on the same features
 
 
 class EventClock(StageClock):
@@ -67,38 +76,82 @@ def set_tf32(enabled: bool) -> None:
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
 
 
-def _timed_passes(segment_one, targets) -> tuple[list, dict, float]:
-    """(masks of the last pass, median stage ms per target, FPS): PASSES passes over `targets`."""
-    import torch
+class Meter:
+    """The device side of a measurement: CUDA events, synchronisation and peak memory on a GPU;
+    the wall clock and nothing to synchronise or count in a simulated run."""
 
+    def __init__(self, simulate: bool) -> None:
+        self.simulate = simulate
+
+    def clock(self) -> StageClock:
+        return StageClock() if self.simulate else EventClock()
+
+    def settle(self, clock: StageClock) -> dict[str, float]:
+        return clock.ms if self.simulate else clock.settle()
+
+    def synchronize(self) -> None:
+        if not self.simulate:
+            import torch
+
+            torch.cuda.synchronize()
+
+    def reset_peak(self) -> None:
+        if not self.simulate:
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+
+    def peak_bytes(self) -> int:
+        """torch's allocator high-water since `reset_peak` (0 in a simulated run)."""
+        if self.simulate:
+            return 0
+        import torch
+
+        return torch.cuda.max_memory_allocated()
+
+    def pool_bytes(self) -> int:
+        """What CuPy's memory pool holds (0 in a simulated run)."""
+        if self.simulate:
+            return 0
+        import cupy
+
+        return cupy.get_default_memory_pool().total_bytes()
+
+    def release(self) -> None:
+        if not self.simulate:
+            import cupy
+            import torch
+
+            torch.cuda.empty_cache()
+            cupy.get_default_memory_pool().free_all_blocks()
+
+
+def _timed_passes(segment_one, targets, passes: int, meter: Meter) -> tuple[list, dict, float]:
+    """(masks of the last pass, median stage ms per target, FPS): `passes` passes over `targets`."""
     segment_one(targets[0])  # warm-up
     stage_samples, pass_seconds, masks = [], [], []
-    for _ in range(PASSES):
-        torch.cuda.synchronize()
+    for _ in range(passes):
+        meter.synchronize()
         begin, masks = time.perf_counter(), []
         for target in targets:
-            clock = EventClock()
+            clock = meter.clock()
             masks.append(segment_one(target, clock))
-            stage_samples.append(clock.settle())
+            stage_samples.append(meter.settle(clock))
         pass_seconds.append(time.perf_counter() - begin)
     stages = {s: statistics.median(sample.get(s, 0.0) for sample in stage_samples) for s in STAGES}
     return masks, stages, len(targets) / statistics.median(pass_seconds)
 
 
-def measure_ours(bundle, precision: str, inputs) -> dict:
-    import cupy
-    import torch
-
+def measure_ours(bundle, backend: str, precision: str, inputs, passes: int, batch: int, meter: Meter) -> dict:
     from insid3.engine.runtime.backends import load_backend
     from insid3.engine.runtime.backends.base import BackendOptions
     from insid3.engine.runtime.segmenter import Segmenter
 
-    pool = cupy.get_default_memory_pool()
-    segmenter = Segmenter(bundle, load_backend(bundle, "torch-cuda", BackendOptions(precision=precision)),
+    segmenter = Segmenter(bundle, load_backend(bundle, backend, BackendOptions(precision=precision)),
                           bundle.metadata.defaults)
     reference = segmenter.encode_reference(inputs.shots)  # once: the cached reference
-    pool_base = pool.total_bytes()
-    torch.cuda.reset_peak_memory_stats()
+    pool_base = meter.pool_bytes()
+    meter.reset_peak()
 
     def segment_one(target, clock=None):
         clock = clock or StageClock(segmenter.backend.synchronize)
@@ -108,16 +161,16 @@ def measure_ours(bundle, precision: str, inputs) -> dict:
             features = segmenter.encode([prepared])
         return segmenter.decode(features[0], prepared.original_size, reference, clock)
 
-    masks, stages, fps = _timed_passes(segment_one, inputs.targets)
-    batch_targets = list(islice(cycle(inputs.targets), 2 * BATCH))
-    segmenter.segment_batch(batch_targets, BATCH, reference=reference)  # warm-up at this batch size
-    torch.cuda.synchronize()
+    masks, stages, fps = _timed_passes(segment_one, inputs.targets, passes, meter)
+    batch_targets = list(islice(cycle(inputs.targets), 2 * batch))
+    segmenter.segment_batch(batch_targets, batch, reference=reference)  # warm-up at this batch size
+    meter.synchronize()
     begin = time.perf_counter()
-    segmenter.segment_batch(batch_targets, BATCH, reference=reference)
+    segmenter.segment_batch(batch_targets, batch, reference=reference)
     segmenter.backend.synchronize()
     batch_fps = len(batch_targets) / (time.perf_counter() - begin)
-    peak = (torch.cuda.max_memory_allocated() + pool.total_bytes() - pool_base) / MIB
-    return {"masks": masks, "stages_ms": stages, "fps_batch_1": fps, f"fps_batch_{BATCH}": batch_fps,
+    peak = (meter.peak_bytes() + meter.pool_bytes() - pool_base) / MIB
+    return {"masks": masks, "stages_ms": stages, "fps_batch_1": fps, "fps_batch_n": batch_fps, "batch": batch,
             "peak_device_mib": peak, "backend": segmenter.describe()}
 
 
@@ -137,68 +190,108 @@ def autocast_backbone(backbone):
     return AutocastBackbone()
 
 
-def measure_authors(model, inputs) -> dict:
-    import torch
-
+def measure_authors(model, inputs, passes: int, meter: Meter) -> dict:
     from insid3 import authors_way
 
-    torch.cuda.reset_peak_memory_stats()
+    meter.reset_peak()
     masks, stages, fps = _timed_passes(
-        lambda target, clock=None: authors_way.segment(model, inputs.shots, target, clock), inputs.targets
+        lambda target, clock=None: authors_way.segment(model, inputs.shots, target, clock), inputs.targets,
+        passes, meter,
     )
-    return {"masks": masks, "stages_ms": stages, "fps_batch_1": fps,
-            "peak_device_mib": torch.cuda.max_memory_allocated() / MIB}
+    return {"masks": masks, "stages_ms": stages, "fps_batch_1": fps, "peak_device_mib": meter.peak_bytes() / MIB}
 
 
 def _row(config: str, setting: str, side: str, result: dict) -> str:
     stages = " | ".join(f"{result['stages_ms'][s]:.1f}" for s in STAGES)
-    batch = result.get(f"fps_batch_{BATCH}")
+    batch = result.get("fps_batch_n")
     return (f"| {config} | {setting} | {side} | {result['fps_batch_1']:.2f} | "
             f"{'' if batch is None else f'{batch:.2f}'} | {stages} | {result['peak_device_mib']:.0f} |")
 
 
-def side_by_side_phase(ctx: PhaseContext) -> None:
-    import cupy
-    import torch
+def configuration_verdict(outcomes: dict[str, str]) -> str:
+    """The phase's status from its configurations' outcomes ("passed" / "failed" / "skipped"):
+    failed when one failed; passed when one passed and none failed; else skipped."""
+    values = set(outcomes.values())
+    if "failed" in values:
+        return "failed"
+    return "passed" if "passed" in values else "skipped"
 
+
+def _verdict_line(outcomes: dict[str, str], done: list[str]) -> str:
+    counts = {o: sum(v == o for v in outcomes.values()) for o in ("passed", "failed", "skipped")}
+    return f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped" + (
+        f": {'; '.join(done)}" if done else "")
+
+
+def side_by_side_phase(ctx: PhaseContext) -> None:
     from insid3 import authors_way
     from insid3.benchmarks.inputs import scene_inputs
     from insid3.benchmarks.stats import mean_iou
     from insid3.format.bundle import load_bundle
 
-    inputs = scene_inputs(shots=1, targets=TARGETS)
-    details: dict = {"targets": TARGETS, "passes": PASSES, "batch": BATCH, "settings": SETTINGS,
-                     "device": torch.cuda.get_device_name(), "inputs": inputs.source}
-    lines = [f"Medians over {PASSES} passes of {TARGETS} targets, one cached reference (ours) or re-encoded with "
-             f"every target (authors' way); stage ms from CUDA events.", "",
-             f"| bundle | setting | side | FPS batch 1 | FPS batch {BATCH} | {' | '.join(STAGES)} | peak MiB |",
+    meter = Meter(ctx.simulate)
+    settings = {k: SETTINGS[k] for k in (SIMULATED_SETTINGS if ctx.simulate else SETTINGS)}
+    batch = SIMULATED_BATCH if ctx.simulate else BATCH
+    samples = {key: SIMULATED_SAMPLES if ctx.simulate else SAMPLES[key] for key in ctx.bundles}
+    details: dict = {"samples": samples, "batch": batch, "settings": settings, "configurations": {},
+                     "device": "cpu (simulated run)" if ctx.simulate else _device_name()}
+    lines = ["Medians over the passes (targets x passes per bundle: "
+             + ", ".join(f"{k} {t}x{p}" for k, (t, p) in samples.items())
+             + "), one cached reference (ours) or re-encoded with every target (authors' way); stage ms from "
+             + ("the wall clock (simulated run)." if ctx.simulate else "CUDA events."), "",
+             f"| bundle | setting | side | FPS batch 1 | FPS batch {batch} | {' | '.join(STAGES)} | peak MiB |",
              "|---|---|---|---|---|" + "---|" * len(STAGES) + "---|"]
-    done = []
-    for key in BUNDLES:
-        folder = wait_for_bundle(ctx, key, reserve_s=NEEDS_S[key])
+    outcomes: dict[str, str] = {}
+    done: list[str] = []
+
+    def record(name: str, outcome: str, entry: dict, line: str | None = None) -> None:
+        outcomes[name] = outcome
+        details["configurations"][name] = {"outcome": outcome, **entry}
+        if line:
+            lines.append(line)
+        ctx.write(configuration_verdict(outcomes), _verdict_line(outcomes, done), details, lines)
+
+    for key in ctx.bundles:
+        targets, passes = samples[key]
+        folder, why = wait_for_bundle(ctx, key, reserve_s=NEEDS_S[key])
         if folder is None:
-            details[key] = "skipped: its bundle was not exported in time"
-            lines.append(f"| {key} | skipped: bundle not exported in time |")
+            for setting in settings:
+                record(f"{key} {setting}", "skipped", {"why": why}, f"| {key} | {setting} | skipped: {why} |")
             continue
+        inputs = scene_inputs(shots=1, targets=targets)
         bundle = load_bundle(folder)
-        authors_fp32 = authors_way.load_model(folder, "cuda")
-        for setting, choice in SETTINGS.items():
+        authors_fp32 = authors_way.load_model(folder, ctx.device)
+        for setting, choice in settings.items():
+            name = f"{key} {setting}"
             if ctx.left() < NEEDS_S[key]:
-                details[f"{key} {setting}"] = f"skipped: {ctx.left():.0f} s left"
+                why = f"{ctx.left():.0f} s left, it needs {NEEDS_S[key]:.0f} s"
+                record(name, "skipped", {"why": why}, f"| {key} | {setting} | skipped: {why} |")
                 continue
-            set_tf32(choice["tf32"])
-            ours = measure_ours(bundle, choice["precision"], inputs)
-            model = authors_fp32 if not choice["tf32"] else replace(
-                authors_fp32, backbone=autocast_backbone(authors_fp32.backbone))
-            authors = measure_authors(model, inputs)
+            try:
+                set_tf32(choice["tf32"])
+                ours = measure_ours(bundle, ctx.torch_backend, choice["precision"], inputs, passes, batch, meter)
+                model = authors_fp32 if not choice["tf32"] else replace(
+                    authors_fp32, backbone=autocast_backbone(authors_fp32.backbone))
+                authors = measure_authors(model, inputs, passes, meter)
+            except Exception as exc:  # noqa: BLE001 - one configuration's error is its outcome, the others still run
+                why = f"{exc.__class__.__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+                record(name, "failed", {"why": why}, f"| {key} | {setting} | FAILED: {why} |")
+                meter.release()
+                continue
             iou = mean_iou(ours.pop("masks"), authors.pop("masks"))
             speedup = ours["fps_batch_1"] / authors["fps_batch_1"]
-            details[f"{key} {setting}"] = {"ours": ours, "authors": authors, "mask_mean_iou": iou,
-                                          "speedup_batch_1": speedup}
-            lines += [_row(key, setting, "ours", ours), _row(key, setting, "authors' way", authors)]
-            done.append(f"{key} {setting}: {speedup:.1f}x at batch 1, IoU {iou:.3f}")
-            torch.cuda.empty_cache()
-            cupy.get_default_memory_pool().free_all_blocks()
-            ctx.write("passed", "; ".join(done), details, lines)
-    status = "passed" if len(done) == len(BUNDLES) * len(SETTINGS) else "failed"
-    ctx.write(status, "; ".join(done) or "nothing measured", details, lines)
+            agrees = iou >= MIN_MASK_IOU[setting]
+            done.append(f"{name}: {speedup:.1f}x at batch 1, IoU {iou:.3f}")
+            entry = {"ours": ours, "authors": authors, "mask_mean_iou": iou, "speedup_batch_1": speedup}
+            if not agrees:
+                entry["why"] = f"masks' mean IoU {iou:.3f} < {MIN_MASK_IOU[setting]}"
+            lines += [_row(key, setting, "ours", ours)]
+            record(name, "passed" if agrees else "failed", entry, _row(key, setting, "authors' way", authors))
+            meter.release()
+    ctx.write(configuration_verdict(outcomes), _verdict_line(outcomes, done), details, lines)
+
+
+def _device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name()
