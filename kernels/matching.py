@@ -103,7 +103,11 @@ def backward_votes(target_debiased: Array, reference_debiased: Array, reference_
     A row's vote does not depend on which other rows are voted with it: the similarities are
     GEMMs F~r (F~t rows)^T, each entry one dot product over C whatever the number of rows, in
     blocks of VOTE_BLOCK rows; a one-row block is doubled so that it never becomes a GEMV (a
-    different kernel). pruned_aggregate relies on this to vote a few rows at a time.
+    different kernel). pruned_aggregate relies on this to vote a few rows at a time. On CuPy
+    every block is padded with zero rows to VOTE_BLOCK: cuBLAS picks its kernel (and how it splits
+    C) by the GEMM's shape, so one shape for every block keeps a row's sums the same whichever rows
+    come with it (on the GPU a GEMM of 256 columns costs what one of 2 does; NumPy keeps the small
+    blocks, whose OpenBLAS sums do not depend on the row count).
     """
     fn = "backward_votes"
     require(fn, "target_debiased", target_debiased, ndim=2, dtype="float32")
@@ -117,7 +121,9 @@ def backward_votes(target_debiased: Array, reference_debiased: Array, reference_
     for start in range(0, count, VOTE_BLOCK):
         block = target_debiased[start : start + VOTE_BLOCK]
         size = int(block.shape[0])
-        if size == 1:
+        if xp is not np and size < VOTE_BLOCK:
+            block = xp.concatenate([block, xp.zeros((VOTE_BLOCK - size, channels), dtype=block.dtype)])
+        elif size == 1:
             block = xp.concatenate([block, block])
         for shot in range(shots):  # S <= a handful; one (Nr x block) similarity matrix alive at a time
             nearest = xp.argmax(reference_debiased[shot] @ block.T, axis=0)[:size]
