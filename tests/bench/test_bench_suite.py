@@ -1,6 +1,7 @@
 """insid3.benchmarks.suite: the FLOP table and the summary row (no bundle exported here)."""
 
 import pytest
+from support.commands import verb
 
 from insid3.benchmarks import suite as suite_module
 from insid3.benchmarks.flops import floor_ms, flops_for_arch
@@ -37,5 +38,5 @@ def test_summary_row_reads_a_report(suite):
 
 
 def test_flops_only_exits_cleanly(suite, capsys):
-    assert suite.main(["--flops-only", "--sizes", "small", "--resolutions", "768"]) == 0
+    assert verb("bench", "suite")(["--flops-only", "--sizes", "small", "--resolutions", "768"]) == 0
     assert "197.7" in capsys.readouterr().out

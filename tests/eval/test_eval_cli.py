@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 from support import eval_layouts as layouts
+from support.commands import verb
 
 from insid3.engine.cli import evaluate as cli
 from insid3.engine.runtime.segmenter import Segmenter
-from insid3.evaluation import report
 from insid3.evaluation.datasets import build_benchmark
 from insid3.evaluation.features_cache import FeatureCache
 from insid3.evaluation.metrics import IoUMeter
@@ -141,7 +141,7 @@ def test_all_folds_report_the_mean_of_the_fold_mious(tiny_bundle, data, tmp_path
     assert combined["protocol"] == "original" and combined["published"] is None
     # the report tool reads the JSON back into one Table 1
     table = tmp_path / "table.md"
-    assert report.main([str(out / "coco-all-folds-1shot.json"), "--markdown", str(table)]) == 0
+    assert verb("eval", "report")([str(out / "coco-all-folds-1shot.json"), "--markdown", str(table)]) == 0
     assert "mean of folds" in table.read_text() and "| COCO-20i |" in table.read_text()
 
 

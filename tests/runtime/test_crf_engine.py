@@ -209,16 +209,15 @@ def test_insid3_eval_refine_crf_runs_and_records_it(tiny_bundle, tmp_path):
 
 
 def test_the_crf_benchmark_writes_a_report_it_reads_back(tmp_path, capsys):
-    from insid3.benchmarks import crf as bench
-    from insid3.benchmarks import crf_authors
+    from support.commands import verb
 
     out = tmp_path / "crf.json"
-    assert bench.main(["--sizes", "64", "--repeats", "1", "--json", str(out), "--markdown", str(tmp_path / "c.md")]) == 0
+    assert verb("bench", "crf")(["--sizes", "64", "--repeats", "1", "--json", str(out), "--markdown", str(tmp_path / "c.md")]) == 0
     report = json.loads(out.read_text())
     (entry,) = report["refine"]
     assert entry["size"] == 64 and set(entry["sides"]) == {"float32", "float64"} and entry["band_pixels"] > 0
     assert entry["sides"]["float32"]["ms"] > 0 and "| 64 |" in (tmp_path / "c.md").read_text()
-    assert bench.main(["--sizes", "60"]) == 2 and "multiples of 16" in capsys.readouterr().err
-    assert crf_authors.main(["--crf-source", str(tmp_path), "--insid3-source", str(tmp_path), "--out",
+    assert verb("bench", "crf")(["--sizes", "60"]) == 2 and "multiples of 16" in capsys.readouterr().err
+    assert verb("bench", "crf-build")(["--crf-source", str(tmp_path), "--insid3-source", str(tmp_path), "--out",
                              str(tmp_path / "build")]) == 2
     assert "does not exist" in capsys.readouterr().err

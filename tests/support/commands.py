@@ -1,0 +1,16 @@
+"""A verb of the `insid3` command as an in-process function, for tests: `verb("eval", "speed")(argv)`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from insid3.engine.cli.main import run_command
+
+
+def verb(*words: str) -> Callable[[list[str]], int]:
+    """`insid3 WORDS... ARGV` run in this process: its exit code (the runner's one-line errors included)."""
+
+    def command(argv: list[str]) -> int:
+        return run_command("insid3 " + " ".join(words), words[0], [*words[1:], *argv])
+
+    return command
