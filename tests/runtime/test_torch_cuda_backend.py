@@ -241,3 +241,28 @@ def test_device_features_match_the_cpu_model_and_stay_on_the_device(tiny_bundle,
         expected = _model()(torch.from_numpy(pixels)).numpy()
     cosine = (cupy.asnumpy(features) * expected).sum(-1)
     assert cosine.min() >= (0.99999 if precision == "fp32" else MIN_COSINE[precision])
+
+
+@pytest.mark.gpu
+def test_a_worker_thread_gets_features_on_the_backends_device_and_close_lets_go(tiny_bundle):
+    """segment_stream encodes on a worker thread, whose current device (per thread in CuPy and
+    torch) starts at 0: the backend makes its own current around every call; graphs were captured
+    at load, so the worker only replays; close() frees what the backend held."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    bundle = load_bundle(tiny_bundle)
+    options = BackendOptions(precision="bf16", cuda_graph_batch_sizes=(2,))
+    reason = torch_cuda_backend.unavailable_reason(bundle, options)
+    if reason is not None:
+        pytest.skip(reason)
+    pixels = _pixels().numpy()
+    with backends.load_backend(bundle, "torch-cuda", options) as backend:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            features = pool.submit(backend.features, pixels).result()
+        assert features.device.id == options.device_id and features.shape[0] == 2
+        eager = backend.features(pixels[:1])  # batch 1: no graph, the eager forward
+        cosine = (features[:1] * eager).sum(-1)
+        assert float(cosine.min()) >= MIN_COSINE["bf16"]
+    assert backend.closed
+    with pytest.raises(RuntimeError, match="closed"):
+        backend.features(pixels)
