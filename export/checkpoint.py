@@ -7,6 +7,7 @@ was expected (after Polygraphy's style).
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,9 +108,20 @@ def _looks_like_torch_save(path: Path) -> bool:
     return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
 
 
+def _zip_without_pickle(path: Path) -> bool:
+    """A zip archive that torch.save did not write: it always holds <name>/data.pkl."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return not any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False  # torch.load names what is wrong with it
+
+
 def _read_meta_file(path: Path) -> RawCheckpoint:
     if not _looks_like_torch_save(path):
         raise CheckpointError(f"{path} is not a PyTorch checkpoint: neither a zip archive nor a pickle")
+    if _zip_without_pickle(path):
+        raise CheckpointError(f"{path} is a zip archive but not a PyTorch checkpoint (torch.save writes a data.pkl in it)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...

@@ -13,13 +13,15 @@ reader, not compared: a new insid3 release computes the same masks from the same
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import insid3
+from insid3.engine.jobs.job_folder import hold_folder, release_folder, write_atomically
 from insid3.errors import Insid3Error
 from insid3.format.verify import sha256_of
+
+__all__ = ["MANIFEST_FILE", "JobManifest", "JobMismatchError", "claim_folder", "write_atomically"]
 
 MANIFEST_FILE = "insid3-job.json"
 
@@ -84,16 +86,20 @@ class JobManifest:
         )
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: a crash leaves the old file or none."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-
-
 def claim_folder(folder: Path, manifest: JobManifest, *, overwrite: bool, has_outputs: bool) -> bool:
     """Record `manifest` in `folder`; JobMismatchError when the folder holds another job's outputs
-    (or outputs no manifest vouches for). True when --overwrite takes over another job's outputs."""
+    (or outputs no manifest vouches for). True when --overwrite takes over another job's outputs.
+    The folder is held by this job from here on (job_folder.hold_folder; FolderBusyError when another
+    running job holds it); a claim that fails lets it go, as the job found it."""
+    hold_folder(folder)
+    try:
+        return _claim(folder, manifest, overwrite=overwrite, has_outputs=has_outputs)
+    except BaseException:
+        release_folder(folder, unused=True)
+        raise
+
+
+def _claim(folder: Path, manifest: JobManifest, *, overwrite: bool, has_outputs: bool) -> bool:
     path = folder / MANIFEST_FILE
     replaces = overwrite and has_outputs and _recorded_job_differs(path, manifest)
     if not path.is_file() and has_outputs and not overwrite:

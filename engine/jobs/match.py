@@ -155,4 +155,6 @@ def run_match_job(settings: MatchJobSettings, say: Say) -> JobCounts:
             bar.update(counts.done + len(counts.failures) - bar.n)
     except KeyboardInterrupt:
         counts.interrupted = True
+    finally:
+        outputs.close()  # lets the folder go
     return counts

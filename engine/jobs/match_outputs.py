@@ -1,11 +1,16 @@
 """What `insid3-match` writes per target, and how it is read back.
 
-    <stem>.json        MatchRecord: the reference, the target, the options and every match
+    <stem>.json        MatchRecord: the reference, the target, the options and every match; one
+                       convention for every pair of numbers, stated in the file's "coordinates":
+                       points [x, y] in pixels of their image (x to the right, y down, from its
+                       top-left corner), sizes [width, height] (files without "coordinates", of
+                       earlier releases and the web page, hold sizes as [height, width])
     <stem>.csv         (--csv) index, source_x, source_y, target_x, target_y, peak_similarity
     <stem>.match.jpg   (--visualize) reference | target side by side, a line per keypoint
 
-Each file is written to a temporary name and renamed (job_manifest.write_atomically); the JSON
-is written last, so a target whose JSON exists is complete and is skipped on resume.
+Each file is written to a temporary name and renamed (job_folder.write_atomically); the JSON
+is written last, so a target whose JSON exists is complete and is skipped on resume. The folder
+is held by the job from the writer's opening to its close (job_folder.hold_folder).
 """
 
 from __future__ import annotations
@@ -20,11 +25,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from insid3.engine.jobs.manifest import MANIFEST_FILE, write_atomically
+from insid3.engine.jobs.job_folder import hold_folder, release_folder, write_atomically
+from insid3.engine.jobs.manifest import MANIFEST_FILE
 from insid3.engine.runtime.correspondence import Correspondences
 
 CSV_COLUMNS = ("index", "source_x", "source_y", "target_x", "target_y", "peak_similarity")
 PICTURE_HEIGHT_LIMIT = 1024  # the side-by-side picture's height at most, in pixels
+COORDINATES = ("points [x, y] in pixels of their image, x to the right and y down from its top-left corner; "
+               "sizes [width, height]")
 
 
 @dataclass(frozen=True)
@@ -42,9 +50,11 @@ class MatchRecord:
     peak_similarity: np.ndarray  # (K,) float32
 
     def to_json(self) -> dict:
+        (reference_height, reference_width), (target_height, target_width) = self.reference_size, self.target_size
         return {
-            "reference": self.reference, "reference_size": list(self.reference_size),
-            "target": self.target, "target_size": list(self.target_size),
+            "coordinates": COORDINATES,
+            "reference": self.reference, "reference_size": [reference_width, reference_height],
+            "target": self.target, "target_size": [target_width, target_height],
             "debiased": self.debiased, "svd_components": self.svd_components,
             "matches": [
                 {"source": [float(sx), float(sy)], "target": [float(tx), float(ty)], "peak_similarity": float(peak)}
@@ -55,9 +65,11 @@ class MatchRecord:
     @classmethod
     def from_json(cls, data: dict) -> "MatchRecord":
         matches = data["matches"]
+        # Sizes are [width, height] where the file states its coordinates, [height, width] before.
+        order = slice(None, None, -1) if "coordinates" in data else slice(None)
         return cls(
-            reference=data["reference"], reference_size=tuple(data["reference_size"]),
-            target=data["target"], target_size=tuple(data["target_size"]),
+            reference=data["reference"], reference_size=tuple(data["reference_size"][order]),
+            target=data["target"], target_size=tuple(data["target_size"][order]),
             debiased=bool(data["debiased"]), svd_components=data["svd_components"],
             source_points=np.asarray([m["source"] for m in matches], np.float32).reshape(-1, 2),
             target_points=np.asarray([m["target"] for m in matches], np.float32).reshape(-1, 2),
@@ -120,7 +132,9 @@ class MatchOutputs:
     """The output folder of one insid3-match job."""
 
     def __init__(self, folder: Path, *, with_csv: bool, with_picture: bool) -> None:
+        hold_folder(folder)  # no other job may write there now
         self.folder, self.with_csv, self.with_picture = folder, with_csv, with_picture
+        self.written = 0  # targets this job wrote
 
     def json_path(self, target: Path) -> Path:
         return self.folder / f"{target.stem}.json"
@@ -145,6 +159,11 @@ class MatchOutputs:
             side_by_side(reference, target, record).save(buffer, format="JPEG", quality=90)
             write_atomically(self.picture_path(Path(record.target)), buffer.getvalue())
         write_atomically(self.json_path(Path(record.target)), (json.dumps(record.to_json(), indent=1) + "\n").encode())
+        self.written += 1
+
+    def close(self) -> None:
+        """The folder is let go (removed if this job made it and wrote nothing there)."""
+        release_folder(self.folder, unused=not self.written)
 
 
 def record_of(

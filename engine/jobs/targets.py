@@ -4,10 +4,10 @@ files checked before any model loads, and the output folder made writable."""
 from __future__ import annotations
 
 import glob
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from insid3.engine.jobs.job_folder import check_writable
 from insid3.errors import InputImageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -54,14 +54,12 @@ def check_input_files(files: Iterable[tuple[str, Path]]) -> None:
 
 
 def writable_folder(out: Path) -> Path:
-    """The output folder, created and checked writable (one line when it cannot be)."""
+    """The output folder checked writable (one line when it cannot be); the job makes it when it
+    starts (job_folder.check_writable)."""
     if out.exists() and not out.is_dir():
         raise InputImageError(f"--out {out} exists and is not a folder")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test.{os.getpid()}.tmp"
-        probe.write_bytes(b"")
-        probe.unlink()
+        check_writable(out)
     except OSError as exc:
         raise InputImageError(f"--out {out} cannot be written: {exc.strerror or exc}") from None
     return out

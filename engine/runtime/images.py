@@ -2,11 +2,17 @@
 
 An image is a path, a PIL image or an H x W x 3 uint8 array; a mask is a path, a PIL image or an
 H x W array (bool, 0/1 or 0-255: any positive value is foreground).
+
+Size policy: insid3 reads every image below PIL's hard limit (2 x Image.MAX_IMAGE_PIXELS,
+178,956,970 pixels by default) and refuses larger ones in one line (DecompressionBombError).
+PIL's DecompressionBombWarning for images between half that and the limit is switched off when
+this module is imported: it says nothing the user can act on, and would break a progress bar.
 """
 
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -19,6 +25,7 @@ from insid3.errors import InputImageError, ReferenceMaskError
 from insid3.kernels.resize import resize_nearest
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # the size policy above
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,8 @@ def _open(source: ImageLike, what: str) -> Image.Image:
 
 
 def _decode(file: Path | io.BytesIO, what: str, name: str) -> Image.Image:
+    if (file.stat().st_size if isinstance(file, Path) else file.getbuffer().nbytes) == 0:
+        raise InputImageError(f"cannot read {what} {name}: empty file (0 bytes)")
     try:
         with Image.open(file) as img:
             img.load()

@@ -11,7 +11,10 @@ outlines (polygons.py: no holes). area and bbox are the mask's pixels, whichever
 
 Journalled: each target's record is appended to masks.coco.parts.jsonl and flushed as soon as it
 is computed (a torn last line from a crash is dropped on resume), and masks.coco.json is
-rebuilt from the journal when the run ends, however it ends.
+rebuilt from the journal when the run ends, however it ends. A journal record holds, beside the
+entry, `target`: what names the file whatever the spelling of its path (files.target_key). The
+file holds one image per target: a target given again under another spelling, or redone, replaces
+its record. (file_name stays the path as the job that wrote the record was given it.)
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from insid3.engine.jobs.job_folder import append_line, hold_folder, open_for_append, release_folder
 from insid3.engine.jobs.outputs import OutputOptions
-from insid3.engine.jobs.outputs.files import mask_bbox, write_atomically
+from insid3.engine.jobs.outputs.files import mask_bbox, target_key, write_atomically
 from insid3.engine.jobs.outputs.polygons import mask_polygons
 from insid3.engine.runtime.concepts import ConceptsResult
 from insid3.engine.runtime.rle import encode_rle
@@ -85,10 +89,12 @@ def coco_instances(records: Iterable[dict], names: Sequence[str]) -> dict:
 
 class CocoOutputs:
     def __init__(self, folder: Path, options: OutputOptions) -> None:
-        self.path, self.journal_path, self.options = folder / COCO_FILE, folder / COCO_JOURNAL, options
+        hold_folder(folder)  # before reading its journal: no other job may write there now
+        self.folder, self.path, self.journal_path, self.options = folder, folder / COCO_FILE, folder / COCO_JOURNAL, options
         self.segmentation = "rle" if options.format == "coco-rle" else options.segmentation
-        self.records: dict[str, dict] = self._read_journal()
-        self._journal = open(self.journal_path, "a", encoding="utf-8")
+        self.records: dict[str, dict] = self._read_journal()  # by target_key
+        self.added = 0  # records this job wrote
+        self._journal: int | None = None
 
     def _read_journal(self) -> dict[str, dict]:
         if not self.journal_path.is_file():
@@ -100,13 +106,15 @@ class CocoOutputs:
                     record = json.loads(line)
                 except ValueError:
                     break  # a torn write: this line and anything after it are redone
-                records[record["file_name"]] = record
+                # Records of earlier releases name the target only as typed: resolved from here.
+                key = record.get("target") or target_key(Path(record["file_name"]), self.folder)
+                records[key] = record  # one record per target: the latest, in the first one's place
                 good_bytes += len(line)
         os.truncate(self.journal_path, good_bytes)
         return records
 
     def done(self, target: Path) -> bool:
-        return str(target) in self.records
+        return target_key(target, self.folder) in self.records
 
     def has_outputs(self) -> bool:
         return bool(self.records) or self.path.is_file()
@@ -116,20 +124,30 @@ class CocoOutputs:
         records (--overwrite) would point at its categories, so they are dropped."""
         if fresh:
             self.records.clear()
-            self._journal.truncate(0)
+            if self.journal_path.is_file():
+                os.truncate(self.journal_path, 0)
 
     def write(self, target: Path, result: ConceptsResult) -> None:
         options = self.options
+        key = target_key(target, self.folder)
         record = target_record(str(target), result, segmentation=self.segmentation, instances=options.instances,
                                min_area=options.min_area, tolerance=options.tolerance)
-        self._journal.write(json.dumps(record) + "\n")
-        self._journal.flush()
-        os.fsync(self._journal.fileno())
-        self.records[record["file_name"]] = record
+        if self._journal is None:
+            self._journal = open_for_append(self.journal_path)
+        append_line(self._journal, self.journal_path, (json.dumps({**record, "target": key}) + "\n").encode())
+        self.records[key] = record  # a target redone keeps its place
+        self.added += 1
 
     def coco(self) -> dict:
         return coco_instances(self.records.values(), self.options.names)
 
     def close(self) -> None:
-        self._journal.close()
-        write_atomically(self.path, (json.dumps(self.coco()) + "\n").encode())
+        """masks.coco.json from every record; the folder is let go (removed if this job made it
+        and wrote no record there)."""
+        try:
+            if self._journal is not None:
+                os.close(self._journal)
+                self._journal = None
+            write_atomically(self.path, (json.dumps(self.coco()) + "\n").encode())
+        finally:
+            release_folder(self.folder, unused=not self.added)

@@ -1,18 +1,26 @@
-"""What every writer shares: encoding an image in memory, atomic writes, leftovers, and the log
-of targets this job finished."""
+"""What every writer shares: encoding an image in memory, atomic writes, leftovers, the log of
+targets this job finished, and what names a target in it.
+
+A target is named by its real path (symbolic links resolved) relative to the output folder's
+real path: `photos/a.jpg` typed in the project folder, `/home/me/project/photos/a.jpg` typed
+anywhere else and a link to it are the same target, `../photos/a.jpg` for a folder `masks/`
+beside `photos/`. Moving the images and the output folder together (a project copied to
+another disk) keeps every target done; moving or renaming one of them makes the targets new ones
+(redone, or for COCO recorded beside the old records: docs/jobs.md).
+"""
 
 from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 from PIL import Image
 
-from insid3.engine.jobs.manifest import write_atomically
+from insid3.engine.jobs.job_folder import append_line, hold_folder, open_for_append, write_atomically
 
-__all__ = ["DoneLog", "encoded", "mask_bbox", "remove_temporaries", "write_atomically"]
+__all__ = ["DoneLog", "encoded", "mask_bbox", "remove_temporaries", "target_key", "write_atomically"]
 
 DONE_FILE = ".insid3-done"
 
@@ -24,8 +32,22 @@ def encoded(image: Image.Image, **options) -> bytes:
     return buffer.getvalue()
 
 
+def target_key(target: PurePath | object, folder: Path) -> str:
+    """What names `target` in a job's log: its real path relative to the output folder's (a URI,
+    with --ray, as it is: it has no other spelling)."""
+    if not isinstance(target, PurePath):
+        return str(target)
+    real = os.path.realpath(target)
+    try:
+        return os.path.relpath(real, os.path.realpath(folder))
+    except ValueError:  # another drive (Windows): no relative path
+        return real
+
+
 def remove_temporaries(folder: Path) -> None:
-    """Temporary files an interrupted run left behind (never mistaken for outputs)."""
+    """Temporary files an interrupted run left behind (never mistaken for outputs). Only the job
+    holding the folder may remove them (another running job's are not leftovers): this holds it."""
+    hold_folder(folder)
     for leftover in folder.rglob(".*.tmp"):
         leftover.unlink(missing_ok=True)
 
@@ -43,31 +65,38 @@ class DoneLog:
 
     A file in the folder counts as done only when this log names its target, so the files of
     another job that --overwrite took the folder from are redone, never trusted by a resume.
-    A torn last line (a crash mid-append) is dropped: that target is redone.
+    Targets are named by `target_key`. A torn last line (a crash mid-append) is dropped: that
+    target is redone. The log is created with its first line.
     """
 
     def __init__(self, folder: Path) -> None:
-        self.path = folder / DONE_FILE
+        self.folder, self.path = folder, folder / DONE_FILE
         self.targets: set[str] = set()
+        self.added = 0  # targets this job finished
+        self._log: int | None = None
         if self.path.is_file():
             lines = self.path.read_bytes().split(b"\n")
             complete = lines[:-1]  # the part after the last newline is empty or torn
             self.targets = {line.decode("utf-8", "replace") for line in complete}
             os.truncate(self.path, sum(len(line) + 1 for line in complete))
-        self._log = open(self.path, "a", encoding="utf-8")
 
     def __contains__(self, target: Path) -> bool:
-        return str(target) in self.targets
+        return target_key(target, self.folder) in self.targets
 
     def forget(self) -> None:
         self.targets.clear()
-        self._log.truncate(0)
+        if self.path.is_file():
+            os.truncate(self.path, 0)
 
     def add(self, target: Path) -> None:
-        self._log.write(f"{target}\n")
-        self._log.flush()
-        os.fsync(self._log.fileno())
-        self.targets.add(str(target))
+        key = target_key(target, self.folder)
+        if self._log is None:
+            self._log = open_for_append(self.path)
+        append_line(self._log, self.path, f"{key}\n".encode())
+        self.targets.add(key)
+        self.added += 1
 
     def close(self) -> None:
-        self._log.close()
+        if self._log is not None:
+            os.close(self._log)
+            self._log = None

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from insid3.engine.jobs.job_folder import hold_folder, release_folder
 from insid3.engine.jobs.outputs import OutputOptions
 from insid3.engine.jobs.outputs.files import DoneLog, encoded, write_atomically
 from insid3.engine.jobs.outputs.palette import label_colors
@@ -45,6 +46,7 @@ def label_image(label: np.ndarray, concepts: int) -> Image.Image:
 
 class LabelPngOutputs:
     def __init__(self, folder: Path, options: OutputOptions) -> None:
+        hold_folder(folder)  # before reading its log: no other job may write there now
         self.folder, self.options, self.log = folder, options, DoneLog(folder)
 
     def done(self, target: Path) -> bool:
@@ -65,5 +67,7 @@ class LabelPngOutputs:
         self.log.add(target)
 
     def close(self) -> None:
-        """Every map is complete once written; the legend was written at the start."""
+        """Every map is complete once written; the legend was written at the start. The folder is
+        let go (removed if this job made it and wrote no map there)."""
         self.log.close()
+        release_folder(self.folder, unused=not self.log.added)

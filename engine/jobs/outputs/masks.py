@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from insid3.engine.jobs.job_folder import hold_folder, release_folder
 from insid3.engine.jobs.outputs import OutputOptions
 from insid3.engine.jobs.outputs.files import DoneLog, encoded, write_atomically
 from insid3.engine.jobs.outputs.palette import overlay_labels
@@ -21,6 +22,7 @@ from insid3.engine.runtime.images import load_rgb, overlay_mask
 
 class PngOutputs:
     def __init__(self, folder: Path, options: OutputOptions) -> None:
+        hold_folder(folder)  # before reading its log: no other job may write there now
         self.folder, self.options, self.log = folder, options, DoneLog(folder)
 
     def mask_paths(self, target: Path) -> list[Path]:
@@ -59,5 +61,7 @@ class PngOutputs:
         self.log.add(target)
 
     def close(self) -> None:
-        """Every mask is complete once written."""
+        """Every mask is complete once written; the folder is let go (removed if this job made it
+        and wrote nothing there)."""
         self.log.close()
+        release_folder(self.folder, unused=not self.log.added)
