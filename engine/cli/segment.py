@@ -40,6 +40,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     shared.add_batch_size(parser)
     shared.add_hyperparameters(parser)
     shared.add_refine(parser)
+    shared.add_profile(parser)
     formats = parser.add_argument_group("output")
     formats.add_argument("--format", choices=FORMATS, default="png",
                          help="png: masks per concept; label-png: label map + legend.json; coco/coco-rle: "
@@ -60,6 +61,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def settings_from(args: argparse.Namespace):
     from insid3.engine.jobs.segment import SegmentJobSettings
 
+    shared.profile_into(args)  # --profile: what the command line leaves unset
     if len(args.ref) != len(args.ref_mask):
         raise shared.UsageError(
             f"{len(args.ref)} --ref but {len(args.ref_mask)} --ref-mask: give one mask per reference")
