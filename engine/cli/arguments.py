@@ -116,10 +116,10 @@ def add_batch_size(parser: argparse.ArgumentParser, *, default: int = 8, help: s
 def add_hyperparameters(parser: argparse.ArgumentParser, *, clustering: bool = True) -> None:
     """--svd-components, and with `clustering` --tau and --merge-threshold; None: the bundle's value."""
     group = parser.add_argument_group("hyperparameters (default: the bundle's, insid3.json)")
-    group.add_argument("--svd-components", type=int, default=None, help="positional directions removed (s, §3)")
+    group.add_argument("--svd-components", type=int, default=None, help="positional directions removed (s, §3-§4)")
     if clustering:
-        group.add_argument("--tau", type=float, default=None, help="clustering threshold (§5)")
-        group.add_argument("--merge-threshold", type=float, default=None, help="cluster merging threshold (§7)")
+        group.add_argument("--tau", type=float, default=None, help="clustering threshold (§7)")
+        group.add_argument("--merge-threshold", type=float, default=None, help="cluster merging threshold (§8)")
 
 
 def add_profile(parser: argparse.ArgumentParser) -> None:
@@ -149,13 +149,15 @@ def profile_into(args: argparse.Namespace) -> None:
         args.min_score = profile.min_score.threshold
 
 
-def add_refine(parser: argparse.ArgumentParser) -> None:
-    """--refine and --crf-lattice (docs/crf.md)."""
+def add_refine(parser: argparse.ArgumentParser, *, lattice: bool = True) -> None:
+    """--refine and, with `lattice`, --crf-lattice (docs/crf.md)."""
     from insid3.format.refinement import LATTICE_PRECISIONS, REFINE_METHODS
 
     parser.add_argument("--refine", choices=REFINE_METHODS, default="bilinear",
                         help="mask refinement: the authors' bilinear upsampling, or their dense CRF on a band "
                              "around the mask's boundary (docs/crf.md; about 1 s per 1024 px target on 2 CPU cores)")
+    if not lattice:  # a command whose CRF always runs in the authors' float32 (insid3 eval)
+        return
     parser.add_argument("--crf-lattice", choices=LATTICE_PRECISIONS, default="float32",
                         help="--refine crf: the lattice's arithmetic, float32 as the authors' CUDA run or float64 "
                              "as the library's CPU build")

@@ -47,7 +47,7 @@ def configure_eval(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shots", type=int, default=1, help="references per episode")
     parser.add_argument("--episodes", type=int, default=None, help="run only the first N episodes of the protocol")
     shared.add_hyperparameters(parser)
-    shared.add_refine(parser)
+    shared.add_refine(parser, lattice=False)
     parser.add_argument("--grid", choices=PROTOCOLS, default="square",
                         help="comparison grid: square = the authors' R x R; original = the image's own size (not the paper's)")
     shared.add_backend(parser)
@@ -89,7 +89,7 @@ def run_eval(args: argparse.Namespace, prog: str) -> int:
     settings = EvalSettings(
         bundle=args.bundle, dataset=args.dataset, data_root=args.data_root, fold=args.fold, all_folds=args.all_folds,
         shots=args.shots, episodes=args.episodes, svd_components=args.svd_components, tau=args.tau,
-        merge_threshold=args.merge_threshold, refine=shared.refine_from(args).method, grid=args.grid,
+        merge_threshold=args.merge_threshold, refine=args.refine, grid=args.grid,
         backend=args.backend, precision=args.precision, batch_size=args.batch_size, cache_mib=args.cache_mib,
         feature_cache=args.feature_cache, seed=args.seed, out=args.out, json=args.json, markdown=args.markdown,
         overwrite=args.overwrite, progress=not args.no_progress, cluster=shared.cluster_from(args),
