@@ -1,6 +1,7 @@
 """The one runner every verb goes through: parse, run, and turn what can go wrong into one line.
 
     Insid3Error (bad input, a usage error)  -> "PROG: error: ..."                exit 2
+    OSError (a full disk, no permission)    -> "PROG: error: FILE: why"          exit 2
     Ctrl-C (KeyboardInterrupt), anywhere    -> "PROG: interrupted"              exit 130
     anything else (a bug)                   -> "PROG: internal error ...; run with --debug for the traceback"  exit 1
 
@@ -81,8 +82,11 @@ def run_verb(prog: str, target: str, argv: list[str], *,
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED, args
-    except SystemExit as exc:  # --help, --version
-        return (exc.code if isinstance(exc.code, int) else 0), None
+    except SystemExit as exc:  # --help, --version; a library's sys.exit(message)
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0, None
+        print(f"{prog}: error: {exc.code}", file=sys.stderr)
+        return EXIT_ERROR, None
     except Exception as exc:  # noqa: BLE001 - every exception ends in one line
         return report_exception(prog, exc, debug), args
 
@@ -97,6 +101,10 @@ def report_exception(prog: str, exc: Exception, debug: bool) -> int:
         import traceback
 
         traceback.print_exception(exc)
+    if isinstance(exc, OSError) and exc.strerror:  # the machine's answer, not a bug: a full disk, a folder it
+        where = f"{exc.filename}: " if exc.filename else ""  # may not write, a port in use
+        print(f"{prog}: error: {where}{exc.strerror}", file=sys.stderr)
+        return EXIT_ERROR
     where = "" if debug else "; run with --debug for the traceback"
     print(f"{prog}: internal error (a bug, please report it): {type(exc).__name__}: {exc}{where}", file=sys.stderr)
     return EXIT_BUG

@@ -163,6 +163,12 @@ def test_a_bug_is_one_line_naming_it_and_debug_shows_the_traceback(monkeypatch, 
     assert err.splitlines()[-1].startswith("insid3 fake: internal error (a bug")
 
 
+def test_an_os_error_is_the_machines_answer_in_one_line(monkeypatch, capsys):
+    full = OSError(28, "No space left on device", "/full/disk/out.png")
+    assert run_fake(monkeypatch, raising(full)) == 2
+    assert capsys.readouterr().err == "insid3 fake: error: /full/disk/out.png: No space left on device\n"
+
+
 def test_a_verb_that_is_not_installed_says_so_in_one_line(monkeypatch, capsys):
     monkeypatch.setitem(front.VERBS, "future", front.Entry("insid3.engine.cli.no_such_verb", "not yet"))
     assert front.main(["future", "--anything"]) == 2
