@@ -3,7 +3,7 @@
 Nothing in the runtime imports this package; it imports the runtime (insid3.engine,
 insid3.kernels) and, in the authors' side only, the torch transcription insid3.authors_way.
 
-`insid3-bench` (cli.py), one bundle, our engine beside the authors' way:
+`insid3 bench` (bench.py), one bundle, our engine beside the authors' way:
 - ours (`ours.py`): the Segmenter with one cached reference, per stage (StageClock, synchronised
   at every stage boundary), end-to-end latency percentiles, throughput per batch size, the
   one-off reference encoding and the cold start;
@@ -13,11 +13,13 @@ insid3.kernels) and, in the authors' side only, the torch transcription insid3.a
   the measured passes interleaved between the sides (`side_by_side.py`);
 - the backbone's FLOPs and the device's physical floor (`flops.py`).
 
-The other tools, each `python -m insid3.benchmarks.<name>`:
-- `suite`: small / base / large x 768 / 1024 px through insid3-bench, with the FLOP table;
-- `kernels`: the post-processing kernels against the authors' way, stage by stage;
-- `loadgen`: insid3-serve under concurrent clients, dynamic batching on vs off.
-- `gpu_acceptance`: the prepared GPU acceptance run (GPU tests, torch-cuda parity, ours vs the
+The other tools, each a sub-verb `insid3 bench <name>` (docs/cli.md):
+- `suite` (suite.py): small / base / large x 768 / 1024 px through insid3 bench, with the FLOP table;
+- `kernels` (kernels/): the post-processing kernels against the authors' way, stage by stage;
+- `concepts`, `match`, `crf`, `crf-build`, `ray-jobs` (concepts.py, correspondence.py, crf.py,
+  crf_authors.py, ray_jobs.py): one feature's cost each;
+- `serve` (loadgen.py): insid3 serve under concurrent clients, dynamic batching on vs off;
+- `gpu-acceptance` (gpu_acceptance.py): the prepared GPU acceptance run (GPU tests, torch-cuda parity, ours vs the
   authors' way on one GPU, RoPE rescale factors) inside an 8-minute budget (benchmarks/GPU.md).
 `synthetic.py` draws the seeded patch features the kernel tests and benchmark run on.
 """

@@ -1,4 +1,4 @@
-"""`python -m insid3.benchmarks.concepts`: many concepts on one target in one pass, against one.
+"""`insid3 bench concepts`: many concepts on one target in one pass, against one.
 
 Side by side in one process, interleaved pass by pass on the same target (a drawn scene):
 `segment(target, one reference)` and `segment_concepts(target, N references)`, and, unless
@@ -9,7 +9,7 @@ both, and what each concept costs on top of the shared target side (its matching
 aggregation and upsampling, from `ConceptMask.timings_ms`). Before timing, every concept's mask
 is checked to equal `segment` alone.
 
-    python -m insid3.benchmarks.concepts --bundle /tmp/bs768 --concepts 10 --repeats 5
+    insid3 bench concepts --bundle /tmp/bs768 --concepts 10 --repeats 5
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Keypoint matching's per-target latency for 1, 10 and 100 points, beside the backbone's.
 
-    OPENBLAS_NUM_THREADS=1 python -m insid3.benchmarks.correspondence --bundle bundles/dinov3-vits16-768 \
+    OPENBLAS_NUM_THREADS=1 insid3 bench match --bundle bundles/dinov3-vits16-768 \
         [--svd-components 20]
 
 One reference encoded once, one target: the backbone on the target (what every target pays),

@@ -1,4 +1,4 @@
-"""`python -m insid3.benchmarks.crf`: what the dense-CRF refinement (refine="crf") costs.
+"""`insid3 bench crf`: what the dense-CRF refinement (refine="crf") costs.
 
 Two measurements, both in this process, medians over `--repeats` after one untimed call:
 
@@ -12,7 +12,7 @@ Two measurements, both in this process, medians over `--repeats` after one untim
 
 The target is a drawn scene (engine/jobs/scenes.py) unless `--image` and `--mask` name a photo.
 
-    python -m insid3.benchmarks.crf --sizes 768 1024 --authors-crf /tmp/authors-crf \\
+    insid3 bench crf --sizes 768 1024 --authors-crf /tmp/authors-crf \\
         --bundle bundles/s768 --bundle bundles/s1024 --json crf.json --markdown crf.md
 """
 

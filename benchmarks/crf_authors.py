@@ -1,10 +1,10 @@
 """The authors' dense-CRF refinement, run from a local CPU build of their library: the other side
-of `python -m insid3.benchmarks.crf` (optional; nothing else needs it, no test does).
+of `insid3 bench crf` (optional; nothing else needs it, no test does).
 
 The library (netw0rkf10w/CRF) is not on PyPI and its setup.py builds only with CUDA. Its CPU
 lattice builds on its own, but needs glue to run (docs/crf.md, "The authors' library on a CPU"):
 
-    python -m insid3.benchmarks.crf_authors --crf-source CRF-snapshot/ --insid3-source INSID3-snapshot/ --out DIR
+    insid3 bench crf-build --crf-source CRF-snapshot/ --insid3-source INSID3-snapshot/ --out DIR
 
 copies the two snapshots' Python sources into DIR, applies the one-line hash-table fix (a lookup
 that doubles the table must re-hash its key, or a vertex can be stored twice), and compiles the

@@ -1,4 +1,4 @@
-"""`python -m insid3.benchmarks.ray_jobs`: insid3-segment's throughput on this machine, locally
+"""`insid3 bench ray-jobs`: insid3 segment's throughput on this machine, locally
 and as a Ray Data job with 1 and 2 CPU actors.
 
 Draws `--targets` scenes, then runs the same `insid3-segment` job (one reference, PNG masks)
@@ -10,7 +10,7 @@ first mask, and the steady rate: masks after the first over the time between the
 last (the files' modification times). Every run's masks are checked to equal the local run's.
 One pass each, in this order: a figure for this machine, not a median.
 
-    python -m insid3.benchmarks.ray_jobs --bundle /tmp/vits16-448 --targets 24 --markdown out.md
+    insid3 bench ray-jobs --bundle /tmp/vits16-448 --targets 24 --markdown out.md
 """
 
 from __future__ import annotations

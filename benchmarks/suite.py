@@ -1,6 +1,6 @@
 """The benchmark suite: small / base / large x 768 / 1024 px, as far as this machine can.
 
-    python -m insid3.benchmarks.suite [--cache ~/.cache/insid3/bundles] [--out benchmarks/results]
+    insid3 bench suite [--cache ~/.cache/insid3/bundles] [--out benchmarks/results]
         [--sizes small base large] [--resolutions 768 1024] [--backend auto] [--precision fp32]
         [--iters 5] [--compare-reference] [--trt] [--max-cpu-gflops 250] [--flops-only]
 

@@ -1,6 +1,6 @@
 """The post-processing kernels (§4-§9) against the authors' way, side by side on this machine.
 
-    python -m insid3.benchmarks.kernels [--quick] [--repeats 5]
+    insid3 bench kernels [--quick] [--repeats 5]
 
 Features are synthetic (insid3.benchmarks.synthetic: seeded spatial blobs around a few dozen
 centres, L2-normalised) at the two deployment shapes: ViT-L at 1024 px (N = 4096, C = 1024) and

@@ -118,7 +118,7 @@ def configure_kernels(parser: argparse.ArgumentParser) -> None:
 
 
 def run_kernels(args: argparse.Namespace, prog: str) -> int:
-    from insid3.benchmarks.kernels.__main__ import KernelBenchSettings, run
+    from insid3.benchmarks.kernels.tables import KernelBenchSettings, run
 
     return run(settings_of(KernelBenchSettings, args))
 

@@ -1,4 +1,4 @@
-"""`python -m insid3.benchmarks.kernels`: every table of the kernel benchmark, as markdown."""
+"""`insid3 bench kernels`: every table of the kernel benchmark, as markdown."""
 
 from __future__ import annotations
 
