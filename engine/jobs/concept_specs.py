@@ -7,6 +7,12 @@ given again adds a shot) and `--concepts FILE`, a JSON or YAML mapping of names 
     dog: [{image: dog.jpg, mask: dog.png}]
     leash: [[leash.jpg, leash.png]]        # an example may also be an [image, mask] pair
 
+A Label Studio JSON export (a list of tasks) is a concepts file too: each label is a concept and
+each task's reviewed annotation (its ground truth, else its latest) gives a shot per label it
+masks (brush or polygon), in task order; the masks are written as PNGs to a cache folder and the
+images are found as engine/jobs/label_studio.py says (export_examples). So a project's reviewed
+annotations are the next run's references.
+
 Paths in a file are relative to the file's folder. Concepts keep the order they are first named
 in (the file's, then the flags'): the i-th is label i of the label map, category i of COCO and
 class i - 1 of YOLO. Names become file names and categories: a letter, digit or underscore, then
@@ -15,12 +21,15 @@ up to 63 of those, spaces, dots, plus or minus signs.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from insid3.engine.jobs.label_studio import export_examples, is_export
 from insid3.errors import InputImageError, Insid3Error
 
 NAME_PATTERN = re.compile(r"\w[\w .+-]{0,63}")
@@ -123,6 +132,8 @@ def read_concepts_file(path: Path) -> list[ConceptSpec]:
             raise ConceptSpecError(f"{where} is not valid JSON: {str(exc).splitlines()[0]}") from None
     else:
         data = _load_yaml(text, where)
+    if is_export(data):
+        return export_specs(path, data)
     if not isinstance(data, dict) or not data:
         raise ConceptSpecError(f"{where}: expected a mapping of concept names to lists of examples")
     specs = []
@@ -133,6 +144,15 @@ def read_concepts_file(path: Path) -> list[ConceptSpec]:
             raise ConceptSpecError(f"{where}: concept {name!r} needs a list of examples")
         specs.append(ConceptSpec(name, tuple(_shot(entry, path.parent, f"{where}, {name}") for entry in examples)))
     return specs
+
+
+def export_specs(path: Path, tasks: list) -> list[ConceptSpec]:
+    """The concepts of a Label Studio JSON export, labels in the order they first appear."""
+    data_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    key = hashlib.sha256(f"{path.resolve()}\n".encode() + path.read_bytes()).hexdigest()[:16]
+    examples = export_examples(path, tasks, Path(data_home) / "insid3" / "label-studio-exports" / key)
+    where = f"--concepts {path}"
+    return merge(ConceptSpec(check_name(label, where), ((image, mask),)) for label, image, mask in examples)
 
 
 def merge(specs: Iterable[ConceptSpec]) -> list[ConceptSpec]:
