@@ -232,6 +232,24 @@ def gpu_test_files(tests_root: Path) -> list[Path]:
     return [path for path in sorted(tests_root.rglob("test_*.py")) if has_gpu_variant(path.read_text())]
 
 
+def group_test_files(files: Sequence[Path], tests: Path) -> list[list[Path]]:
+    """The files by folder, kernels first: each group is one pytest run whose results are written
+    when it ends, so a phase stopped at its limit still reports the groups that finished."""
+    folders: dict[str, list[Path]] = {}
+    for path in files:
+        folders.setdefault(path.relative_to(tests).parts[0], []).append(path)
+    return [folders[name] for name in sorted(folders, key=lambda name: (name != "kernels", name))]
+
+
+def merged_junit(xml_texts: Sequence[str]) -> str:
+    """One <testsuites> holding every run's <testsuite> elements."""
+    merged = ElementTree.Element("testsuites")
+    for text in xml_texts:
+        root = ElementTree.fromstring(text)
+        merged.extend(root.iter("testsuite") if root.tag == "testsuites" else [root])
+    return ElementTree.tostring(merged, encoding="unicode")
+
+
 def tests_phase(ctx: PhaseContext) -> None:
     root = Path(insid3.__file__).resolve().parents[1]
     tests = root / "tests"
@@ -242,21 +260,37 @@ def tests_phase(ctx: PhaseContext) -> None:
     if not files:
         ctx.write("error", f"no test files under {tests}: run from a checkout (pip install -e .)", {})
         return
-    junit = ctx.out / JUNIT_FILE
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", "-k", selection,
-               f"--junitxml={junit}", *map(str, files)]
     names = [str(f.relative_to(tests)) for f in files]
-    try:
-        subprocess.run(command, cwd=root, timeout=max(5.0, ctx.left() - 5.0), check=False)
-    except subprocess.TimeoutExpired:
-        ctx.write("timed out", f"pytest did not finish in {ctx.left():.0f} s", {"files": names})
-        return
-    if not junit.is_file():
-        ctx.write("error", "pytest wrote no junit report (see acceptance.log)", {"files": names})
-        return
-    summary = junit_summary(junit.read_text())
+    reports: list[str] = []
+    groups = group_test_files(files, tests)
+    for number, group in enumerate(groups):
+        junit = ctx.work / f"tests-junit-{number}.xml"
+        junit.unlink(missing_ok=True)
+        command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", "-k", selection,
+                   f"--junitxml={junit}", *map(str, group)]
+        group_names = [str(f.relative_to(tests)) for f in group]
+        try:
+            subprocess.run(command, cwd=root, timeout=max(5.0, ctx.left() - 3.0), check=False)
+        except subprocess.TimeoutExpired:
+            _write_tests(ctx, reports, selection, names, f"stopped in {', '.join(group_names)}: the phase's time ran out")
+            return
+        if not junit.is_file():
+            _write_tests(ctx, reports, selection, names, f"pytest wrote no junit report for {', '.join(group_names)}")
+            return
+        reports.append(junit.read_text())
+        _write_tests(ctx, reports, selection, names, None if number + 1 < len(groups) else "")
+
+
+def _write_tests(ctx: PhaseContext, reports: list[str], selection: str, names: list[str], problem: str | None) -> None:
+    """The tests phase's result from the groups run so far. problem: None while groups remain,
+    "" when all ran, else why the rest did not (the phase then ends "timed out" or "error")."""
+    merged = merged_junit(reports)
+    (ctx.out / JUNIT_FILE).write_text(merged)
+    summary = junit_summary(merged)
     status, line = junit_verdict(summary, cupy_required=not ctx.simulate)
-    lines = [f"`pytest -k \"{selection}\"` on {len(files)} files ({', '.join(names)}): {line}."]
+    if problem:
+        status, line = ("timed out" if "time ran out" in problem else "error"), f"{line}; {problem}"
+    lines = [f"`pytest -k \"{selection}\"` on {len(names)} files ({', '.join(names)}): {line}."]
     lines += [f"- FAILED {failure}" for failure in summary["failures"]]
     lines += [f"- skipped x{count}: {reason}" for reason, count in summary["skip_reasons"].items()]
     ctx.write(status, line, {**summary, "files": names}, lines)

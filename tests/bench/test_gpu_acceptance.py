@@ -20,10 +20,12 @@ from insid3.benchmarks.gpu_acceptance import PHASES, PhaseSpec, run_outcome, run
 from insid3.benchmarks.gpu_parity import feature_agreement, within
 from insid3.benchmarks.gpu_phases import (
     gpu_test_files,
+    group_test_files,
     has_gpu_variant,
     import_modules,
     junit_summary,
     junit_verdict,
+    merged_junit,
     missing_line,
 )
 from insid3.benchmarks.gpu_report import (
@@ -320,6 +322,17 @@ def test_the_tests_phase_reads_pytests_junit_report():
     assert junit_verdict(summary) == ("failed", "2 passed, 1 failed, 2 skipped (1 CuPy variants passed)")
     assert junit_verdict({**summary, "failed": 0}) == ("passed", "2 passed, 0 failed, 2 skipped (1 CuPy variants passed)")
     assert junit_verdict({**summary, "failed": 0, "cupy_passed": 0})[0] == "failed"
+
+
+def test_the_tests_run_by_folder_kernels_first_and_their_reports_merge():
+    files = [TESTS / "runtime" / "test_a.py", TESTS / "export" / "test_b.py", TESTS / "kernels" / "test_c.py",
+             TESTS / "kernels" / "test_d.py"]
+    groups = group_test_files(files, TESTS)
+    assert [[p.name for p in g] for g in groups] == [["test_c.py", "test_d.py"], ["test_b.py"], ["test_a.py"]]
+    other = ('<testsuites><testsuite name="pytest" tests="1"><testcase classname="tests.x" name="test_y[cupy]"/>'
+             '</testsuite></testsuites>')
+    summary = junit_summary(merged_junit([JUNIT, other]))
+    assert (summary["tests"], summary["passed"], summary["failed"], summary["cupy_passed"]) == (6, 3, 1, 2)
 
 
 def test_parity_marks():
