@@ -3,7 +3,10 @@
 // One thread per lattice vertex sums weight * value over the vertex's entries in pixel order
 // (kernels/lattice_table.splat_order): the CPU's order, so both give the same bits; the
 // library's CUDA build scatters with atomics instead, in no fixed order. Products and sums use
-// the round-to-nearest intrinsics, which are never contracted into fused multiply-adds.
+// the round-to-nearest intrinsics, which are never contracted into fused multiply-adds. One
+// exception in float32: CuPy compiles every kernel with -ftz=true, so a denormal input or product
+// (below 2^-126) counts as zero here and not on the CPU (float64 is not flushed); the resulting
+// tolerance on the refined mask is stated and tested in tests/kernels/test_crf_kernels.py.
 // The Numba twin is kernels/lattice_numba.splat_by_vertex.
 
 __device__ __forceinline__ float insid3_mul(float a, float b) { return __fmul_rn(a, b); }
