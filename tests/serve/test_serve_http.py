@@ -1,6 +1,7 @@
 """insid3-serve end to end: a real server process on a loopback port, a real HTTP client (httpx)."""
 
 import io
+import signal
 import struct
 import subprocess
 import sys
@@ -365,6 +366,15 @@ def test_reference_expires_after_its_ttl(tiny_bundle, scenes, tmp_path):
         time.sleep(1.2)
         response = segment(http, reference_id, image)
         assert response.status_code == 404 and "expired" in response.json()["detail"]
+
+
+def test_ctrl_c_stops_the_server_with_exit_130_in_one_line(tiny_bundle, tmp_path):
+    args = ["--bundle", str(tiny_bundle), "--backend", "onnxruntime"]
+    with running_server(args, tmp_path / "server.log") as server:
+        server.process.send_signal(signal.SIGINT)
+        assert server.process.wait(timeout=60) == 130, server.log_tail()
+        lines = server.log_path.read_text().splitlines()
+    assert lines[-1] == "insid3-serve: interrupted" and "Traceback" not in "\n".join(lines)
 
 
 def test_bad_bundle_path_is_one_line_and_nonzero_exit(tmp_path):
