@@ -82,20 +82,23 @@ export function parseServerTiming(header) {
     .map((match) => [match[1], Number(match[2])]);
 }
 
-// One target -> {rle, timings: [[stage, ms]], batchSize}. The mask comes as COCO compressed RLE:
-// compact, what the COCO file holds, and decoded here for the overlay and the PNG.
+// One target -> {rle, quality, timings: [[stage, ms]], batchSize}. The mask comes as COCO
+// compressed RLE: compact, what the COCO file holds, and decoded here for the overlay and the
+// PNG; quality: its record and flags (docs/quality.md), null from a server without them.
 export async function segmentTarget(referenceId, file) {
   const form = new FormData();
   form.append("reference_id", referenceId);
   form.append("format", "rle");
   form.append("image", file, file.name);
   const response = await call("/v1/segment", form);
-  return { rle: await response.json(), ...timingsOf(response) };
+  const { quality = null, ...rle } = await response.json();
+  return { rle, quality, ...timingsOf(response) };
 }
 
 // Several concepts on one target (format label-png and coco of POST /v1/segment, asked side by
 // side: the label map resolves the concepts' overlaps, COCO keeps each concept's whole mask, and
-// neither can be made from the other) -> {labelPng: Blob, labels: [name...], coco, timings, batchSize}.
+// neither can be made from the other) -> {labelPng: Blob, labels: [name...], coco, quality: {name: record},
+// timings, batchSize}.
 export async function segmentConcepts(referenceIds, names, file) {
   const ask = (format) => {
     const form = new FormData();
@@ -109,7 +112,8 @@ export async function segmentConcepts(referenceIds, names, file) {
   };
   const [labelAnswer, cocoAnswer] = await Promise.all([ask("label-png"), ask("coco")]);
   return { labelPng: await labelAnswer.blob(), labels: JSON.parse(labelAnswer.headers.get("X-Insid3-Labels") ?? "[]"),
-    coco: await cocoAnswer.json(), ...timingsOf(labelAnswer) };
+    coco: await cocoAnswer.json(), quality: JSON.parse(labelAnswer.headers.get("X-Insid3-Quality") ?? "{}"),
+    ...timingsOf(labelAnswer) };
 }
 
 // What every engine answer reports: per-stage milliseconds, and how many targets shared the backbone call.

@@ -26,7 +26,7 @@ const picker = new PointPicker({ frame: $("#reference-frame"), layer: $("#refere
 const bar = new ConceptBar({ list: $("#concept-list"), template: $("#concept-template"), onPick: showConcept,
   onRename: changed, onRemove: removeConcept });
 const targets = new TargetList({ list: $("#targets"), template: $("#target-template"), progress: $("#progress"),
-  onChange: updateButtons });
+  summary: $("#quality-summary"), onChange: updateButtons });
 const jobs = new Jobs({ state, targets, onReferenceError: (error) => showError($("#reference-error"), error) });
 
 function showError(element, error) {
@@ -211,6 +211,8 @@ $("#download-concepts-coco").addEventListener("click", () => {
 $("#download-matches").addEventListener("click", () => targets.downloadMatches());
 $("#add-concept").addEventListener("click", () => addConcept().catch((error) => showError($("#reference-error"), error)));
 $("#clear-targets").addEventListener("click", () => targets.clear());
+$("#sort-targets").addEventListener("change", (event) => targets.setView({ sort: event.target.value }));
+$("#filter-targets").addEventListener("change", (event) => targets.setView({ filter: event.target.value }));
 dropZone($("#reference-panel"), (files) => {
   const [file] = files.filter(isImage);
   if (file) addShot(file, state.shots.length === 0);

@@ -134,8 +134,8 @@ export async function maskPng(mask) {
 
 // One COCO instances file for the page's targets, the layout of insid3-segment's
 // masks.coco.json: an image entry per target, an annotation per non-empty mask (compressed
-// RLE as the API sent it, area, bbox, iscrowd 0), one category.
-// records: [{fileName, rle, area, bbox}] in the page's order.
+// RLE as the API sent it, area, bbox, score: the mask's quality score, iscrowd 0), one category.
+// records: [{fileName, rle, area, bbox, quality}] in the page's order.
 export function cocoInstances(records, category) {
   const images = [];
   const annotations = [];
@@ -143,8 +143,9 @@ export function cocoInstances(records, category) {
     const [height, width] = record.rle.size;
     images.push({ id: index + 1, file_name: record.fileName, height, width });
     if (record.area > 0) {
+      const score = record.quality ? { score: record.quality.score } : {}; // COCO's results convention
       annotations.push({ id: annotations.length + 1, image_id: index + 1, category_id: 1,
-        segmentation: record.rle, area: record.area, bbox: record.bbox, iscrowd: 0 });
+        segmentation: record.rle, area: record.area, bbox: record.bbox, ...score, iscrowd: 0 });
     }
   });
   return { info: { description: "insid3-serve web page masks" }, images, annotations,

@@ -1,12 +1,14 @@
 // The target list: one card per dropped or picked image. Each card keeps one result per mode
 // ("segment": a mask; "concepts": a label map and a COCO document; "match": the reference's
 // points found in it) with its state (waiting, running, done, failed) and shows the current
-// mode's; downloads are per target or for all.
+// mode's with its quality (score and flags, quality.js); the list is sorted and filtered by them
+// (`setView`); downloads are per target or for all.
 
 import { rgbOf } from "./colours.js";
 import { labelImageData, labelSummary, mergeCoco } from "./labels.js";
 import { cocoInstances, decodeRle, maskArea, maskBbox, maskPng, tintedImageData } from "./masks.js";
 import { drawMarkers, matchRecord } from "./matching.js";
+import { arrange, passes, qualityOf, qualityText } from "./quality.js";
 
 const OVERLAY_SIDE = 640; // overlays are drawn at most this many pixels wide or high: memory stays small
 
@@ -44,8 +46,20 @@ function timingText(timings, batchSize) {
 }
 
 export class TargetList {
-  constructor({ list, template, progress, onChange }) {
-    Object.assign(this, { list, template, progress, onChange, targets: [], mode: "segment" });
+  // summary: where the view's counts go (flagged, hidden by the filter).
+  constructor({ list, template, progress, summary, onChange }) {
+    Object.assign(this, { list, template, progress, summary, onChange, targets: [], mode: "segment",
+      view: { sort: "added", filter: "all" } });
+  }
+
+  // How the cards are shown: sort (quality.js SORTS) and filter (FILTERS) by their quality.
+  setView(view) {
+    this.view = { ...this.view, ...view };
+    this.#changed();
+  }
+
+  quality(target, mode = this.mode) {
+    return qualityOf(this.result(target, mode), mode);
   }
 
   setMode(mode) {
@@ -95,7 +109,7 @@ export class TargetList {
   // / matchTarget); extra: the concepts' colours, or what matchRecord needs.
   done(target, mode, payload, version, extra = {}) {
     const result = { state: "done", version, stale: false, message: "", detail: "",
-      timings: timingText(payload.timings, payload.batchSize) };
+      timings: timingText(payload.timings, payload.batchSize), quality: payload.quality ?? null };
     if (mode === "segment") {
       const mask = decodeRle(payload.rle);
       Object.assign(result, { rle: payload.rle, area: maskArea(mask), bbox: maskBbox(mask) });
@@ -187,15 +201,39 @@ export class TargetList {
     detail.textContent = result.detail ? `Server: ${result.detail}` : "";
     detail.hidden = !result.detail;
     card.querySelector(".timings").textContent = result.state === "done" ? result.timings : "";
+    const quality = this.quality(target);
+    card.querySelector(".quality").textContent = qualityText(quality);
+    card.querySelector(".quality").hidden = !quality;
+    card.dataset.score = quality ? String(quality.score) : "";
+    card.dataset.flags = quality ? quality.flags.join(" ") : "";
     card.querySelector(".download").disabled = !(result.rle || result.labelPng || result.record);
     card.querySelector(".download").textContent = DOWNLOAD_LABEL[this.mode];
   }
 
+  // The cards in the view's order, those the filter leaves out hidden (match mode: as added, all).
+  #arrange() {
+    const byQuality = this.mode !== "match";
+    const entries = this.targets.map((target) => ({ target, quality: byQuality ? this.quality(target) : null }));
+    const ordered = byQuality ? arrange(entries, this.view.sort) : entries;
+    ordered.forEach(({ target }, index) => {
+      if (this.list.children[index] !== target.card) this.list.insertBefore(target.card, this.list.children[index]);
+    });
+    let hidden = 0;
+    for (const { target, quality } of entries) {
+      target.card.hidden = byQuality && !passes(quality, this.view.filter);
+      hidden += target.card.hidden;
+    }
+    const flagged = entries.filter(({ quality }) => quality?.flags.length).length;
+    return { flagged, hidden };
+  }
+
   #changed() {
     const { total, done, failed, busy } = this.counts();
+    const { flagged, hidden } = this.#arrange();
     const verb = this.mode === "match" ? "matched" : "segmented";
     this.progress.textContent = total === 0 ? "No targets yet."
       : `${done} of ${total} ${verb}${failed ? ` · ${failed} failed` : ""}${busy ? ` · ${busy} in progress` : ""}`;
+    if (this.summary) this.summary.textContent = `${flagged} flagged${hidden ? ` · ${hidden} hidden` : ""}`;
     this.onChange();
   }
 }

@@ -1,0 +1,107 @@
+"""The web page shows each target's quality (score and flags, as the API answers them: docs/quality.md),
+sorts the targets by it (flagged first, lowest or highest score first) and filters them (flagged only,
+not flagged, one flag), in a real headless browser against a real insid3-serve on loopback."""
+
+import json
+
+import httpx
+import numpy as np
+import pytest
+from support.web_browser import MISSING, SCENE_SIZE, SKIP_HERE, downloaded, paint_over, png_file, wait_for_shots
+
+from insid3.engine.jobs.scenes import draw_scene
+
+if SKIP_HERE:
+    pytest.skip(MISSING, allow_module_level=True)
+pytest_plugins = ["support.web_fixtures"]  # browser, server, page, artifacts
+
+# (seed, concept) scenes, and a flat grey image, whose mask is empty: at least one target is flagged.
+SCENES = ((20, 0), (21, 0), (22, 1), (29, 1))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("web-quality")
+    shot = draw_scene(10, SCENE_SIZE, concept=0)
+    targets = [png_file(folder, f"t{seed}-{concept}.png", draw_scene(seed, SCENE_SIZE, concept=concept).image)
+               for seed, concept in SCENES]
+    targets.append(png_file(folder, "grey.png", np.full((*SCENE_SIZE, 3), 128, np.uint8)))
+    return {"shot": (png_file(folder, "ref.png", shot.image), shot), "targets": targets}
+
+
+def api_quality(server, shot: tuple[bytes, bytes], targets) -> dict[str, dict]:
+    """{target file name: the record and flags the API answers} for the page's reference."""
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        image, mask = shot
+        registered = http.post("/v1/references", files=[("image", ("ref.png", image, "image/png")),
+                                                         ("mask", ("mask.png", mask, "image/png"))])
+        assert registered.status_code == 201, registered.text
+        found = {}
+        for path in targets:
+            answer = http.post("/v1/segment", data={"reference_id": registered.json()["reference_id"]},
+                               files={"image": (path.name, path.read_bytes(), "image/png")})
+            assert answer.status_code == 200, answer.text
+            found[path.name] = json.loads(answer.headers["X-Insid3-Quality"])
+        return found
+
+
+def shown(page) -> list[str]:
+    """The names of the visible target cards, top to bottom."""
+    return page.eval_on_selector_all(".target:not([hidden]) .name", "names => names.map(n => n.textContent)")
+
+
+def test_scores_and_flags_are_shown_sorted_and_filtered(page, server, files, artifacts):
+    path, scene = files["shot"]
+    page.set_input_files("#reference-file", str(path))
+    wait_for_shots(page, 1)
+    paint_over(page, scene.mask)
+    _, mask_png = downloaded(page, page.locator("#download-reference-mask"))
+    page.set_input_files("#target-files", [str(p) for p in files["targets"]])
+    page.click("#run")
+    page.locator('.target[data-state="done"]').nth(len(files["targets"]) - 1).wait_for(timeout=60_000)
+
+    expected = api_quality(server, (path.read_bytes(), mask_png), files["targets"])
+    flagged = [name for name, record in expected.items() if record["flags"]]
+    calm = [name for name, record in expected.items() if not record["flags"]]
+    assert flagged and calm, f"the scenes should give flagged and unflagged targets: {expected}"
+    added = [p.name for p in files["targets"]]
+    assert shown(page) == added
+    for name, record in expected.items():
+        card = page.locator(".target", has=page.locator(".name", has_text=name))
+        assert float(card.get_attribute("data-score")) == record["score"]
+        assert card.get_attribute("data-flags").split() == record["flags"]
+        text = card.locator(".quality").inner_text()
+        assert f"score {record['score']:.2f}" in text and all(flag in text for flag in record["flags"])
+    assert page.locator("#quality-summary").inner_text() == f"{len(flagged)} flagged"
+
+    page.select_option("#sort-targets", "flagged-first")
+    order = shown(page)
+    assert set(order[: len(flagged)]) == set(flagged)
+    assert order[: len(flagged)] == sorted(flagged, key=lambda n: (expected[n]["score"], added.index(n)))
+    page.select_option("#sort-targets", "score-ascending")
+    assert shown(page) == sorted(added, key=lambda n: (expected[n]["score"], added.index(n)))
+    page.select_option("#sort-targets", "score-descending")
+    assert shown(page) == sorted(added, key=lambda n: (-expected[n]["score"], added.index(n)))
+
+    page.select_option("#filter-targets", "flagged")
+    assert sorted(shown(page)) == sorted(flagged)
+    assert page.locator("#quality-summary").inner_text() == f"{len(flagged)} flagged · {len(calm)} hidden"
+    page.select_option("#filter-targets", "unflagged")
+    assert sorted(shown(page)) == sorted(calm)
+    page.select_option("#filter-targets", "empty")
+    assert sorted(shown(page)) == sorted(n for n, r in expected.items() if "empty" in r["flags"]) == ["grey.png"]
+    page.screenshot(path=str(artifacts / "web-quality.png"))
+    page.select_option("#filter-targets", "all")
+    page.select_option("#sort-targets", "added")
+    assert shown(page) == added
+
+    # The page's COCO file carries each mask's score (COCO's results convention).
+    _, coco_bytes = downloaded(page, page.locator("#download-coco"))
+    coco = json.loads(coco_bytes)
+    names = {image["id"]: image["file_name"] for image in coco["images"]}
+    assert coco["annotations"] and all(a["score"] == expected[names[a["image_id"]]]["score"]
+                                       for a in coco["annotations"])
+    # Match mode has no quality: every card shown, as added.
+    page.select_option("#filter-targets", "flagged")
+    page.check("input[name=mode][value=match]")
+    assert shown(page) == added
