@@ -1,6 +1,7 @@
-"""Errors of the serving layer, each mapped to one HTTP status by the app.
+"""Errors of the serving layer, each mapped to one HTTP status by the app (app.py).
 
-Engine errors (insid3.errors) map too: InputImageError -> 400, ReferenceMaskError -> 422.
+Any other engine error (insid3.errors: an image that cannot be read, an empty reference mask...)
+is what the client sent: 400. 422 is only for requests that do not fit the API's schema.
 """
 
 from __future__ import annotations
