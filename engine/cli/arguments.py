@@ -100,7 +100,14 @@ def backend_names() -> tuple[str, ...]:
 
 
 def add_backend(parser: argparse.ArgumentParser, *, default: str = "auto", help: str | None = None) -> None:
-    parser.add_argument("--backend", default=default, choices=backend_names(),
+    names = backend_names()
+
+    def backend(text: str) -> str:
+        if text not in names:
+            raise argparse.ArgumentTypeError(f"unknown backend {text!r}: choose one of {', '.join(names)}")
+        return text
+
+    parser.add_argument("--backend", default=default, type=backend, choices=names,
                         help=help or "inference backend (auto: the fastest that can run here)")
 
 

@@ -26,8 +26,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--weights", type=Path, help="Meta hub .pth, or a Hugging Face folder")
     source.add_argument("--random-init", action="store_true", help="seeded random weights (demos, speed)")
-    parser.add_argument("--seed", type=int, help="seed of --random-init (default 0)")
-    parser.add_argument("--out", type=Path, help="bundle folder (default bundles/dinov3-vit{s,b,l}16-R)")
+    parser.add_argument("--seed", type=int, help="seed of --random-init (default: 0)")
+    parser.add_argument("--out", type=Path, help="bundle folder (default: bundles/dinov3-vit{s,b,l}16-R)")
     trt = parser.add_mutually_exclusive_group()
     trt.add_argument("--trt", dest="trt", action="store_true", default=None,
                      help="build a TensorRT engine (default: when TensorRT and a CUDA device are present)")

@@ -106,6 +106,9 @@ def test_the_backend_choices_come_from_the_registry(monkeypatch, capsys):
     assert "made-up" in next(a.choices for a in parser_of(["match"])._actions if a.dest == "backend")
     assert front.main(["segment", "--help"]) == 0
     assert "made-up" in capsys.readouterr().out
+    assert front.main(["segment", "--backend", "nosuch", "--bundle", "b", "--out", "o", "t.png"]) == 2
+    assert capsys.readouterr().err == ("insid3 segment: error: argument --backend: unknown backend 'nosuch': choose one "
+                                       f"of auto, {', '.join(backends.BACKENDS)}\n")
 
 
 def test_segment_has_the_hyperparameters_of_eval_and_match():
