@@ -21,4 +21,10 @@ elif command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
 else
     echo "setup.sh: no apt-get or not root: chromium not installed, the browser tests will skip" >&2
 fi
+# Label Studio, for the ML backend's tests against a real one (tests/serve/test_label_studio.py),
+# in its own virtual environment: its pins conflict with ours. sentry-sdk 3 rejects an option
+# Label Studio passes. Where it cannot be installed those tests skip (in CI, CI=true, they fail).
+[ -x .venv-ls/bin/python ] || "$PYTHON" -m venv .venv-ls
+.venv-ls/bin/pip install -qq "label-studio>=1.23" "sentry-sdk<3" \
+    || echo "setup.sh: Label Studio could not be installed in .venv-ls: its tests will skip" >&2
 echo "insid3 is set up in $(pwd)/.venv"

@@ -262,7 +262,11 @@ def _local_image(reference: str, base: Path) -> Path | None:
 
 def _download(reference: str, folder: Path, where: str) -> Path:
     """A task's image fetched from Label Studio (LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY)."""
-    import httpx
+    try:
+        import httpx
+    except ImportError as exc:
+        raise SettingsError(f"{where}: fetching images from Label Studio needs httpx ({exc}): "
+                            "pip install 'insid3[label-studio]'") from None
 
     url = os.environ.get("LABEL_STUDIO_URL", "").rstrip("/")
     if reference.startswith("/") and not url:

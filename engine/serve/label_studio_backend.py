@@ -31,9 +31,8 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from fastapi.concurrency import run_in_threadpool
 from PIL import Image
 
@@ -49,10 +48,23 @@ from insid3.engine.serve.errors import BadRequestError, ServeError, UnknownRefer
 from insid3.engine.serve.label_studio_projects import ProjectBook, ProjectState
 from insid3.engine.serve.service import Service, ShotUpload
 from insid3.engine.serve.uploads import decode_upload
+from insid3.errors import SettingsError
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("insid3.serve.label_studio")
 ANNOTATION_CHANGED = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED")
 ANNOTATIONS_DELETED = ("ANNOTATIONS_DELETED", "ANNOTATION_DELETED")
+
+
+def http_client() -> "httpx.AsyncClient":
+    """A client for Label Studio's API (httpx comes with label-studio-sdk: the label-studio extra)."""
+    try:
+        import httpx
+    except ImportError as exc:
+        raise SettingsError(f"the Label Studio backend needs httpx ({exc}): pip install 'insid3[label-studio]'") from None
+    return httpx.AsyncClient()
 
 
 class LabelStudioUnreachableError(ServeError):
@@ -149,6 +161,8 @@ class LabelStudioBackend:
         return Connection(url, self.settings.api_key or (known.token if known else None))
 
     async def _get(self, client: httpx.AsyncClient, connection: Connection, url: str) -> httpx.Response:
+        import httpx
+
         address = connection.address(url)
         try:
             response = await client.get(address, headers=connection.headers_for(address), follow_redirects=True,
@@ -191,7 +205,7 @@ class LabelStudioBackend:
             return
         connection = self.connection(key)
         url = f"/api/projects/{project_id(key)}/export?exportType=JSON&download_all_tasks=false"
-        async with httpx.AsyncClient() as client:
+        async with http_client() as client:
             tasks = (await self._get(client, connection, url)).json()
             for task in tasks:
                 for annotation in task.get("annotations") or []:
@@ -221,7 +235,7 @@ class LabelStudioBackend:
         return {"status": "accepted", "action": action}
 
     async def _apply_one(self, key: str, annotation: dict, task: dict) -> None:
-        async with httpx.AsyncClient() as client:
+        async with http_client() as client:
             await self._apply_annotation(client, key, annotation, task)
 
     async def _apply_annotation(self, client: httpx.AsyncClient, key: str, annotation: dict, task: dict) -> None:
@@ -279,7 +293,7 @@ class LabelStudioBackend:
         labels = [label for label in state.config.labels if state.shots_of(label)]
         if not labels:
             return {"results": [{"result": [], "score": 0.0, "model_version": version} for _ in tasks]}
-        async with httpx.AsyncClient() as client:
+        async with http_client() as client:
             answers = await asyncio.gather(*(self._predict_task(client, state, labels, task, version) for task in tasks))
         return {"results": list(answers)}
 
