@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from insid3.engine.jobs.job_folder import write_atomically
 from insid3.engine.runtime.correspondence import MatchOptions
 from insid3.engine.runtime.segmenter import Segmenter
 from insid3.evaluation.datasets.spair import SpairDataset
@@ -60,7 +61,7 @@ def run_spair_job(settings: SpairJobSettings, say: Callable[[str], None]) -> str
         "readme_figures_vit_b_768": {row: dict(zip(map(str, ALPHAS), f)) for row, f in README_FIGURES.items()},
         "bundle": segmenter.bundle.metadata.to_json(), "backend": segmenter.backend.name,
     }
-    (out / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / f"{name}.per_class_score.txt").write_text(per_class_table(means))
+    write_atomically(out / f"{name}.json", (json.dumps(report, indent=1) + "\n").encode())  # a full disk: one line
+    write_atomically(out / f"{name}.per_class_score.txt", per_class_table(means).encode())
     say(f"{meter.pairs} pairs; reports {out / name}.json and .per_class_score.txt")
     return summary_line(means)
