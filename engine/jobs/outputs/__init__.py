@@ -8,9 +8,12 @@
     label-studio  tasks.label-studio.json, Label Studio tasks with the masks as predictions
 
 Every writer is safe to interrupt and resume: files are written to a temporary name and renamed
-(a file that exists is complete: a target is done when its files exist), and COCO records are
-journalled as they are computed (coco.py). The job manifest (engine/jobs/manifest.py) records
-the concepts and this writer's options, so a resumed job cannot mix outputs of other inputs.
+(a file that exists is complete: a target is done when its files exist and this job's log names
+it), and COCO records are journalled as they are computed (coco.py). The job manifest
+(engine/jobs/manifest.py) records the concepts and this writer's options, so a resumed job cannot
+mix outputs of other inputs. A writer holds its folder from its opening to its close (no other job
+writes there meanwhile), names targets by files.target_key (not by how their paths were typed),
+and turns a failed write (a full disk) into one OutputWriteError line (engine/jobs/job_folder.py).
 Beside every format, quality.csv holds each mask's quality record and flags (quality.py).
 """
 
