@@ -167,3 +167,34 @@ def test_webhook_events_it_cannot_use_are_answered_without_a_5xx(client, payload
 
 def test_a_project_never_set_up_is_a_404(client):
     assert client.get("/label-studio/projects/123.456").status_code == 404
+
+
+def test_pre_annotation_tasks_hold_each_concepts_mask_as_brush_or_exact_polygons(tiny_bundle):
+    from insid3.engine import Segmenter
+    from insid3.engine.jobs.outputs.label_studio import task_record
+
+    seg = Segmenter.from_bundle(tiny_bundle, backend="onnxruntime")
+    example = draw_scene(40, (90, 120), concept=0)
+    result = seg.segment_concepts(draw_scene(41, (90, 120), concept=0).image,
+                                  {"ellipse": seg.encode_reference([(example.image, example.mask)])})
+    mask = result["ellipse"].mask
+    assert mask.any()
+    for segmentation, kind in (("rle", BRUSH), ("polygon", POLYGON)):
+        task = task_record("/data/local-files/?d=photos/a.png", result, segmentation, tolerance=0)
+        assert task["data"] == {"image": "/data/local-files/?d=photos/a.png"}
+        (prediction,) = task["predictions"]
+        assert {item["type"] for item in prediction["result"]} == {kind}
+        assert prediction["score"] == min(item["score"] for item in prediction["result"])
+        assert np.array_equal(annotation_masks(prediction["result"], default_config(["ellipse"], kind))["ellipse"], mask)
+
+
+def test_a_tasks_image_is_the_root_then_the_targets_path_as_given(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from insid3.engine.jobs.outputs.label_studio import image_reference
+
+    monkeypatch.chdir(tmp_path)
+    assert image_reference(Path("photos/a.png"), "/data/local-files/?d=") == "/data/local-files/?d=photos/a.png"
+    assert image_reference(tmp_path / "photos" / "b.png", "https://bucket.example/") == "https://bucket.example/photos/b.png"
+    assert image_reference(Path("/elsewhere/c.png"), "s3://bucket/") == "s3://bucket/c.png"
+    assert image_reference("s3://bucket/d.png", "/data/local-files/?d=") == "s3://bucket/d.png"  # a URI target
