@@ -66,18 +66,19 @@ class PhaseSpec:
     background: bool = False  # started beside the others, once the gates have passed
     min_s: float = 15.0  # below this much time left it is skipped rather than started
     gate: bool = False  # run first; when it does not pass, the rest is skipped
+    optional: bool = False  # stopped at its limit it is "skipped", not "timed out" (it does not fail the run)
 
 
 SIDE_BY_SIDE_NEEDS_S = min(SIDE_BY_SIDE_NEEDS_BY_BUNDLE.values())
 
 PHASES = (
-    PhaseSpec("preflight", limit_s=30, min_s=5, gate=True),
-    PhaseSpec("export", limit_s=270, background=True),
-    PhaseSpec("tests", limit_s=85, min_s=20),  # a fresh machine compiles every CuPy kernel (NVRTC) once
+    PhaseSpec("preflight", limit_s=45, min_s=5, gate=True),  # a cold disk's first imports of torch, CuPy, ...
+    PhaseSpec("export", limit_s=255, background=True),
+    PhaseSpec("tests", limit_s=80, min_s=20),  # a fresh machine compiles every CuPy kernel (NVRTC) once
     PhaseSpec("parity", limit_s=40, min_s=PARITY_NEEDS_S),
     PhaseSpec("rope", limit_s=15, min_s=5),
-    PhaseSpec("side_by_side", limit_s=85, min_s=SIDE_BY_SIDE_NEEDS_S),
-    PhaseSpec("compile", limit_s=45, min_s=COMPILE_NEEDS_S),
+    PhaseSpec("side_by_side", limit_s=80, min_s=SIDE_BY_SIDE_NEEDS_S),
+    PhaseSpec("compile", limit_s=40, min_s=COMPILE_NEEDS_S, optional=True),
 )
 PHASE_NAMES = tuple(spec.name for spec in PHASES)
 
@@ -132,7 +133,10 @@ def _collect(running: _Running, forced: str | None) -> PhaseResult:
     if forced is not None:
         partial = f"; partial: {written['summary']}" if written else ""
         summary = f"stopped at its limit of {running.limit_s:.0f} s{partial}" if forced == "timed out" else forced
-        return PhaseResult(**base, status="timed out" if forced == "timed out" else "interrupted", summary=summary,
+        status = "timed out" if forced == "timed out" else "interrupted"
+        if status == "timed out" and running.spec.optional:  # measures an option: out of time is not a fault
+            status, summary = "skipped", f"optional phase {summary}"
+        return PhaseResult(**base, status=status, summary=summary,
                            details=(written or {}).get("details", {}), markdown=tuple((written or {}).get("markdown", ())))
     if written is None or running.process.returncode != 0:
         why = f"exit status {running.process.returncode}: {_last_line(running.log_file)}"

@@ -124,6 +124,15 @@ def test_phases_are_isolated_limited_and_reported_as_they_end(tmp_path):
     assert "it needs 1000 s to start" in results["ok"].summary
 
 
+def test_an_optional_phase_out_of_time_is_skipped_not_failed(tmp_path):
+    specs = (PhaseSpec("slow", limit_s=1.5, min_s=1, optional=True),)
+    results = run_phases(specs, Budget(100), command=_fake_command, work=tmp_path, on_result=lambda r: None,
+                         poll_s=0.05)
+    assert results["slow"].status == "skipped"
+    assert results["slow"].summary == "optional phase stopped at its limit of 2 s; partial: first half done"
+    assert run_outcome(results.values()) == "passed"
+
+
 def test_the_budget_stops_a_background_phase_too(tmp_path):
     specs = (PhaseSpec("slow", limit_s=60, background=True),)
     results = run_phases(specs, Budget(1.5), command=_fake_command, work=tmp_path, on_result=lambda r: None,
