@@ -184,3 +184,34 @@ def test_onnxruntime_providers_are_told_the_device_and_the_stream():
     assert provider_list(True, available[1:], 0, None) == [("CUDAExecutionProvider", {"device_id": "0"}),
                                                            "CPUExecutionProvider"]
     assert provider_list(False, available, 1, None) == ["CPUExecutionProvider"]
+
+
+def test_onnxruntime_on_cuda_follows_the_stream_rule():
+    """ORT writes the output on our stream (user_compute_stream): the buffer is allocated with that
+    stream current, the stream first waits for the caller's queued work, and it is synchronised at
+    the hand-over; the output is bound on the backend's device."""
+    from support.trt_fakes import fake_cupy
+
+    from insid3.engine.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    cupy = fake_cupy()
+    stream = cupy.cuda.Stream()
+    bound = {}
+
+    class Binding:
+        def bind_cpu_input(self, name, array):
+            bound["input"] = array.shape
+
+        def bind_output(self, name, device, device_id, dtype, shape, ptr):
+            bound["output"] = (device, device_id, shape, ptr)
+
+        def synchronize_outputs(self):
+            bound["synchronized_outputs"] = True
+
+    session = types.SimpleNamespace(io_binding=Binding, run_with_iobinding=lambda binding: None)
+    backend = OnnxRuntimeBackend.__new__(OnnxRuntimeBackend)
+    backend.bundle, backend.xp, backend._session, backend._stream, backend._device_id = BUNDLE, cupy, session, stream, 1
+    out = backend._run_on_device(_pixels(2))
+    assert cupy.allocated_on == ["runner"] and stream.waited_for == ["event on null"] and stream.synchronized == 1
+    assert bound["output"] == ("cuda", 1, (2, META.num_patches, META.embed_dim), out.data.ptr)
+    assert bound["input"] == (2, 3, 32, 32) and bound["synchronized_outputs"]
