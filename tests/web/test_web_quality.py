@@ -10,6 +10,7 @@ import pytest
 from support.web_browser import MISSING, SCENE_SIZE, SKIP_HERE, downloaded, paint_over, png_file, wait_for_shots
 
 from insid3.engine.jobs.scenes import draw_scene
+from insid3.engine.runtime.quality import FLAGS
 
 if SKIP_HERE:
     pytest.skip(MISSING, allow_module_level=True)
@@ -105,3 +106,49 @@ def test_scores_and_flags_are_shown_sorted_and_filtered(page, server, files, art
     page.select_option("#filter-targets", "flagged")
     page.check("input[name=mode][value=match]")
     assert shown(page) == added
+
+
+def test_concepts_mode_shows_each_concepts_score_and_the_targets_lowest(page, server, files):
+    path, scene = files["shot"]
+    page.check("input[name=mode][value=concepts]")
+    page.set_input_files("#reference-file", str(path))
+    wait_for_shots(page, 1)
+    painted = []
+    names = ("ellipse", "grass")
+    grass = np.zeros_like(scene.mask)
+    grass[-60:, :100] = True  # a corner of the background: a second concept of the same scene
+    for index, (name, mask) in enumerate(zip(names, (scene.mask, grass))):
+        if index:
+            page.click("#add-concept")
+            page.wait_for_selector(f"#concept-list .concept:nth-child({index + 1}).selected")
+        page.locator("#concept-list .concept").nth(index).locator(".concept-name").fill(name)
+        paint_over(page, mask, strokes=2)
+        painted.append(downloaded(page, page.locator("#download-reference-mask"))[1])
+    targets = files["targets"][:2] + files["targets"][-1:]
+    page.set_input_files("#target-files", [str(p) for p in targets])
+    page.click("#run")
+    page.locator('.target[data-state="done"]').nth(len(targets) - 1).wait_for(timeout=60_000)
+
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        ids = []
+        for mask in painted:
+            registered = http.post("/v1/references", files=[("image", ("s.png", path.read_bytes(), "image/png")),
+                                                            ("mask", ("m.png", mask, "image/png"))])
+            ids.append(registered.json()["reference_id"])
+        expected = {}
+        for target in targets:
+            answer = http.post("/v1/segment", data={"reference_id": ids, "name": list(names), "format": "label-png"},
+                               files={"image": (target.name, target.read_bytes(), "image/png")})
+            expected[target.name] = json.loads(answer.headers["X-Insid3-Quality"])
+    for name, records in expected.items():
+        card = page.locator(".target", has=page.locator(".name", has_text=name))
+        text = card.locator(".quality").inner_text()
+        for concept, record in records.items():
+            assert f"{concept} {record['score']:.2f}" in text
+        assert float(card.get_attribute("data-score")) == min(r["score"] for r in records.values())
+        union = [flag for flag in FLAGS if any(flag in r["flags"] for r in records.values())]
+        assert card.get_attribute("data-flags").split() == union
+    page.select_option("#sort-targets", "score-ascending")
+    lowest = {name: min(r["score"] for r in records.values()) for name, records in expected.items()}
+    added = [p.name for p in targets]
+    assert shown(page) == sorted(added, key=lambda n: (lowest[n], added.index(n)))
