@@ -129,9 +129,7 @@ def open_outputs(settings: SegmentJobSettings, bundle: Bundle, hyperparameters: 
     )
     outputs = open_writer(out, options)
     fingerprint = asdict(EncodingFingerprint.of(bundle, hyperparameters.svd_components))
-    recorded, fmt = hyperparameters.to_json(), options.describe()
-    if settings.refine.crf:  # bilinear, the default, is not named: a job's identity only grows when CRF is on
-        recorded["refine"] = settings.refine.to_json()
+    recorded, fmt = {**hyperparameters.to_json(), "refine": settings.refine.to_json()}, options.describe()
     if settings.shots:
         manifest = JobManifest.describe_run(fingerprint, [(str(i), str(m)) for i, m in settings.shots], recorded, fmt,
                                             settings.precision)
