@@ -55,7 +55,7 @@ class OutputWriteError(Insid3Error):
 class _Hold:
     handle: int
     lock_path: Path
-    created: Path | None  # the outermost folder this job made for it, removed on release if unused
+    made: list[Path]  # the folders this job made for it, outermost first: removed on release if unused
     was_empty: bool  # the folder held nothing when taken: emptied again on release if unused
 
 
@@ -67,14 +67,34 @@ def _key(folder: Path) -> Path:
     return Path(os.path.abspath(folder))
 
 
-def _first_missing(folder: Path) -> Path | None:
-    """The outermost folder of `folder`'s path that does not exist yet (mkdir(parents) makes it)."""
-    missing = None
+def _make_folders(folder: Path) -> list[Path]:
+    """Make `folder` and its missing parents; the ones this call made, outermost first (one that
+    another process made meanwhile is not ours, and is never removed by us)."""
+    missing = []
     for candidate in (folder, *folder.parents):
-        if candidate.exists():
+        if candidate.is_dir():
             break
-        missing = candidate
-    return missing
+        missing.append(candidate)
+    made = []
+    for candidate in reversed(missing):
+        try:
+            os.mkdir(candidate)
+            made.append(candidate)
+        except FileExistsError:
+            pass
+    return made
+
+
+def _remove_made(made: list[Path]) -> None:
+    """Remove the (now empty) folders of `made`, innermost first; one that is not empty (another
+    job's files in it) stays, and so do its parents."""
+    for folder in reversed(made):
+        try:
+            os.rmdir(folder)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return
 
 
 def _holder_text() -> str:
@@ -100,9 +120,8 @@ def hold_folder(folder: Path) -> None:
     with _held_guard:
         if key in _held:
             return
-        created = _first_missing(key)
         try:
-            key.mkdir(parents=True, exist_ok=True)
+            made = _make_folders(key)
         except OSError as exc:
             raise output_error(exc, key, None) from None
         lock_path = key / LOCK_FILE
@@ -134,7 +153,7 @@ def hold_folder(folder: Path) -> None:
         except OSError:
             pass  # a full disk: the lock holds all the same, only the holder's description is missing
         was_empty = all(entry.name == LOCK_FILE for entry in key.iterdir())
-        _held[key] = _Hold(handle, lock_path, created, was_empty)
+        _held[key] = _Hold(handle, lock_path, made, was_empty)
 
 
 def holds_folder(folder: Path) -> bool:
@@ -152,10 +171,12 @@ def release_folder(folder: Path, *, unused: bool = False) -> None:
     with contextlib.suppress(OSError):
         hold.lock_path.unlink()  # before unlocking: a waiting job then finds it gone and retries
     os.close(hold.handle)
-    if unused and hold.created is not None:
-        shutil.rmtree(hold.created, ignore_errors=True)
-    elif unused and hold.was_empty:  # only this job wrote there since: its manifest, legend, ...
-        for entry in _key(folder).iterdir():
+    key = _key(folder)
+    if unused and key in hold.made:  # only this job wrote there: its manifest, legend, ...
+        shutil.rmtree(key, ignore_errors=True)
+        _remove_made(hold.made)
+    elif unused and hold.was_empty:
+        for entry in key.iterdir():
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
             else:
@@ -165,15 +186,13 @@ def release_folder(folder: Path, *, unused: bool = False) -> None:
 def check_writable(folder: Path) -> None:
     """OSError unless files can be created in `folder`; a folder made for the check is removed
     again (the job makes it when it starts: a run that fails before then leaves nothing)."""
-    created = _first_missing(_key(folder))
-    folder.mkdir(parents=True, exist_ok=True)
+    made = _make_folders(_key(folder))
     try:
         probe = folder / f".write-test.{os.getpid()}.tmp"
         probe.write_bytes(b"")
         probe.unlink()
     finally:
-        if created is not None:
-            shutil.rmtree(created, ignore_errors=True)
+        _remove_made(made)
 
 
 def free_bytes(folder: Path) -> int | None:

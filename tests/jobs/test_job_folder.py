@@ -149,6 +149,11 @@ def test_holding_is_per_process_and_released_with_the_lock_file(tmp_path, held_e
     hold_folder(made)
     release_folder(made, unused=True)  # a job that made its folder and wrote nothing there
     assert not (tmp_path / "made").exists()
+    hold_folder(made)
+    (tmp_path / "made" / "other-job").mkdir()  # made meanwhile beside it: not this job's to remove
+    (tmp_path / "made" / "other-job" / "mask.png").write_bytes(b"x")
+    release_folder(made, unused=True)
+    assert not made.exists() and (tmp_path / "made" / "other-job" / "mask.png").is_file()
 
 
 def test_segment_and_ray_drivers_stop_on_a_held_folder(tiny_bundle, workspace, held_elsewhere, capsys):
