@@ -55,6 +55,7 @@ def test_help_shows_every_default():
     entries = [entry.split()[0] + " " + " ".join(entry.split()) for entry in re.split(r"\n  (?=--)", result.stdout)[1:]]
     flags = ("--ray", "--bundle", "--debug", "--access-log")  # on/off switches, and the one required option
     flags += ("--svd-components", "--tau", "--merge-threshold")  # their group's title: "(default: the bundle's...)"
+    flags += ("--profile",)  # no default: "wherever the command line gives none", the bundle's values
     assert "hyperparameters (default: the bundle's" in result.stdout
     undocumented = [entry for entry in entries if "(default:" not in entry and entry.split()[0] not in flags]
     assert len(entries) >= 15 and not undocumented, undocumented
