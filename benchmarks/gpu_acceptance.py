@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from insid3 import gpu_stack
@@ -54,6 +54,7 @@ MACHINE_START_S = 120.0  # a fresh machine's start and the working tree's transf
 DEVICE_CALL_S = 380.0  # the timeout_s of the one device call (benchmarks/GPU.md)
 INSTALL_S = 40.0  # before the budget starts: pip install -e of the package, Python's start
 DEFAULT_BUDGET_S = 300.0
+SIMULATED_SLOWDOWN = 3.0  # --simulate-cpu: limits and budget stretched for a shared CPU
 LOG_FILE = "acceptance.log"
 NO_GPU_EXIT = 2
 KILL_GRACE_S = 3.0
@@ -278,19 +279,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _phases(text: str) -> tuple[PhaseSpec, ...]:
+def _phases(text: str, simulate: bool = False) -> tuple[PhaseSpec, ...]:
+    """The asked phases in PHASES' order; in a simulated run with SIMULATED_SLOWDOWN times their
+    limits (a shared CPU exports, imports and infers slower than the GPU box the limits are for)."""
     asked = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in asked if name not in PHASE_NAMES]
     if unknown or not asked:
         raise ValueError(f"--phases: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(PHASE_NAMES)}")
-    return tuple(spec for spec in PHASES if spec.name in asked)
+    scale = SIMULATED_SLOWDOWN if simulate else 1.0
+    return tuple(replace(spec, limit_s=spec.limit_s * scale) for spec in PHASES if spec.name in asked)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        specs = _phases(args.phases)
-        budget = Budget(args.budget_s)
+        specs = _phases(args.phases, args.simulate_cpu)
+        budget = Budget(args.budget_s * (SIMULATED_SLOWDOWN if args.simulate_cpu else 1.0))
     except ValueError as exc:
         print(f"gpu_acceptance: {exc}", file=sys.stderr)
         return 2
