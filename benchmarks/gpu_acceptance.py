@@ -27,7 +27,6 @@ gpu_phases.py (with gpu_parity.py and gpu_side_by_side.py); this module runs the
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import json
 import os
@@ -262,23 +261,6 @@ def environment() -> dict:
     }
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m insid3.benchmarks.gpu_acceptance",
-        description="The prepared GPU acceptance run: tests, parity, side-by-side speed, RoPE factors.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--out", type=Path, required=True, default=argparse.SUPPRESS,
-                        help="folder for the report (JSON, markdown, logs)")
-    parser.add_argument("--work", type=Path, default=argparse.SUPPRESS,
-                        help="folder for bundles and scratch files (default: a new temporary folder)")
-    parser.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S, help="wall-clock budget of the run")
-    parser.add_argument("--phases", default=",".join(PHASE_NAMES), help="comma-separated subset of the phases")
-    parser.add_argument("--simulate-cpu", action="store_true",
-                        help="a dry run on the CPU: every phase's logic, budgets and report, GPU calls replaced")
-    return parser
-
-
 def _phases(text: str, simulate: bool = False) -> tuple[PhaseSpec, ...]:
     """The asked phases in PHASES' order; in a simulated run with SIMULATED_SLOWDOWN times their
     limits (a shared CPU exports, imports and infers slower than the GPU box the limits are for)."""
@@ -290,8 +272,20 @@ def _phases(text: str, simulate: bool = False) -> tuple[PhaseSpec, ...]:
     return tuple(replace(spec, limit_s=spec.limit_s * scale) for spec in PHASES if spec.name in asked)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+@dataclass(frozen=True, kw_only=True)
+class AcceptanceSettings:
+    """out: the report's folder (JSON, markdown, logs); work: bundles and scratch (None: a new
+    temporary folder); phases: a comma-separated subset of PHASE_NAMES; simulate_cpu: a dry run on
+    the CPU, every phase's logic, budgets and report, GPU calls replaced."""
+
+    out: Path
+    work: Path | None = None
+    budget_s: float = DEFAULT_BUDGET_S
+    phases: str = ",".join(PHASE_NAMES)
+    simulate_cpu: bool = False
+
+
+def run(args: AcceptanceSettings) -> int:
     try:
         specs = _phases(args.phases, args.simulate_cpu)
         budget = Budget(args.budget_s * (SIMULATED_SLOWDOWN if args.simulate_cpu else 1.0))
@@ -303,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gpu_acceptance: {reason}", file=sys.stderr)
         return NO_GPU_EXIT
     out = args.out.resolve()
-    work = (getattr(args, "work", None) or Path(tempfile.mkdtemp(prefix="insid3-gpu-acceptance-"))).resolve()
+    work = (args.work or Path(tempfile.mkdtemp(prefix="insid3-gpu-acceptance-"))).resolve()
     report = Report(budget_s=budget.total_s, environment={**environment(), "simulated_on_cpu": args.simulate_cpu})
     for name in set(PHASE_NAMES) - {spec.name for spec in specs}:  # a phase waiting on one of these stops waiting
         mark_ended(work, name, "skipped", "not part of this run")
@@ -332,5 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if report.outcome == "passed" else 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `insid3 bench gpu-acceptance` under its former name
+    from insid3.engine.cli.main import run_command
+
+    sys.exit(run_command("gpu_acceptance", "bench", ["gpu-acceptance", *sys.argv[1:]]))

@@ -9,7 +9,6 @@ CPU (PhaseContext.simulate: tiny bundles, the CPU torch backend, CPU generators)
 
 from __future__ import annotations
 
-import argparse
 import ast
 import importlib
 import importlib.metadata
@@ -21,6 +20,7 @@ import time
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import insid3
@@ -302,15 +302,19 @@ PHASES: dict[str, Callable[[PhaseContext], None]] = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m insid3.benchmarks.gpu_phases")
-    parser.add_argument("phase", choices=tuple(PHASES))
-    parser.add_argument("--work", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--result", type=Path, required=True)
-    parser.add_argument("--seconds", type=float, required=True)
-    parser.add_argument("--simulate-cpu", action="store_true")
-    args = parser.parse_args(argv)
+@dataclass(frozen=True, kw_only=True)
+class PhaseRunSettings:
+    """One phase's process: its name, the run's folders, its result file and time limit."""
+
+    phase: str
+    work: Path
+    out: Path
+    result: Path
+    seconds: float
+    simulate_cpu: bool = False
+
+
+def run(args: PhaseRunSettings) -> int:
     ctx = PhaseContext(work=args.work, out=args.out, result_file=args.result,
                        deadline=time.monotonic() + args.seconds, simulate=args.simulate_cpu)
     try:
@@ -321,5 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # how gpu_acceptance starts a phase: `insid3 bench gpu-phase` under this name
+    from insid3.engine.cli.main import run_command
+
+    sys.exit(run_command("gpu_phases", "bench", ["gpu-phase", *sys.argv[1:]]))

@@ -264,6 +264,53 @@ RAY_JOBS = Command("`insid3 segment`'s throughput on this machine, locally and a
                    "actors (benchmarks/ray_jobs.py).", configure_ray_jobs, run_ray_jobs)
 
 
+# --- insid3 bench gpu-acceptance / gpu-phase ----------------------------------------------------------
+
+
+def configure_gpu_acceptance(parser: argparse.ArgumentParser) -> None:
+    from insid3.benchmarks.gpu_acceptance import DEFAULT_BUDGET_S, PHASE_NAMES
+
+    parser.add_argument("--out", type=Path, required=True, help="folder for the report (JSON, markdown, logs)")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="folder for bundles and scratch files (default: a new temporary folder)")
+    parser.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S, help="wall-clock budget of the run")
+    parser.add_argument("--phases", default=",".join(PHASE_NAMES), help="comma-separated subset of the phases")
+    parser.add_argument("--simulate-cpu", action="store_true",
+                        help="a dry run on the CPU: every phase's logic, budgets and report, GPU calls replaced")
+
+
+def run_gpu_acceptance(args: argparse.Namespace, prog: str) -> int:
+    from insid3.benchmarks.gpu_acceptance import AcceptanceSettings, run
+
+    return run(settings_of(AcceptanceSettings, args))
+
+
+GPU_ACCEPTANCE = Command("The prepared GPU acceptance run: tests, parity, side-by-side speed, RoPE factors "
+                         "(benchmarks/gpu_acceptance.py, benchmarks/GPU.md).", configure_gpu_acceptance,
+                         run_gpu_acceptance)
+
+
+def configure_gpu_phase(parser: argparse.ArgumentParser) -> None:
+    from insid3.benchmarks.gpu_phases import PHASES
+
+    parser.add_argument("phase", choices=tuple(PHASES), help="the phase to run")
+    parser.add_argument("--work", type=Path, required=True, help="the run's bundles and scratch files")
+    parser.add_argument("--out", type=Path, required=True, help="the run's report folder")
+    parser.add_argument("--result", type=Path, required=True, help="where the phase writes its result")
+    parser.add_argument("--seconds", type=float, required=True, help="the phase's time limit")
+    parser.add_argument("--simulate-cpu", action="store_true", help="the phase's logic on the CPU")
+
+
+def run_gpu_phase(args: argparse.Namespace, prog: str) -> int:
+    from insid3.benchmarks.gpu_phases import PhaseRunSettings, run
+
+    return run(settings_of(PhaseRunSettings, args))
+
+
+GPU_PHASE = Command("One phase of the GPU acceptance run, in its own process (gpu-acceptance starts these; "
+                    "benchmarks/gpu_phases.py).", configure_gpu_phase, run_gpu_phase)
+
+
 def main(argv: list[str] | None = None) -> int:
     """`insid3-bench ARGS` in-process (tests)."""
     from insid3.engine.cli.main import run_command
