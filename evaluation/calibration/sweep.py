@@ -178,6 +178,36 @@ def quality_score(similarity: float | None, mask: np.ndarray) -> float | None:
     return mask_quality(evidence, mask).score
 
 
+def patch_masks_at(aggregate: kernels.pruned.PrunedAggregate, merge_thresholds: tuple[float, ...],
+                   inputs: dict[str, Any]) -> list[Any]:
+    """Doc §8's (N,) patch mask at each merge threshold, from one pruned aggregate computed at any
+    threshold with the same `inputs` (pruned_aggregate's other arguments). Exact, as the pruned
+    aggregation is: the seed does not depend on the threshold; a cluster is foreground iff its
+    float32 score exceeds the float32 threshold (the seed by its own score), and the aggregate's
+    score ranges (kernels/pruned_scores.py: they hold each cluster's score whatever the threshold)
+    decide every cluster whose range lies on one side; the others are scored exactly
+    (kernels.exact_cluster_scores, each cluster at most once)."""
+    seed = aggregate.seed
+    if seed is None:  # no candidate patch: the empty mask whatever the threshold (doc §6)
+        return [aggregate.patch_mask for _ in merge_thresholds]
+    xp = kernels.array_module(aggregate.score_low)
+    low, high = aggregate.score_low, aggregate.score_high
+    exact = xp.zeros_like(low)
+    scored = xp.zeros(low.shape, dtype=bool)
+    masks = []
+    for merge in merge_thresholds:
+        threshold = xp.float32(merge)
+        undecided = (low <= threshold) & (high > threshold)
+        missing = xp.nonzero(undecided & ~scored)[0]
+        if missing.shape[0]:
+            exact[missing] = kernels.exact_cluster_scores(**inputs, seed=seed, clusters=missing)
+            scored[missing] = True
+        foreground = xp.where(undecided, exact > threshold, low > threshold)
+        foreground[seed] = low[seed] > threshold  # the seed's range is its exact score
+        masks.append(foreground[inputs["labels"]])
+    return masks
+
+
 class SweepScorer:
     """Scores episodes (target and reference LoadedItems) under every setting of a grid."""
 
@@ -253,19 +283,20 @@ class SweepScorer:
                 any_forward = bool(forward.any())
             for tau in self.grid.tau:
                 clustered = ClusteredTarget(debiased=encoded.debiased, tau=tau, shared=clusters, pixels=pixels)
-                seeds: dict[int, float] = {}  # the seed does not depend on merge_threshold
-                for merge in self.grid.merge_threshold:
-                    patch_mask, seed = forward, None  # no forward patch, no candidate: the empty mask (§6)
-                    if any_forward:
-                        labels = clustered.labels(clock)
-                        with clock.stage("aggregation"):  # decode_concept's §6 + §8
-                            aggregate = kernels.pruned_aggregate(
-                                labels=labels, forward=forward, features=target, debiased=encoded.debiased,
-                                sim_fwd=similarity, reference=reference, merge_threshold=merge)
-                        patch_mask, seed = aggregate.patch_mask, aggregate.seed
-                        if seed is not None and seed not in seeds:
-                            with clock.stage("quality"):
-                                seeds[seed] = seed_similarity(clustered, labels, reference, seed)
+                merges = self.grid.merge_threshold
+                patch_masks, seed, score_of_seed = [forward] * len(merges), None, None  # no forward patch: empty
+                if any_forward:
+                    labels = clustered.labels(clock)
+                    with clock.stage("aggregation"):  # decode_concept's §6 + §8, every threshold from one aggregate
+                        inputs = {"labels": labels, "forward": forward, "features": target,
+                                  "debiased": encoded.debiased, "sim_fwd": similarity, "reference": reference}
+                        aggregate = kernels.pruned_aggregate(**inputs, merge_threshold=merges[len(merges) // 2])
+                        patch_masks = patch_masks_at(aggregate, merges, inputs)
+                    seed = aggregate.seed
+                    if seed is not None:
+                        with clock.stage("quality"):
+                            score_of_seed = seed_similarity(clustered, labels, reference, seed)
+                for merge, patch_mask in zip(merges, patch_masks):
                     for method, refiner in self.refiners.items():
                         key = (method, kernels.to_numpy(patch_mask).tobytes())
                         if key not in finished:
@@ -274,9 +305,9 @@ class SweepScorer:
                                 finished[key] = (intersection_union(mask, gt, ignore), mask)
                         counts, mask = finished[key]
                         score = None
-                        if seed is not None:
-                            if (*key, seeds[seed]) not in scores:
-                                scores[(*key, seeds[seed])] = quality_score(seeds[seed], mask)
-                            score = scores[(*key, seeds[seed])]
+                        if score_of_seed is not None:
+                            if (*key, score_of_seed) not in scores:
+                                scores[(*key, score_of_seed)] = quality_score(score_of_seed, mask)
+                            score = scores[(*key, score_of_seed)]
                         outcomes[Setting(s, tau, merge, method)] = Outcome(counts, score)
         return [outcomes[setting] for setting in self.settings], None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -298,3 +299,39 @@ def test_a_concept_needs_two_examples(examples, tmp_path):
     save_scene(single, "only", 1, 0)
     with pytest.raises(ExamplesError, match="needs two or more|calibrating needs two"):
         read_examples(ExampleSource("folder", single))
+
+
+def test_every_merge_threshold_from_one_aggregate_gives_the_masks_of_decoding_each(tiny_bundle, examples):
+    """The sweep derives every merge_threshold's mask from one pruned aggregate per frame and tau
+    (sweep.patch_masks_at): each equals the mask a Segmenter with that threshold decodes, on
+    thresholds below zero (clusters without a hit join), around the defaults and above every score."""
+    from insid3.engine.runtime.backends import load_backend
+    from insid3.engine.runtime.images import prepare_reference_mask
+    from insid3.engine.runtime.reference import Reference
+    from insid3.evaluation.grid import on_grid
+    from insid3.evaluation.metrics import intersection_union
+
+    bundle = load_bundle(tiny_bundle)
+    merges = (-0.3, -0.05, 0.0, 0.1, 0.15, 0.2, 0.25, 0.3, 0.45, 0.6, 0.9)
+    grid = SweepGrid.around(bundle.metadata.defaults, bundle.metadata.embed_dim, 128, svd_components=(62,),
+                            tau=(0.5, 0.8), merge_threshold=merges)
+    backend = load_backend(bundle, "onnxruntime")
+    scorer = SweepScorer(bundle, backend, grid, FeatureCache(backend.xp))
+    benchmark = CalibrationBenchmark(read_examples(concepts_source(examples), (examples / "negatives",)), shots=2)
+    episodes = list(islice(benchmark.episodes(episode_rng(5)), 5))
+    loaded = [(benchmark.load(e.target, e.class_id), [benchmark.load(r, e.class_id) for r in e.references])
+              for e in episodes]
+    swept = [scorer.score(target.rgb, target.mask, [(r.rgb, r.mask) for r in refs])[0] for target, refs in loaded]
+    distinct = set()
+    for index, setting in enumerate(grid.settings()):
+        segmenter = Segmenter(bundle, backend, setting.hyperparameters)
+        for (target, refs), episode, outcomes in zip(loaded, episodes, swept):
+            features = scorer.features([target.rgb] + [r.rgb for r in refs])  # from the cache
+            masks = [prepare_reference_mask(r.mask, r.rgb.shape[:2], 224) for r in refs]
+            reference = Reference.from_shots(segmenter.shots_from_features(np.stack(features[1:]), masks),
+                                             segmenter.fingerprint)
+            alone = segmenter.decode(features[0], (224, 224), reference)  # what EpisodeRunner._score does
+            assert outcomes[index].counts == intersection_union(alone, on_grid(target.mask, "square", 224)), (
+                setting, episode.index)
+            distinct.add((episode.index, outcomes[index].counts))
+    assert len(distinct) > 2 * len(episodes)  # the thresholds do change the masks
