@@ -24,7 +24,8 @@ GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 def unavailable_reason(bundle: Bundle, options: BackendOptions) -> str | None:
     if importlib.util.find_spec("onnxruntime") is None:
-        return "onnxruntime is not installed (pip install 'insid3[cpu]', or 'insid3[gpu]' for onnxruntime-gpu)"
+        return ("onnxruntime is not installed (pip install 'insid3[cpu]', or 'insid3[gpu-cu12]' / 'insid3[gpu-cu13]' "
+                "for onnxruntime-gpu)")
     if options.precision != "fp32":
         return f"the onnxruntime backend runs the fp32 ONNX model only, not {options.precision}"
     return None

@@ -2,8 +2,8 @@
 
 Thin by design: loading, buffers and the stream are the runner's (shared with the export's
 parity check); here are only the choice of engine and the backend template's `_infer`. Needs
-tensorrt >= 10.13, cupy and a CUDA device (pip install 'insid3[gpu]'), none of which exist on
-the machines that run CI.
+tensorrt >= 10.13, cupy and a CUDA device (pip install 'insid3[gpu-cu12]' or 'insid3[gpu-cu13]', by
+the driver's CUDA), none of which exist on the machines that run CI.
 """
 
 from __future__ import annotations
