@@ -1,6 +1,7 @@
 """insid3-eval --ray --all-folds on a local Ray instance it starts itself (two CPU actors), on the
 synthetic COCO-20i layout: the folds' episodes are drawn by the driver and scored on the pool,
-the logs and numbers equal the local run's exactly, and a log begun locally resumes on Ray.
+the logs and numbers equal the local run's exactly, and a log begun locally resumes on Ray; with
+RAY_ADDRESS=local and more actors than cores, the command finishes (its instance sized for them).
 
 Starts a local Ray instance (about 10 s); deselect with `-m "not ray"`.
 """
@@ -8,6 +9,9 @@ Starts a local Ray instance (about 10 s); deselect with `-m "not ray"`.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from support import eval_layouts as layouts
@@ -49,3 +53,24 @@ def test_all_folds_on_ray_equal_the_local_run_and_resume_its_log(tiny_bundle, tm
     for fold in range(FOLDS):  # the logs, byte for byte: either run resumes the other's
         log = f"coco-fold{fold}-1shot.episodes.jsonl"
         assert (tmp_path / "mixed" / log).read_bytes() == (tmp_path / "local" / log).read_bytes()
+
+
+def test_a_fresh_local_instance_with_more_actors_than_cores_finishes(tiny_bundle, tmp_path, capsys):
+    """RAY_ADDRESS=local, Ray's way to ask for a fresh local instance: once, its CPUs all went to
+    the actors, and a job waiting for more could hang. Run as the console command, with a deadline."""
+    data = tmp_path / "data"
+    layouts.write_coco(data, images=3)
+    one_fold = ("--fold", "0", "--episodes", "3")
+    assert cli.main(["--bundle", str(tiny_bundle), "--dataset", "coco", "--data-root", str(data), "--out",
+                     str(tmp_path / "local"), "--backend", "onnxruntime", "--no-progress", *one_fold]) == 0
+    capsys.readouterr()
+    workers = str((os.cpu_count() or 1) + 1)
+    done = subprocess.run(
+        [sys.executable, "-m", "insid3.engine.cli.main", "eval", "--bundle", str(tiny_bundle), "--dataset", "coco",
+         "--data-root", str(data), "--out", str(tmp_path / "ray"), "--backend", "onnxruntime", "--no-progress",
+         *one_fold, "--ray", "--workers", workers, "--batch-size", "2"],
+        env={**os.environ, "RAY_ADDRESS": "local"}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"Ray, {workers} CPU workers (1 CPU each)" in done.stderr
+    log = "coco-fold0-1shot.episodes.jsonl"
+    assert (tmp_path / "ray" / log).read_bytes() == (tmp_path / "local" / log).read_bytes()

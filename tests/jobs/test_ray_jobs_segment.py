@@ -1,6 +1,8 @@
 """insid3-segment --ray on a local Ray instance with two CPU actors: outputs equal the local
 command's, a worker killed mid-job costs nothing (every target written once), and a driver
-interrupted (SIGINT to a process joined by --address, Ctrl-C in this one) resumes from what it wrote.
+interrupted (SIGINT to a process joined by --address, Ctrl-C in this one) resumes from what it wrote;
+a pool the cluster has no room for stops in bounded time, and a fresh local instance
+(RAY_ADDRESS=local) with more actors than cores finishes.
 
 Starts a local Ray instance for the module (about 10 s); deselect with `-m "not ray"`.
 """
@@ -82,6 +84,10 @@ def segment_workers() -> list[dict]:
             if "SegmentWorker" in actor["ActorClassName"]]
 
 
+def restarted(actor_id: str) -> bool:
+    return any(actor["ActorID"] == actor_id and actor["NumRestarts"] >= 1 for actor in segment_workers())
+
+
 def test_two_concepts_to_coco_equal_the_local_command(cluster, tiny_bundle, workspace, tmp_path, capsys):
     concepts = ["--concept", f"a={workspace / 'ref.png'}:{workspace / 'ref_mask.png'}",
                 "--concept", f"b={workspace / 'other.png'}:{workspace / 'other_mask.png'}"]
@@ -105,21 +111,32 @@ def test_a_worker_killed_mid_job_costs_nothing(cluster, tiny_bundle, workspace, 
     def write(self, target, result):
         writes.append(target.stem)
         real(self, target, result)
-        if len(writes) == 3:  # mid-job: both actors up, work queued on both
-            alive = [actor for actor in segment_workers() if actor["State"] == "ALIVE"]
-            assert len(alive) == 2
+        if len(writes) == 3:  # mid-job, once both actors are up (one may start later than the first masks)
+            deadline, alive = time.monotonic() + 120, []
+            while len(alive) < 2 and time.monotonic() < deadline:
+                alive = [actor for actor in segment_workers()
+                         if actor["State"] == "ALIVE" and actor["ActorID"] not in earlier]
+                time.sleep(0.1)
+            assert len(alive) == 2, [(actor["ActorID"] in earlier, actor["State"]) for actor in segment_workers()]
             os.kill(alive[0]["Pid"], signal.SIGKILL)
-            killed.append(alive[0]["Pid"])
+            killed.append(alive[0]["ActorID"])
+            # Held until Ray has restarted it: a victim with no batch in flight (the pool may have
+            # drained the queue while the second actor started) would otherwise be restarted only
+            # after the job ended, or never.
+            deadline = time.monotonic() + 120
+            while not restarted(killed[0]) and time.monotonic() < deadline:
+                time.sleep(0.1)
 
     monkeypatch.setattr(PngOutputs, "write", write)
     out = tmp_path / "out"
+    earlier = {actor["ActorID"] for actor in segment_workers()}  # an earlier job's pool, maybe not yet gone
     assert main(one_concept(tiny_bundle, workspace, out, *RAY)) == 1
     assert killed and len(writes) == TARGETS > 3
     assert sorted(writes) == sorted(local_masks) and len(set(writes)) == len(writes)  # each target once
     masks = masks_of(out)
     assert masks.keys() == local_masks.keys()
     assert all(np.array_equal(masks[stem], local_masks[stem]) for stem in masks)
-    assert any(actor["NumRestarts"] >= 1 for actor in segment_workers())  # restarted, not replaced by luck
+    assert restarted(killed[0])  # restarted (cluster.FAULT_TOLERANCE), not replaced by luck
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[-2].startswith("insid3-segment: skipped") and "t03b.jpg" in lines[-2]  # only its own failure
     assert lines[-1].endswith(f"{TARGETS} segmented, 0 already done, 1 failed -> {out}")
@@ -131,41 +148,98 @@ def finished(out) -> int:
     return log.read_bytes().count(b"\n") if log.is_file() else 0
 
 
+# The driver, run as `python -m insid3.engine.cli.main segment ...` would run it, held before its
+# third mask until the test's SIGINT: the signal then always lands mid-job. (Signalled when two
+# masks were logged, a free-running driver could write the other eight, prefetched by the
+# pipeline, in ~50 ms, and a loaded machine could deschedule the test longer than that: the job
+# finished first and exited 1.) `held` is touched when the driver waits: the test's cue.
+HELD_DRIVER = """
+import runpy, sys, time
+from pathlib import Path
+from insid3.engine.jobs.outputs.masks import PngOutputs
+
+held, real, written = Path(sys.argv.pop(1)), PngOutputs.write, []
+
+def write(self, target, result):
+    if len(written) == 2:
+        held.touch()
+        while True:
+            time.sleep(0.01)
+    real(self, target, result)
+    written.append(target)
+
+PngOutputs.write = write
+runpy.run_module("insid3.engine.cli.main", run_name="__main__", alter_sys=True)
+"""
+
+
 def test_sigint_to_the_driver_keeps_its_work_and_the_rerun_resumes(cluster, tiny_bundle, workspace, local_masks,
                                                                    tmp_path, monkeypatch, capsys):
-    out = tmp_path / "out"
+    out, held = tmp_path / "out", tmp_path / "held"
     argv = one_concept(tiny_bundle, workspace, out, *RAY, "--address", cluster)
-    driver = subprocess.Popen([sys.executable, "-m", "insid3.engine.cli.segment", *argv], stderr=subprocess.PIPE,
-                              text=True)
-    deadline = time.monotonic() + 60
-    while finished(out) < 2 and driver.poll() is None and time.monotonic() < deadline:
+    driver = subprocess.Popen([sys.executable, "-c", HELD_DRIVER, str(held), "segment", *argv],
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300  # the cue, not a guess of how long the set-up takes
+    while not held.exists() and driver.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    if not held.exists():
+        driver.kill()
+        pytest.fail(f"the driver never reached its third mask: {driver.communicate()[1][-2000:]}")
     driver.send_signal(signal.SIGINT)
-    _, err = driver.communicate(timeout=60)
+    _, err = driver.communicate(timeout=120)
     assert driver.returncode == 130, err[-2000:]
-    assert err.strip().splitlines()[-1].startswith("insid3-segment: interrupted: ") and "resume" in err
-    kept = finished(out)  # a mask written but not yet logged when the signal came is redone
-    assert 2 <= kept < TARGETS
+    assert err.strip().splitlines()[-1].startswith("insid3 segment: interrupted: 2 segmented, 0 already done, kept in")
+    assert finished(out) == 2
 
     here = [arg for arg in argv if arg not in ("--address", cluster)]  # this process's connection, kept open
     real, writes = PngOutputs.write, []
-    # Two more masks, fewer when the driver got far before the signal took effect (a loaded
-    # machine): at least one target is left for the last run.
-    more = min(2, TARGETS - kept - 1)
 
-    def write(self, target, result):  # Ctrl-C in this process, after `more` more masks
-        if len(writes) == more:
+    def write(self, target, result):  # Ctrl-C in this process, after two more masks
+        if len(writes) == 2:
             raise KeyboardInterrupt
         writes.append(target)
         real(self, target, result)
 
     monkeypatch.setattr(PngOutputs, "write", write)
     assert main(here) == 130
-    assert last_line(capsys).startswith(f"insid3-segment: interrupted: {more} segmented, {kept} already done")
+    assert last_line(capsys).startswith("insid3-segment: interrupted: 2 segmented, 2 already done")
     monkeypatch.undo()
     assert main(here) == 1  # the interrupted pipeline let go of the cluster's CPUs: the actors start again
-    done_before = kept + more
-    assert last_line(capsys).endswith(f"{TARGETS - done_before} segmented, {done_before} already done, 1 failed -> {out}")
+    assert last_line(capsys).endswith(f"{TARGETS - 4} segmented, 4 already done, 1 failed -> {out}")
+    masks = masks_of(out)
+    assert masks.keys() == local_masks.keys()
+    assert all(np.array_equal(masks[stem], local_masks[stem]) for stem in masks)
+
+
+def test_a_pool_the_cluster_has_no_room_for_is_waited_for_then_stops_in_one_line(cluster, tiny_bundle, workspace,
+                                                                                tmp_path, capsys):
+    """4 one-CPU actors and a reading task on 4 CPUs: the job would wait for its first input
+    forever. A cluster joined may grow (an autoscaler): the job says so, waits --cluster-timeout,
+    and stops with one line, having started no actor."""
+    out = tmp_path / "out"
+    started = time.monotonic()
+    assert main(one_concept(tiny_bundle, workspace, out, "--ray", "--workers", "4", "--cluster-timeout", "4")) == 2
+    assert time.monotonic() - started < 60
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert "waiting up to 4 s (--cluster-timeout) for room for 4 CPU workers (1 CPU each) and 1 CPU for reading" in lines[-2]
+    assert lines[-1] == ("insid3-segment: error: the cluster had no room for 4 CPU workers (1 CPU each) and 1 CPU for "
+                         "reading within 4 s (--cluster-timeout): add nodes, or ask for fewer --workers or "
+                         "--cpus-per-worker")
+    assert finished(out) == 0
+
+
+def test_a_fresh_local_instance_with_more_actors_than_cores_finishes(tiny_bundle, workspace, local_masks, tmp_path):
+    """RAY_ADDRESS=local (Ray's way to ask for a fresh local instance): the command starts one
+    sized for its pool and a reading task, however few cores this machine has, and finishes."""
+    out = tmp_path / "out"
+    workers = str((os.cpu_count() or 1) + 1)
+    argv = one_concept(tiny_bundle, workspace, out, "--ray", "--workers", workers, "--batch-size", "4")
+    env = {**os.environ, "RAY_ADDRESS": "local"}
+    done = subprocess.run([sys.executable, "-m", "insid3.engine.cli.main", "segment", *argv], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-2000:]  # the broken target, nothing else
+    assert f"Ray, {workers} CPU workers (1 CPU each)" in done.stderr
+    assert done.stderr.strip().splitlines()[-1].endswith(f"{TARGETS} segmented, 0 already done, 1 failed -> {out}")
     masks = masks_of(out)
     assert masks.keys() == local_masks.keys()
     assert all(np.array_equal(masks[stem], local_masks[stem]) for stem in masks)
