@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Union
 from urllib.parse import urlparse
 
-from insid3.engine.cli.segment import IMAGE_SUFFIXES, expand_pattern, unique_targets
+from insid3.engine.jobs.targets import IMAGE_SUFFIXES, expand_pattern, unique_targets
 from insid3.errors import InputImageError
 
 
