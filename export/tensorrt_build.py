@@ -141,12 +141,12 @@ def engine_features(engine_path: Path, pixel_values: np.ndarray) -> np.ndarray:
 
     from insid3.tensorrt.runner import TensorRtRunner
 
-    runner = TensorRtRunner.from_file(engine_path)
-    try:
-        features = runner.infer(np.ascontiguousarray(pixel_values, dtype=np.float32))
-    except RuntimeError as exc:  # TensorRT refused the shape or failed to run: the export failed
-        raise ExportError(str(exc)) from exc
-    return cupy.asnumpy(features)
+    with TensorRtRunner.from_file(engine_path) as runner:  # closed (context, buffers, stream) once copied
+        try:
+            features = runner.infer(np.ascontiguousarray(pixel_values, dtype=np.float32))
+        except RuntimeError as exc:  # TensorRT refused the shape or failed to run: the export failed
+            raise ExportError(str(exc)) from exc
+        return cupy.asnumpy(features)
 
 
 def engine_parity(engine_path: Path, pixel_values: np.ndarray, reference: np.ndarray, *, precision: str) -> Parity:
