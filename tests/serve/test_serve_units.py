@@ -312,3 +312,23 @@ def test_ray_application_builder_for_serve_run(tmp_path):
 
     application = ray_app.build_app({"bundle": str(tmp_path), "max_batch": "2", "min_replicas": "1", "max_replicas": "2"})
     assert isinstance(application, serve.Application)
+
+
+# ------------------------------------------------------------------ the app factory
+def test_the_app_factory_mounts_every_router_of_the_routes_package(tiny_bundle):
+    import importlib
+    import pkgutil
+    import re
+
+    from insid3.engine.runtime.segmenter import Segmenter
+    from insid3.engine.serve import routes
+    from insid3.engine.serve.local import create_local_app
+
+    app = create_local_app(Segmenter.from_bundle(tiny_bundle, backend="onnxruntime"), ServeSettings())
+    modules = [importlib.import_module(f"{routes.__name__}.{info.name}") for info in pkgutil.iter_modules(routes.__path__)]
+    assert {module.__name__.rsplit(".", 1)[1] for module in modules} >= {"health", "references", "segment", "match",
+                                                                        "web"}
+    for module in modules:
+        for route in module.router.routes:  # url_path_for raises NoMatchFound for a route the app lacks
+            path = app.url_path_for(route.name, **{name: "x" for name in route.param_convertors})
+            assert path == re.sub(r"\{[^}]+\}", "x", route.path), module.__name__
