@@ -136,7 +136,8 @@ class LabelStudioBackend:
         self.service, self.settings = service, settings
         self.book = ProjectBook(settings.data_dir, service.settings.max_shots)
         self._connections: dict[str, Connection] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, asyncio.Lock] = {}  # a project's events, in arrival order
+        self._encoding: dict[str, asyncio.Lock] = {}  # a project's reference encodings
         self._pending: dict[str, int] = {}
         self._failures: dict[str, list[str]] = {}
         self._work: set[asyncio.Task] = set()
@@ -219,9 +220,11 @@ class LabelStudioBackend:
         if action not in ANNOTATION_CHANGED + ANNOTATIONS_DELETED or not isinstance(project, dict):
             return {"status": "ignored", "action": action}
         key = project_key(project)
-        if self.book.get(key) is None:  # never set up: the config comes with the payload
-            config = parse_labeling_config(str(project.get("label_config") or ""))
-            await run_in_threadpool(self.book.configure, key, config)
+        if project.get("label_config") or self.book.get(key) is None:  # the project as it is now
+            state = await run_in_threadpool(self.book.configure, key,
+                                            parse_labeling_config(str(project.get("label_config") or "")))
+            if not state.imported and (self.settings.url or key in self._connections):
+                self._schedule(key, self._import_existing(key))
         if action in ANNOTATIONS_DELETED:
             ids = {int(a["id"]) for a in payload.get("annotations") or [] if isinstance(a, dict) and "id" in a}
             self._schedule(key, run_in_threadpool(self.book.remove_annotations, key, ids))
@@ -317,20 +320,29 @@ class LabelStudioBackend:
         return {"result": items, "score": min(scores) if scores else 0.0, "model_version": version}
 
     async def _segment(self, state: ProjectState, labels: list[str], prepared: Any) -> Any:
-        for attempt in (0, 1):
-            named = [(label, await self._reference_id(state, label, renew=attempt == 1)) for label in labels]
+        """The labels' masks on one task, their references encoded once per shot set (and again,
+        once, when the cache evicted one meanwhile)."""
+        stale: set[str] = set()
+        while True:
+            named = await self._named_references(state, labels, stale)
             try:
                 return (await self.service.segment_concepts(named, prepared)).result
-            except UnknownReferenceError:  # evicted or expired since: encode again, once
-                if attempt:
+            except UnknownReferenceError:
+                if stale:
                     raise
-        raise AssertionError("unreachable")
+                stale = {reference_id for _, reference_id in named}
 
-    async def _reference_id(self, state: ProjectState, label: str, renew: bool) -> str:
+    async def _named_references(self, state: ProjectState, labels: list[str], stale: set[str]) -> list[tuple[str, str]]:
+        """(label, reference_id) in label order. One project's encodings happen one at a time, so
+        the tasks of a request that all need a new reference share its one encoding."""
+        async with self._encoding.setdefault(state.key, asyncio.Lock()):
+            return [(label, await self._reference_id(state, label, stale)) for label in labels]
+
+    async def _reference_id(self, state: ProjectState, label: str, stale: set[str]) -> str:
         shots = state.shots_of(label)
         digest = hashlib.sha256(repr([(s.image, s.mask) for s in shots]).encode()).hexdigest()
         known = self._encoded.get((state.key, label))
-        if known is not None and known[0] == digest and not renew:
+        if known is not None and known[0] == digest and known[1] not in stale:
             return known[1]
         uploads = []
         for shot in shots:

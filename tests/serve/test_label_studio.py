@@ -329,6 +329,34 @@ def test_a_label_studio_export_is_a_concepts_file(label_studio, project, server,
         for label in labels:
             assert np.array_equal(cli_masks(from_export, target, labels)[label], cli_masks(from_files, target, labels)[label])
 
+def test_annotations_made_before_the_backend_was_connected_are_read_at_setup(
+        label_studio, client, server, scenes, scene_files):
+    """They never come by webhook: /setup reads them from Label Studio's export, after answering;
+    a changed labelling config drops the references and reads them again under the new one."""
+    from support.label_studio import wait_for
+
+    created = client.projects.create(title="insid3 earlier annotations", label_config=CONFIG)
+    files = [("file0", (scene_files[3].name, scene_files[3].read_bytes(), "image/png"))]
+    assert httpx.post(f"{label_studio.url}/api/projects/{created.id}/import", files=files,
+                      headers=label_studio.headers, timeout=60).status_code == 201
+    (task,) = client.tasks.list(project=created.id)
+    annotation = client.annotations.create(id=task.id, result=[brush(scenes[3].mask, "rectangle")], was_cancelled=False)
+    client.ml.create(project=created.id, url=f"{server.url}/label-studio", title="insid3", is_interactive=False)
+    key = f"{created.id}.{int(created.created_at.timestamp())}"
+    found = wait_for(lambda: (lambda d: d if d.get("imported") and d["pending"] == 0 else None)(server.project(key)),
+                     what="the export is read")
+    assert [(s["annotation"], s["mask_sha256"]) for s in found["labels"]["rectangle"]] == \
+        [(annotation.id, sha256(mask_png(scenes[3].mask)))]
+    assert found["labels"]["ellipse"] == []
+    client.projects.update(id=created.id, label_config=CONFIG.replace('<Label value="rectangle"/>',
+                                                                      '<Label value="rectangle"/><Label value="box"/>'))
+    client.actions.create(id="retrieve_tasks_predictions", project=created.id,
+                          selected_items={"all": True, "excluded": []})  # Label Studio calls /setup first
+    again = wait_for(lambda: (lambda d: d if "box" in d.get("labels", {}) and d["imported"] and d["pending"] == 0
+                              else None)(server.project(key)), what="the new config's references")
+    assert again["labels"]["rectangle"] == found["labels"]["rectangle"] and again["labels"]["box"] == []
+    assert again["model_version"] != found["model_version"]
+
 def test_an_unservable_labelling_config_is_refused_in_words_label_studio_shows(client, server):
     from label_studio_sdk.core.api_error import ApiError
 
