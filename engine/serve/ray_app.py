@@ -2,11 +2,11 @@
 
 Run it with the CLI (starts or joins a Ray cluster, then blocks):
 
-    insid3-serve --bundle /srv/bundles/dinov3-vits16-768 --ray [--num-replicas N]
-                 [--min-replicas A --max-replicas B] [--ray-address auto]
+    insid3 serve --bundle /srv/bundles/dinov3-vits16-768 --ray [--num-replicas N]
+                 [--min-replicas A --max-replicas B] [--address auto]
 
 or with Ray's own tools, through the application builder `build_app` (args are ServeSettings
-fields, `bundle`, and the RayOptions fields below; the bundle path must exist on every node):
+fields, `bundle`, and the fields of settings.RayOptions; the bundle path must exist on every node):
 
     serve run insid3.engine.serve.ray_app:build_app bundle=/srv/bundles/dinov3-vits16-768 max_batch=8
 
