@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from insid3.engine.jobs.job_folder import append_line, hold_folder, open_for_append, release_folder
-from insid3.engine.jobs.outputs import OutputOptions
 from insid3.engine.jobs.outputs.files import mask_bbox, target_key, write_atomically
+from insid3.engine.jobs.outputs.options import OutputOptions
 from insid3.engine.jobs.outputs.polygons import mask_polygons
 from insid3.engine.runtime.concepts import ConceptsResult
 from insid3.engine.runtime.rle import encode_rle

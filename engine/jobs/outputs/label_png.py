@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image
 
 from insid3.engine.jobs.job_folder import hold_folder, release_folder
-from insid3.engine.jobs.outputs import OutputOptions
 from insid3.engine.jobs.outputs.files import DoneLog, encoded, write_atomically
+from insid3.engine.jobs.outputs.options import OutputOptions
 from insid3.engine.jobs.outputs.palette import label_colors
 from insid3.engine.runtime.concepts import ConceptsResult
 

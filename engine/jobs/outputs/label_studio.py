@@ -25,8 +25,8 @@ from pathlib import Path, PurePath
 
 from insid3.engine.jobs.job_folder import append_line, hold_folder, open_for_append, release_folder
 from insid3.engine.jobs.label_studio import BRUSH, POLYGON, concept_score, default_config, mask_results
-from insid3.engine.jobs.outputs import OutputOptions
 from insid3.engine.jobs.outputs.files import target_key, write_atomically
+from insid3.engine.jobs.outputs.options import OutputOptions
 from insid3.engine.runtime.concepts import ConceptsResult
 
 TASKS_FILE = "tasks.label-studio.json"

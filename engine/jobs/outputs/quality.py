@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from insid3.engine.jobs.job_folder import append_line, open_for_append, write_atomically
-from insid3.engine.jobs.outputs import OutputOptions, Writer
 from insid3.engine.jobs.outputs.files import target_key
+from insid3.engine.jobs.outputs.options import OutputOptions, Writer
 from insid3.engine.runtime.concepts import ConceptsResult
 from insid3.engine.runtime.quality import FLAGS, MaskQuality, QualityThresholds
 

@@ -22,8 +22,8 @@ from pathlib import Path, PurePath
 import yaml
 
 from insid3.engine.jobs.job_folder import hold_folder, link_atomically, release_folder
-from insid3.engine.jobs.outputs import OutputOptions
 from insid3.engine.jobs.outputs.files import DoneLog, write_atomically
+from insid3.engine.jobs.outputs.options import OutputOptions
 from insid3.engine.jobs.outputs.polygons import mask_polygons
 from insid3.engine.runtime.concepts import ConceptsResult
 
