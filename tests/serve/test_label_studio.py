@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from insid3.engine.jobs.label_studio import mask_results, parse_labeling_config
 from insid3.engine.jobs.scenes import draw_scene
 from insid3.engine.serve.label_studio_projects import mask_png, sha256
 from insid3.engine.serve.launch import ServerProcess, free_port, stop, wait_ready
@@ -185,13 +186,19 @@ def test_the_webhook_builds_references_from_exactly_the_submitted_annotations(pr
         assert shot["mask_sha256"] == sha256(mask_png(scenes[index].mask))  # the annotation's mask, decoded
 
 
-def test_predictions_in_label_studio_equal_insid3_segment_with_the_same_examples(
-        project, server, client, scene_files, tiny_bundle, tmp_path):
-    version = server.project(project["key"])["model_version"]
-    stored = retrieve_predictions(client, project)
+@pytest.fixture(scope="module")
+def first_masks(tiny_bundle, scene_files, tmp_path_factory):
+    """`insid3 segment --concept` with the two first scenes' masks as examples, on all six."""
     concepts = [f"--concept={label}={scene_files[i]}:{scene_files[i].with_name(f'mask{i}.png')}"
                 for i, label in enumerate(LABELS)]
-    out = segment_cli(tiny_bundle, tmp_path / "cli", scene_files, *concepts)
+    return segment_cli(tiny_bundle, tmp_path_factory.mktemp("cli"), scene_files, *concepts)
+
+
+def test_predictions_in_label_studio_equal_insid3_segment_with_the_same_examples(
+        project, server, client, scene_files, first_masks):
+    version = server.project(project["key"])["model_version"]
+    stored = retrieve_predictions(client, project)
+    out = first_masks
     for task, target in zip(project["tasks"], scene_files):
         prediction = latest(stored[task.id], version)
         masks = decoded(prediction.result)
@@ -202,6 +209,38 @@ def test_predictions_in_label_studio_equal_insid3_segment_with_the_same_examples
         assert all(0.0 <= score <= 1.0 for score in scores) and prediction.score == pytest.approx(min(scores))
     assert sum(len(decoded(latest(stored[t.id], version).result)) for t in project["tasks"]) >= 6  # masks, not blanks
 
+
+def test_a_polygon_project_gets_the_same_masks_as_polygons(label_studio, client, server, scenes, scene_files,
+                                                           first_masks):
+    """PolygonLabels: annotations drawn as polygons (unsimplified: exactly the masks' pixels) give
+    the same references, and each prediction is the polygons of `insid3 segment`'s mask."""
+    from support.label_studio import wait_for
+
+    polygon_config = CONFIG.replace("BrushLabels", "PolygonLabels")
+    config = parse_labeling_config(polygon_config)
+    created = client.projects.create(title="insid3 polygons", label_config=polygon_config)
+    files = [(f"file{i}", (path.name, path.read_bytes(), "image/png")) for i, path in enumerate(scene_files)]
+    assert httpx.post(f"{label_studio.url}/api/projects/{created.id}/import", files=files,
+                      headers=label_studio.headers, timeout=60).status_code == 201
+    tasks = sorted(client.tasks.list(project=created.id), key=lambda task: task.data["image"].rsplit("-", 1)[-1])
+    client.ml.create(project=created.id, url=f"{server.url}/label-studio", title="insid3", is_interactive=False)
+    key = f"{created.id}.{int(created.created_at.timestamp())}"
+    for i in (0, 1):
+        drawn = mask_results(scenes[i].mask, LABELS[i], config, tolerance=0)
+        client.annotations.create(id=tasks[i].id, result=[{k: v for k, v in item.items() if k != "id"} for item in drawn],
+                                  was_cancelled=False)
+    state = wait_for(lambda: (lambda d: d if sum(map(len, d.get("labels", {}).values())) == 2 and d["pending"] == 0
+                              else None)(server.project(key)), what="the polygon annotations reach the backend")
+    assert [state["labels"][label][0]["mask_sha256"] for label in LABELS] == \
+        [sha256(mask_png(scenes[i].mask)) for i in (0, 1)]
+    stored = retrieve_predictions(client, {"id": created.id, "tasks": tasks})
+    for task, target in zip(tasks, scene_files):
+        prediction = latest(stored[task.id], state["model_version"])
+        expected = cli_masks(first_masks, target)
+        for label in LABELS:
+            found = [item["value"]["points"] for item in prediction.result if item["value"]["polygonlabels"] == [label]]
+            assert found == [item["value"]["points"] for item in mask_results(expected[label], label, config)], \
+                (target.name, label)
 
 def test_the_six_tasks_went_through_the_backbone_in_batches(project, server):
     metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
