@@ -198,3 +198,42 @@ def test_a_tasks_image_is_the_root_then_the_targets_path_as_given(tmp_path, monk
     assert image_reference(tmp_path / "photos" / "b.png", "https://bucket.example/") == "https://bucket.example/photos/b.png"
     assert image_reference(Path("/elsewhere/c.png"), "s3://bucket/") == "s3://bucket/c.png"
     assert image_reference("s3://bucket/d.png", "/data/local-files/?d=") == "s3://bucket/d.png"  # a URI target
+
+
+def test_an_export_with_local_files_is_a_concepts_file_of_each_tasks_reviewed_masks(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from insid3.engine.jobs.concept_specs import ConceptSpecError, read_concepts_file
+
+    documents = tmp_path / "documents"
+    (documents / "photos").mkdir(parents=True)
+    scenes = [draw_scene(70 + i, (48, 64), concept=i % 2) for i in range(2)]
+    for index, scene in enumerate(scenes):
+        Image.fromarray(scene.image).save(documents / "photos" / f"s{index}.png")
+    config = default_config(["ellipse", "rectangle"], POLYGON)
+    drawn = [mask_results(scene.mask, label, config, tolerance=0) for scene, label in zip(scenes, ["ellipse", "rectangle"])]
+    export = [
+        {"id": 1, "data": {"image": "/data/local-files/?d=photos/s0.png"},
+         "annotations": [{"id": 10, "result": mask_results(~scenes[0].mask, "ellipse", config, tolerance=0)},
+                         {"id": 11, "result": drawn[0], "ground_truth": True}]},
+        {"id": 2, "data": {"image": "/data/local-files/?d=photos/s1.png"},
+         "annotations": [{"id": 12, "result": drawn[1]}, {"id": 13, "result": [], "was_cancelled": True}]},
+        {"id": 3, "data": {"image": "/data/local-files/?d=photos/none.png"}, "annotations": []},
+    ]
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(export))
+    monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", str(documents))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    specs = read_concepts_file(path)
+    assert [spec.name for spec in specs] == ["ellipse", "rectangle"]
+    for spec, scene, index in zip(specs, scenes, (0, 1)):
+        ((image, mask),) = spec.shots
+        assert image == documents / "photos" / f"s{index}.png"
+        assert np.array_equal(np.asarray(Image.open(mask)) > 0, scene.mask)  # the ground truth's, not annotation 10's
+    path.write_text(json.dumps([{**export[0], "annotations": [{"id": 1, "result": [
+        {**drawn[0][0], "value": {**drawn[0][0]["value"], "polygonlabels": ["no/slash"]}}]}]}]))
+    with pytest.raises(ConceptSpecError, match="concept name 'no/slash'"):
+        read_concepts_file(path)
+    path.write_text(json.dumps([export[2]]))
+    with pytest.raises(LabelStudioFormatError, match="holds no brush or polygon annotation"):
+        read_concepts_file(path)
