@@ -18,18 +18,19 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from insid3.engine.serve.errors import QueueFullError
-from insid3.engine.serve.runner import SegmentResult, TargetItem, failure_of
+from insid3.engine.serve.runner import QueueItem, failure_of
 
 log = logging.getLogger("insid3.serve")
 
-RunBatch = Callable[[Sequence[TargetItem]], Awaitable[list[SegmentResult | BaseException]]]
+RunBatch = Callable[[Sequence[QueueItem]], Awaitable[list[Any]]]  # a result or an exception per item
 
 
 @dataclass
 class _Waiting:
-    item: TargetItem
+    item: QueueItem
     future: asyncio.Future
 
 
@@ -66,7 +67,7 @@ class DynamicBatcher:
                 waiting.future.set_exception(asyncio.CancelledError("the server is shutting down"))
         self._waiting.clear()
 
-    async def submit(self, item: TargetItem) -> SegmentResult:
+    async def submit(self, item: QueueItem) -> Any:
         if len(self._waiting) >= self.max_queue:
             raise QueueFullError(
                 f"the queue is full ({self.max_queue} targets waiting): retry later",

@@ -56,7 +56,8 @@ class ConceptsItem:
     enqueued_at: float  # time.perf_counter() when it joined the queue
 
     def decode(self, segmenter: Segmenter, features: Any, clock: StageClock) -> ConceptsResult:
-        return segmenter.decode_concepts(features, self.prepared.original_size, self.references, clock)
+        return segmenter.decode_concepts(features, self.prepared.original_size, self.references, clock,
+                                         pixels=self.prepared.pixels)  # the CRF refinement needs them
 
     def result(self, found: ConceptsResult, timings_ms: dict[str, float], batch_size: int) -> "ConceptsServed":
         return ConceptsServed(found, timings_ms, batch_size)

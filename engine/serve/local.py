@@ -17,8 +17,8 @@ from insid3.engine.serve.app import create_app
 from insid3.engine.serve.batching import DynamicBatcher
 from insid3.engine.serve.metrics import ServeMetrics
 from insid3.engine.serve.references import LocalReferences, ReferenceStore
-from insid3.engine.serve.runner import EngineRunner
-from insid3.engine.serve.service import QueueItem, Service
+from insid3.engine.serve.runner import EngineRunner, QueueItem
+from insid3.engine.serve.service import Service
 from insid3.engine.serve.settings import ServeSettings
 
 

@@ -62,8 +62,8 @@ from insid3.engine.runtime.segmenter import Segmenter
 from insid3.engine.serve.app import create_app
 from insid3.engine.serve.metrics import ServeMetrics
 from insid3.engine.serve.references import Inputs, ReferenceStore, SharedReferences
-from insid3.engine.serve.runner import EngineRunner
-from insid3.engine.serve.service import QueueItem, Service
+from insid3.engine.serve.runner import EngineRunner, QueueItem
+from insid3.engine.serve.service import Service
 from insid3.engine.serve.settings import RayOptions, ServeSettings
 from insid3.errors import SettingsError
 

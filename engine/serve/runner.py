@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from PIL import Image
 
+from insid3.engine.runtime.concepts import ConceptMask
 from insid3.engine.runtime.images import PreparedImage
 from insid3.engine.runtime.quality import MaskQuality
 from insid3.engine.runtime.reference import Reference
@@ -31,13 +32,20 @@ log = logging.getLogger("insid3.serve")
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class TargetItem:
-    """One target waiting for the backbone: pre-processed, with its reference already resolved."""
+class QueueItem(Protocol):
+    """What waits for a backbone batch: a pre-processed target that decodes itself once the batch's
+    features exist (TargetItem here, ConceptsItem in concepts.py, MatchItem in matching.py)."""
 
     prepared: PreparedImage
-    reference: Reference
     enqueued_at: float  # time.perf_counter() when it joined the queue
+
+    def decode(self, segmenter: Segmenter, features: Any, clock: StageClock) -> Any:
+        """The engine thread's work on this target (steps after the backbone)."""
+        ...
+
+    def result(self, decoded: Any, timings_ms: dict[str, float], batch_size: int) -> Any:
+        """What its request receives."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -48,7 +56,25 @@ class SegmentResult:
     quality: MaskQuality | None = None  # how far to trust the mask (engine/runtime/quality.py)
 
 
-def failure_of(outcome: SegmentResult | BaseException) -> BaseException | None:
+@dataclass(frozen=True)
+class TargetItem:
+    """One target of one reference waiting for the backbone, its reference already resolved."""
+
+    prepared: PreparedImage
+    reference: Reference
+    enqueued_at: float  # time.perf_counter() when it joined the queue
+
+    def decode(self, segmenter: Segmenter, features: Any, clock: StageClock) -> ConceptMask:
+        one = {"reference": self.reference}  # one reference: the concepts path with one entry
+        return segmenter.decode_concepts(features, self.prepared.original_size, one, clock,
+                                         pixels=self.prepared.pixels).concepts[0]
+
+    def result(self, decoded: ConceptMask, timings_ms: dict[str, float], batch_size: int) -> SegmentResult:
+        return SegmentResult(decoded.mask, timings_ms, batch_size, decoded.quality)
+
+
+def failure_of(outcome: Any) -> BaseException | None:
+    """The exception a queued item's outcome is, or None for a result."""
     return outcome if isinstance(outcome, BaseException) else None
 
 
@@ -72,7 +98,7 @@ class EngineRunner:
     def encode_reference(self, shots: Sequence[tuple[Image.Image, Image.Image]]) -> Reference:
         return self.segmenter.encode_reference(shots)
 
-    def run_batch(self, items: Sequence[TargetItem]) -> list[SegmentResult | BaseException]:
+    def run_batch(self, items: Sequence[QueueItem]) -> list[Any]:
         """One backbone call for all items, then the kernels per item; one outcome per item."""
         started = time.perf_counter()
         batch_clock = StageClock(self.segmenter.backend.synchronize)
@@ -82,24 +108,15 @@ class EngineRunner:
         except Exception as exc:  # the backbone itself failed: every item of this batch fails
             log.exception("backbone failed on a batch of %d", len(items))
             return [exc] * len(items)
-        outcomes: list[SegmentResult | BaseException] = []
+        outcomes: list[Any] = []  # a result or an exception per item
         for index, item in enumerate(items):
             clock = StageClock(self.segmenter.backend.synchronize)
             try:
-                if isinstance(item, TargetItem):
-                    one = {"reference": item.reference}  # one reference: the concepts path with one entry
-                    value = self.segmenter.decode_concepts(features[index], item.prepared.original_size, one, clock,
-                                                           pixels=item.prepared.pixels).concepts[0]
-                else:  # another request kind sharing the backbone batch decodes itself (serve/matching.py)
-                    value = item.decode(self.segmenter, features[index], clock)
+                decoded = item.decode(self.segmenter, features[index], clock)
             except Exception as exc:
                 log.exception("decoding target %d of a batch of %d failed", index, len(items))
                 outcomes.append(exc)
                 continue
             timings = {"queue": (started - item.enqueued_at) * 1e3, **batch_clock.ms, **clock.ms}
-            if isinstance(item, TargetItem):
-                outcomes.append(SegmentResult(mask=value.mask, timings_ms=timings, batch_size=len(items),
-                                              quality=value.quality))
-            else:
-                outcomes.append(item.result(value, timings, len(items)))
+            outcomes.append(item.result(decoded, timings, len(items)))
         return outcomes

@@ -23,10 +23,8 @@ from insid3.engine.serve.concepts import ConceptsItem, ConceptsServed
 from insid3.engine.serve.matching import MatchItem, MatchResult
 from insid3.engine.serve.metrics import ServeMetrics
 from insid3.engine.serve.references import CachedReference, ReferenceBook
-from insid3.engine.serve.runner import EngineRunner, SegmentResult, TargetItem, failure_of
+from insid3.engine.serve.runner import EngineRunner, QueueItem, SegmentResult, TargetItem, failure_of
 from insid3.engine.serve.settings import ServeSettings
-
-QueueItem = TargetItem | ConceptsItem | MatchItem  # what waits for a backbone batch
 
 
 @dataclass(frozen=True)

@@ -143,3 +143,21 @@ def test_more_references_than_the_limit_are_400(client, reference_ids, targets):
 def test_an_unknown_reference_among_several_is_404(client, reference_ids, targets):
     response = segment(client, targets[0], [reference_ids[0], "no-such-id"], names=NAMES[:2], format="coco")
     assert response.status_code == 404 and "no-such-id" in response.json()["detail"]
+
+
+def test_a_crf_server_answers_several_concepts_with_the_engines_crf_label_map(tiny_bundle, examples, targets):
+    # The multi-concept queue item hands the target's pixels to the CRF as the single one does
+    # (it did not: every label-png/coco request of `insid3 serve --refine crf` was a 400).
+    settings = ServeSettings(refine="crf", max_wait_ms=0, max_upload_bytes=1 << 20, max_image_pixels=1_000_000)
+    engine = Segmenter.from_bundle(tiny_bundle, backend="onnxruntime", refine=settings.refine_settings)
+    references = {name: engine.encode_reference([(scene.image, scene.mask)]) for name, scene in zip(NAMES, examples)}
+    expected = engine.segment_concepts(targets[0], references)
+    app = create_local_app(Segmenter.from_bundle(tiny_bundle, **settings.engine_options()), settings)
+    with testclient.TestClient(app) as http:
+        ids = []
+        for scene in examples:
+            files = [("image", ("r.png", png(scene.image))), ("mask", ("m.png", png(scene.mask.astype(np.uint8) * 255)))]
+            ids.append(http.post("/v1/references", files=files).json()["reference_id"])
+        response = segment(http, targets[0], ids, format="label-png")
+    assert response.status_code == 200, response.text
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(response.content))), expected.label_map())
