@@ -238,6 +238,14 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise output_error(exc, path, len(data)) from None
 
 
+def make_folder(path: Path) -> None:
+    """A folder inside an output folder (labels/, images/), if missing; OutputWriteError if it cannot be made."""
+    try:
+        path.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise output_error(exc, path, None) from None
+
+
 def link_atomically(path: Path, points_to: str) -> None:
     """A symbolic link at `path` to `points_to`, made under a temporary name and renamed."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")

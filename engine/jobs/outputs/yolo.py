@@ -21,7 +21,7 @@ from pathlib import Path, PurePath
 
 import yaml
 
-from insid3.engine.jobs.job_folder import hold_folder, link_atomically, release_folder
+from insid3.engine.jobs.job_folder import hold_folder, link_atomically, make_folder, release_folder
 from insid3.engine.jobs.outputs.files import DoneLog, write_atomically
 from insid3.engine.jobs.outputs.options import OutputOptions
 from insid3.engine.jobs.outputs.polygons import mask_polygons
@@ -67,7 +67,7 @@ class YoloSegOutputs:
     def link(self, target: Path) -> None:
         """images/<name>, a relative link to the target (a URI has none)."""
         if isinstance(target, PurePath):
-            self.images.mkdir(exist_ok=True)
+            make_folder(self.images)
             link_atomically(self.images / target.name,
                             os.path.relpath(os.path.realpath(target), os.path.realpath(self.images)))
 
@@ -86,7 +86,7 @@ class YoloSegOutputs:
     def start(self, *, fresh: bool) -> None:
         if fresh:  # another job's label files are redone, never trusted
             self.log.forget()
-        self.labels.mkdir(exist_ok=True)
+        make_folder(self.labels)
         write_atomically(self.folder / DATA_FILE, data_yaml(self.folder, self.options.names).encode())
 
     def write(self, target: Path, result: ConceptsResult) -> None:
