@@ -74,6 +74,7 @@ def settings_from(args: argparse.Namespace):
         refine=shared.refine_from(args), format=args.format, instances=args.instances, min_area=args.min_area,
         segmentation=args.segmentation, simplify=args.simplify, overlay=args.overlay, overwrite=args.overwrite,
         cluster=shared.cluster_from(args), progress=not args.no_progress,
+        profile=Path(args.profile) if args.profile else None,
     ).validated()
 
 

@@ -7,7 +7,9 @@ hyperparameters, the output format (with the options that change its files) and 
 precision. A re-run into the same folder compares those and resumes when they are equal;
 otherwise it stops with one line naming what changed (unless the folder holds no outputs of
 that format yet: a job that failed before its first target does not hold it). The tool version is recorded for the
-reader, not compared: a new insid3 release computes the same masks from the same inputs.
+reader, not compared: a new insid3 release computes the same masks from the same inputs. So is
+the calibration profile given with --profile (its file and sha256): what it set is compared, as
+hyperparameters and format.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ class JobManifest:
     # in order; empty for one unnamed concept (--ref), whose shots are `references`.
     concepts: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
     tool_version: str = insid3.__version__
+    # The calibration profile the hyperparameters and --min-score came from ({"file", "sha256"}, or
+    # None): for the reader, not compared (what it applied is, in `hyperparameters` and `format`).
+    profile: dict | None = None
 
     @classmethod
     def describe_run(
@@ -82,7 +87,7 @@ class JobManifest:
             bundle=data["bundle"], references=tuple(tuple(pair) for pair in data["references"]),
             hyperparameters=data["hyperparameters"], format=data["format"], precision=data["precision"],
             concepts=tuple((name, tuple(tuple(pair) for pair in shots)) for name, shots in data.get("concepts", [])),
-            tool_version=data.get("tool_version", "unknown"),
+            tool_version=data.get("tool_version", "unknown"), profile=data.get("profile"),
         )
 
 

@@ -11,7 +11,7 @@ masks: a re-run with the same inputs resumes, with others it stops and says what
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +28,7 @@ from insid3.engine.runtime.reference import EncodingFingerprint, Reference
 from insid3.engine.runtime.segmenter import Segmenter
 from insid3.errors import InputImageError, SettingsError
 from insid3.format.bundle import Bundle, load_bundle
+from insid3.format.profile import profile_record
 from insid3.format.refinement import RefineSettings
 from insid3.format.settings import Hyperparameters
 
@@ -66,6 +67,7 @@ class SegmentJobSettings:
     overwrite: bool = False
     cluster: ClusterSettings | None = None
     progress: bool = True
+    profile: Path | None = None  # the calibration profile the settings came from: recorded in the manifest
 
     def validated(self) -> SegmentJobSettings:
         named = bool(self.concept_flags or self.concepts_file)
@@ -136,6 +138,8 @@ def open_outputs(settings: SegmentJobSettings, bundle: Bundle, hyperparameters: 
     else:
         named = [(spec.name, list(spec.shots)) for spec in concepts]
         manifest = JobManifest.describe_concepts_run(fingerprint, named, recorded, fmt, settings.precision)
+    if settings.profile is not None:
+        manifest = replace(manifest, profile=profile_record(settings.profile))
     try:
         replaces = claim_folder(out, manifest, overwrite=settings.overwrite, has_outputs=outputs.has_outputs())
     except JobMismatchError:

@@ -108,9 +108,11 @@ def write_heatmap(path: Path, grid: SweepGrid, results: Sequence[SettingResult],
     axes.set_xlabel("tau")
     axes.set_ylabel("svd_components")
     axes.set_title(f"mIoU at merge_threshold {best.setting.merge_threshold:g}")
+    middle = (values.min() + values.max()) / 2
     for i in range(values.shape[0]):
-        for j in range(values.shape[1]):
-            axes.text(j, i, f"{values[i, j]:.1f}", ha="center", va="center", color="white", fontsize=8)
+        for j in range(values.shape[1]):  # dark text on the bright (high) end of viridis
+            colour = "black" if values[i, j] > middle else "white"
+            axes.text(j, i, f"{values[i, j]:.1f}", ha="center", va="center", color=colour, fontsize=8)
     figure.colorbar(image, ax=axes, label="mIoU")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ from insid3.errors import Insid3Error
 from insid3.format.bundle import BASIS_FILE, ONNX_FILE, Bundle
 from insid3.format.refinement import RefineSettings
 from insid3.format.settings import Hyperparameters
+from insid3.format.verify import sha256_of
 
 KIND = "insid3-profile"
 VERSION = 1
@@ -147,3 +148,8 @@ def read_profile(path: str | Path) -> Profile:
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ProfileError(f"{where} cannot be read: {str(exc).splitlines()[0]}") from None
     return Profile.from_json(data, where)
+
+
+def profile_record(path: str | Path) -> dict:
+    """What a job manifest records of the profile it used: the file and its sha256."""
+    return {"file": str(path), "sha256": sha256_of(Path(path))}

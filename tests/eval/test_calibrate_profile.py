@@ -21,6 +21,7 @@ from insid3.evaluation.calibration.settings import CalibrationSettings
 from insid3.format.bundle import load_bundle
 from insid3.format.profile import BundleIdentity, Profile, ProfileError, ScoreThreshold, read_profile
 from insid3.format.settings import Hyperparameters
+from insid3.format.verify import sha256_of
 
 SIZE = (96, 128)
 
@@ -81,6 +82,8 @@ def test_segment_with_a_profile_gives_the_masks_of_its_settings_given_explicitly
     assert with_profile != defaults  # the profile's settings are not the defaults
     manifest = json.loads((tmp_path / "a" / "insid3-job.json").read_text())
     assert manifest["hyperparameters"]["svd_components"] == 8 and manifest["hyperparameters"]["tau"] == 0.9
+    assert manifest["profile"] == {"file": str(profile), "sha256": sha256_of(profile)}
+    assert json.loads((tmp_path / "b" / "insid3-job.json").read_text())["profile"] is None
     # an explicit flag wins over the profile
     mixed = segment(tiny_bundle, scenes, tmp_path / "d", "--profile", str(profile), "--svd-components", "62",
                     "--tau", "0.6", "--merge-threshold", "0.2")
@@ -105,8 +108,11 @@ def test_the_profiles_score_threshold_becomes_min_score(tiny_bundle, scenes, tmp
     explicit = segment(tiny_bundle, scenes, tmp_path / "b", "--svd-components", "8", "--tau", "0.9",
                        "--merge-threshold", "0.45", "--min-score", "0.99")
     assert with_profile == explicit
-    recorded = (tmp_path / "a" / "insid3-job.json").read_text()
-    assert recorded == (tmp_path / "b" / "insid3-job.json").read_text()  # the manifest records what it applied
+    recorded = json.loads((tmp_path / "a" / "insid3-job.json").read_text())
+    explicit_manifest = json.loads((tmp_path / "b" / "insid3-job.json").read_text())
+    assert recorded["profile"]["sha256"] == sha256_of(profile) and explicit_manifest["profile"] is None
+    recorded.pop("profile"), explicit_manifest.pop("profile")
+    assert recorded == explicit_manifest  # what the profile applied is recorded as if given by flags
 
 
 def test_a_profile_for_another_bundle_is_refused_in_one_line(tiny_bundle, scenes, tmp_path, capsys):
