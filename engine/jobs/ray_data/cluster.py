@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +34,10 @@ CPU_WORKERS = 2  # --workers without GPUs
 CLUSTER_TIMEOUT_S = 600.0  # how long a job waits for room for its pool (an autoscaler adding nodes)
 LOCAL = "local"  # the address (--address or RAY_ADDRESS) that asks for a fresh local instance, as ray.init reads it
 SAY_WAITING_AFTER_S = 2.0  # a pool that finds room within this is not worth a line
+# Ray Data's driver-side threads that end with their pipeline (names as Ray 2.60 gives them: its
+# scheduling loop, its block iterators, its metadata prefetcher), and how long to wait for them.
+PIPELINE_THREADS = ("StreamingExecutor-", "iter_threaded", "ray-data-metadata-prefetch")
+SETTLE_S = 30.0
 
 Say = Callable[[str], None]
 
@@ -241,7 +246,20 @@ def connected(settings: ClusterSettings) -> Iterator[bool]:
     try:
         yield not settings.joins_a_cluster()
     finally:
+        settle_pipelines(SETTLE_S)
         ray.shutdown()
+
+
+def settle_pipelines(timeout_s: float) -> None:
+    """Wait (up to `timeout_s`) for the threads of the pipelines just closed to end. One still
+    running after ray.shutdown() calls into the shut-down core worker, and Ray then ends the whole
+    process with exit code 1 ("The core worker has already been shutdown ... The process will
+    exit"): a Ctrl-C'd job on a loaded machine exited 1, not 130, because Ray Data's own shutdown
+    waits only 2 s for its scheduling loop."""
+    deadline = time.monotonic() + timeout_s
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and thread.name.startswith(PIPELINE_THREADS):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def actor_pool_fault_tolerance() -> dict[str, int]:
