@@ -60,3 +60,19 @@ def test_help_shows_every_default():
     undocumented = [entry for entry in entries if "(default:" not in entry and entry.split()[0] not in flags]
     assert len(entries) >= 15 and not undocumented, undocumented
     assert "(default: 8000)" in result.stdout and "(default: 127.0.0.1)" in result.stdout
+
+
+@pytest.mark.parametrize("flags, named", [(["--num-replicas", "2"], "--num-replicas"),
+                                          (["--address", "auto", "--replica-cpus", "2"], "--address, --replica-cpus")])
+def test_ray_flags_without_ray_are_one_line(flags, named, capsys):
+    assert cli.main(["--bundle", "no-such-bundle", *flags]) == 2
+    assert capsys.readouterr().err.strip() == f"insid3-serve: error: {named} apply to --ray"
+
+
+def test_old_and_new_spellings_of_the_ray_address_are_one_option():
+    from insid3.engine.cli.arguments import new_parser
+
+    parser = new_parser("insid3 serve", None)
+    cli.configure(parser)
+    for spelling in ("--address", "--ray-address"):
+        assert parser.parse_args(["--bundle", "b", spelling, "head:6379"]).ray_address == "head:6379"
