@@ -47,15 +47,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     shared.add_refine(parser)
     shared.add_profile(parser)
     limits = parser.add_argument_group("batching and limits")
-    limits.add_argument("--max-batch", type=int, default=d.max_batch, help="targets per backbone call (1: off)")
+    limits.add_argument("--max-batch", type=shared.positive_int, default=d.max_batch,
+                        help="targets per backbone call (1: off)")
     limits.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms, help="longest wait for a batch to fill")
-    limits.add_argument("--max-queue", type=int, default=d.max_queue, help="waiting targets before 503")
+    limits.add_argument("--max-queue", type=shared.positive_int, default=d.max_queue, help="waiting targets before 503")
     limits.add_argument("--reference-ttl", type=float, default=d.reference_ttl_s, help="seconds a reference lives")
-    limits.add_argument("--max-references", type=int, default=d.max_references, help="cached references at most")
+    limits.add_argument("--max-references", type=shared.positive_int, default=d.max_references,
+                        help="cached references at most")
     limits.add_argument("--max-reference-mb", type=float, default=d.max_reference_bytes / 2**20,
                         help="device memory for cached references")
     limits.add_argument("--max-upload-mb", type=float, default=d.max_upload_bytes / 2**20, help="largest request body")
-    limits.add_argument("--max-image-pixels", type=int, default=d.max_image_pixels,
+    limits.add_argument("--max-image-pixels", type=shared.positive_int, default=d.max_image_pixels,
                         help="largest image (width x height) decoded; larger ones get 413")
     ray = parser.add_argument_group("Ray Serve (docs/serve.md)")
     ray.add_argument("--ray", action="store_true", help="run as a Ray Serve deployment")
