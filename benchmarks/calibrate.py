@@ -1,4 +1,4 @@
-"""`python -m insid3.benchmarks.calibrate`: what a 125-setting calibration sweep costs against
+"""`insid3 bench calibrate`: what a 125-setting calibration sweep costs against
 scoring one setting on the same episodes (the goal: at most 3x).
 
 Side by side in one process, alternating which goes first pass by pass: `insid3 calibrate` with a
@@ -9,24 +9,24 @@ once per image. Timed: the episode loop (`timings.seconds` of the report: loadin
 debias, clustering, aggregation, upsampling, scoring) and the whole call (plus loading the
 backend, the results, bootstrap, reports, heatmap). Medians over `--passes`.
 
-    python -m insid3.benchmarks.calibrate --bundle /tmp/bs448 --examples 6 --negatives 2 --passes 3
+    insid3 bench calibrate --bundle /tmp/bs448 --examples 6 --negatives 2 --passes 3 --out results/calibrate
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from insid3.engine.jobs.scenes import draw_scene
+from insid3.errors import SettingsError
 from insid3.evaluation.calibration.examples import ExampleSource
 from insid3.evaluation.calibration.run import calibrate
 from insid3.evaluation.calibration.settings import CalibrationSettings
@@ -81,7 +81,7 @@ def measure(bundle: Path, examples: int, negatives: int, passes: int, size: tupl
     meta = load_bundle(bundle).metadata
     return {
         "bundle": str(bundle), "arch": meta.arch, "resolution": meta.resolution, "weights": meta.weights.kind,
-        "backend": backend, "episodes": examples + negatives, "image_size": list(size), "passes": passes,
+        "backend": backend, "episodes": examples + negatives, "negatives": negatives, "image_size": list(size), "passes": passes,
         "settings": {"one": runs["one"][0]["settings"], "sweep": runs["sweep"][0]["settings"]},
         "loop_s": {name: median(name, "loop_s") for name in runs},
         "wall_s": {name: median(name, "wall_s") for name in runs},
@@ -91,7 +91,11 @@ def measure(bundle: Path, examples: int, negatives: int, passes: int, size: tupl
     }
 
 
-def markdown(result: dict, command: str) -> str:
+def markdown(result: dict) -> str:
+    positives = result["episodes"] - result["negatives"]
+    command = (f"insid3 bench calibrate --bundle {result['bundle']} --examples {positives} --negatives "
+               f"{result['negatives']} --passes {result['passes']} --size {result['image_size'][0]} "
+               f"{result['image_size'][1]} --backend {result['backend']}")
     lines = [
         f"# Calibration sweep cost: {result['settings']['sweep']} settings vs 1", "",
         f"`{command}`", "",
@@ -112,26 +116,33 @@ def markdown(result: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m insid3.benchmarks.calibrate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bundle", required=True, type=Path)
-    parser.add_argument("--examples", type=int, default=6, help="labelled scenes of the concept (positive episodes)")
-    parser.add_argument("--negatives", type=int, default=2, help="scenes without it (negative episodes)")
-    parser.add_argument("--passes", type=int, default=3)
-    parser.add_argument("--size", type=int, nargs=2, default=(480, 640), metavar=("H", "W"))
-    parser.add_argument("--backend", default="auto")
-    parser.add_argument("--out", type=Path, default=None, help="write OUT.json and OUT.md")
-    args = parser.parse_args(argv)
-    result = measure(args.bundle, args.examples, args.negatives, args.passes, tuple(args.size), args.backend)
-    command = "python -m insid3.benchmarks.calibrate " + " ".join(sys.argv[1:] if argv is None else argv)
-    text = markdown(result, command)
+@dataclass(frozen=True)
+class CalibrateBenchSettings:
+    bundle: Path
+    examples: int = 6  # labelled scenes of the concept (positive episodes)
+    negatives: int = 2  # scenes without it (negative episodes)
+    passes: int = 3
+    size: tuple[int, int] = (480, 640)
+    backend: str = "auto"
+    out: Path | None = None  # OUT.json and OUT.md
+
+
+def run(settings: CalibrateBenchSettings) -> int:
+    """The report on stdout (and OUT.json, OUT.md); 1 when the sweep costs more than GOAL_RATIO x."""
+    if settings.examples < 2 or settings.negatives < 0 or settings.passes < 1:
+        raise SettingsError("--examples must be >= 2, --negatives >= 0 and --passes >= 1")
+    result = measure(Path(settings.bundle), settings.examples, settings.negatives, settings.passes,
+                     tuple(settings.size), settings.backend)
+    text = markdown(result)
     print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-        args.out.with_suffix(".md").write_text(text)
+    if settings.out is not None:
+        settings.out.parent.mkdir(parents=True, exist_ok=True)
+        settings.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+        settings.out.with_suffix(".md").write_text(text)
     return 0 if result["ratio_loop"] <= GOAL_RATIO else 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `insid3 bench calibrate` under its module's name
+    from insid3.engine.cli.main import run_command
+
+    sys.exit(run_command("python -m insid3.benchmarks.calibrate", "bench", ["calibrate", *sys.argv[1:]]))

@@ -1,7 +1,7 @@
 """`insid3 bench` and its sub-verbs: how fast, beside the authors' way and the paper.
 
     insid3 bench --bundle DIR [--backend NAME] [--batch-size N ...] [--compare-reference] [--json F]
-    insid3 bench kernels | concepts | match | crf | crf-build | serve | ray-jobs | suite | gpu-acceptance ...
+    insid3 bench kernels | concepts | calibrate | match | crf | crf-build | serve | ray-jobs | suite | gpu-acceptance ...
 
 Each tool's measuring lives in benchmarks/ and takes a frozen settings dataclass; this module holds
 their flags only. Flags named as the settings' fields are copied by `settings_of`.
@@ -149,6 +149,29 @@ def run_concepts(args: argparse.Namespace, prog: str) -> int:
 
 CONCEPTS = Command("N concepts found in one pass beside N single-concept passes (benchmarks/concepts.py).",
                    configure_concepts, run_concepts)
+
+
+# --- insid3 bench calibrate -------------------------------------------------------------------------
+
+
+def configure_calibrate(parser: argparse.ArgumentParser) -> None:
+    shared.add_bundle(parser, help="bundle folder (e.g. insid3 export --size small --res 448 --random-init)")
+    shared.add_backend(parser)
+    parser.add_argument("--examples", type=int, default=6, help="labelled scenes of the concept (positive episodes)")
+    parser.add_argument("--negatives", type=int, default=2, help="scenes without it (negative episodes)")
+    parser.add_argument("--passes", type=int, default=3, help="measured passes, alternating which side goes first")
+    parser.add_argument("--size", type=int, nargs=2, default=(480, 640), metavar=("H", "W"), help="scene size")
+    parser.add_argument("--out", type=Path, default=None, help="also write OUT.json and OUT.md")
+
+
+def run_calibrate(args: argparse.Namespace, prog: str) -> int:
+    from insid3.benchmarks.calibrate import CalibrateBenchSettings, run
+
+    return run(settings_of(CalibrateBenchSettings, args, bundle=Path(args.bundle)))
+
+
+CALIBRATE = Command("a 125-setting calibration sweep beside one setting on the same episodes "
+                    "(benchmarks/calibrate.py).", configure_calibrate, run_calibrate)
 
 
 # --- insid3 bench match -----------------------------------------------------------------------------

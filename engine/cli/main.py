@@ -42,6 +42,7 @@ VERBS: dict[str, Entry] = {
         "suite": Entry(_cli("bench:SUITE"), "every size x resolution, one report"),
         "kernels": Entry(_cli("bench:KERNELS"), "the post-processing kernels, as markdown tables"),
         "concepts": Entry(_cli("bench:CONCEPTS"), "N concepts in one pass vs N single passes"),
+        "calibrate": Entry(_cli("bench:CALIBRATE"), "a 125-setting calibration sweep vs one setting"),
         "match": Entry(_cli("bench:MATCH"), "keypoint matching: ours vs the authors' way"),
         "crf": Entry(_cli("bench:CRF"), "what the dense-CRF refinement costs"),
         "crf-build": Entry(_cli("bench:CRF_BUILD"), "build the authors' CRF library for `bench crf`"),
@@ -50,7 +51,7 @@ VERBS: dict[str, Entry] = {
         "gpu-acceptance": Entry(_cli("bench:GPU_ACCEPTANCE"), "the prepared GPU acceptance run"),
         "gpu-phase": Entry(_cli("bench:GPU_PHASE"), "one phase of the GPU acceptance run (it runs these)"),
     }),
-    "calibrate": Entry(_cli("calibrate"), "measure this machine and pick the fastest settings"),
+    "calibrate": Entry(_cli("calibrate"), "tune svd_components, tau, merge_threshold to your labelled examples: a profile"),
     "demo": Entry(_cli("demo"), "the whole path on drawn scenes with a random-init bundle"),
 }
 
