@@ -226,6 +226,7 @@ def test_help_shows_the_cluster_flags_and_their_defaults(capsys):
     text = " ".join(parser.format_help().split())
     assert "--gpus-per-worker" in text and "--cpus-per-worker CPUS_PER_WORKER CPUs per actor" in text
     assert "(default: 1.0)" in text
+    assert "--cluster-timeout SECONDS how long to wait for room for the workers" in text and "(default: 600; 0: no limit)" in text
 
 
 def test_the_folds_interleave_each_in_episode_order():
