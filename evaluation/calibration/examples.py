@@ -80,8 +80,8 @@ class ExampleSet:
 
 @dataclass(frozen=True)
 class Read:
-    """What a source reader found: concepts with positives, images every concept lacks (shared
-    negatives), and per concept name the images known to lack it."""
+    """What a source reader found: concepts with their labelled images, and per concept name the
+    images the source knows lack it (a name left out: the images of the other concepts)."""
 
     concepts: tuple[tuple[str, tuple[Labelled, ...], int | None], ...]  # (name, positives, category id)
     negatives: dict[str, tuple[Labelled, ...]]

@@ -64,9 +64,11 @@ def markdown(report: dict) -> str:
         median = row["iou_quantiles"].get("p50")
         lines.append(f"| {tag} | {_setting_cells(row)} | {row['miou']:.2f} | {row['fb_iou']:.2f} | "
                      f"{_rate(row['false_positive_rate'])} | {'-' if median is None else f'{median:.1f}'} |")
-    lines += ["", "Per concept (IoU, %):", "", "| concept | defaults | recommended |", "|---|---|---|"]
+    lines += ["", "Per concept (%):", "", "| concept | IoU, defaults | IoU, recommended | FB-IoU, defaults | "
+              "FB-IoU, recommended |", "|---|---|---|---|---|"]
     for name in best["per_concept"]:
-        lines.append(f"| {name} | {default['per_concept'][name]:.2f} | {best['per_concept'][name]:.2f} |")
+        lines.append(f"| {name} | {default['per_concept'][name]:.2f} | {best['per_concept'][name]:.2f} | "
+                     f"{default['per_concept_fb_iou'][name]:.2f} | {best['per_concept_fb_iou'][name]:.2f} |")
     quantiles = best["iou_quantiles"]
     if quantiles:
         lines += ["", "Per-episode IoU on positives at the recommended setting (%): "

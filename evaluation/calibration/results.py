@@ -33,13 +33,15 @@ class SettingResult:
     setting: Setting
     miou: float
     fb_iou: float
-    per_concept: dict[str, float]
+    per_concept: dict[str, float]  # foreground IoU, in percent
+    per_concept_fb_iou: dict[str, float]  # mean of the background and foreground IoU, in percent
     iou_quantiles: dict[str, float]  # per-episode foreground IoU on positives, in percent
     iou_histogram: list[int]  # positives per tenth of IoU (the last bin holds 1.0)
     false_positive_rate: float | None  # None without negatives
 
     def to_json(self) -> dict:
         return {**self.setting.to_json(), "miou": self.miou, "fb_iou": self.fb_iou, "per_concept": self.per_concept,
+                "per_concept_fb_iou": self.per_concept_fb_iou,
                 "iou_quantiles": self.iou_quantiles, "iou_histogram": self.iou_histogram,
                 "false_positive_rate": self.false_positive_rate}
 
@@ -69,6 +71,8 @@ def setting_result(records: Sequence[SweptEpisode], index: int, setting: Setting
     return SettingResult(
         setting=setting, miou=meter.miou(), fb_iou=meter.fb_iou(),
         per_concept={names[row["class_id"]]: row["iou"] for row in meter.per_class()},
+        per_concept_fb_iou={name: float(both.mean(dtype=np.float32) * np.float32(100))
+                            for name, both in zip(names, meter.iou().T)},
         iou_quantiles=quantiles, iou_histogram=histogram,
         false_positive_rate=float(predicted[negative].mean()) if negative.any() else None,
     )

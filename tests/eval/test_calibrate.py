@@ -119,6 +119,8 @@ def test_every_settings_figures_equal_insid3_evals_runner_scoring_it_alone(calib
         assert setting_result.miou == meter.miou()
         assert setting_result.fb_iou == meter.fb_iou() or (math.isnan(meter.fb_iou()) and math.isnan(setting_result.fb_iou))
         assert list(setting_result.per_concept.values()) == [row["iou"] for row in meter.per_class()]
+        for column, fb_iou in enumerate(setting_result.per_concept_fb_iou.values()):
+            assert fb_iou == pytest.approx(float(np.mean(meter.iou()[:, column]) * 100))
 
 
 def test_the_recommendation_is_the_argmax_and_the_outputs_say_so(calibrated, tiny_bundle):
@@ -335,3 +337,28 @@ def test_every_merge_threshold_from_one_aggregate_gives_the_masks_of_decoding_ea
                 setting, episode.index)
             distinct.add((episode.index, outcomes[index].counts))
     assert len(distinct) > 2 * len(episodes)  # the thresholds do change the masks
+
+
+def test_the_logged_score_is_the_quality_records_score(calibrated, tiny_bundle, examples):
+    """The score S is proposed on is what a mask's quality record says (engine/runtime/quality.py),
+    None where the mask is empty (its record says 0)."""
+    from insid3.engine.runtime.reference import Reference
+
+    result, _ = calibrated
+    benchmark = CalibrationBenchmark(read_examples(concepts_source(examples), (examples / "negatives",)), shots=1)
+    checked = 0
+    for index, setting_result in enumerate(result.results[:4]):
+        segmenter = Segmenter.from_bundle(tiny_bundle, backend="onnxruntime",
+                                          **setting_result.setting.hyperparameters.to_json())
+        for record in result.records[:6]:
+            episode = record.episode
+            target = benchmark.load(episode.target, episode.class_id)
+            refs = [benchmark.load(r, episode.class_id) for r in episode.references]
+            shots = segmenter.encode_shots([(r.rgb, r.mask) for r in refs])
+            reference = Reference.from_shots(shots, segmenter.fingerprint)
+            features = segmenter.encode([segmenter.prepare(target.rgb)])[0]
+            quality = segmenter.decode_concepts(features, (224, 224), {"c": reference})["c"].quality
+            logged = record.outcomes[index].score
+            assert logged == (quality.score if quality.components else None)
+            checked += logged is not None
+    assert checked > 0
