@@ -135,12 +135,15 @@ def test_a_uri_target_is_written_under_its_uri(segmenter, files, tmp_path):
 
 
 def test_the_pool_is_one_actor_per_gpu_or_n_cpu_actors():
-    plan = cluster.asked_plan(cluster.ClusterSettings(), gpus=4.0)
+    plan = cluster.asked_plan(cluster.ClusterSettings(), cluster.Resources(cpus=32.0, gpus=4.0))
     assert (plan.workers, plan.gpus, plan.remote_args(), plan.threads()) == (4, 1.0, {"num_cpus": 1.0, "num_gpus": 1.0},
                                                                               None)
     assert plan.describe() == "4 GPU workers (1 GPU each)"
-    plan = cluster.asked_plan(cluster.ClusterSettings(cpus_per_worker=2), gpus=0.0)
+    plan = cluster.asked_plan(cluster.ClusterSettings(cpus_per_worker=2), cluster.Resources(cpus=2.0, gpus=0.0))
     assert (plan.workers, plan.remote_args(), plan.threads()) == (2, {"num_cpus": 2}, 2)
+    unbounded = cluster.Resources(cpus=float(2**63 - 1), gpus=float(2**63 - 1))  # an autoscaler without a limit
+    grows = cluster.asked_plan(cluster.ClusterSettings(), cluster.Resources(cpus=8.0, gpus=0.0), unbounded)
+    assert (grows.workers, grows.gpus) == (1, 1.0)  # GPU actors for the GPU nodes to come; one, not one per GPU allowed
     assert plan.bundles(1.0) == [{"CPU": 2}, {"CPU": 2}, {"CPU": 1.0}]  # the pool and a reading task, placed together
 
 

@@ -123,10 +123,13 @@ class PoolFit:
     may_wait: bool = False
 
 
-def asked_plan(settings: ClusterSettings, gpus: float) -> ActorPlan:
-    """The pool the settings ask for on a cluster that has (or may have) `gpus` GPUs."""
-    per_worker = settings.gpus_per_worker if settings.gpus_per_worker is not None else (1.0 if gpus else 0.0)
-    workers = settings.workers or (max(1, int(gpus // per_worker)) if per_worker else CPU_WORKERS)
+def asked_plan(settings: ClusterSettings, now: Resources, most: Resources | None = None) -> ActorPlan:
+    """The pool the settings ask for on a cluster that has `now` and may grow to `most`: GPU
+    actors where it has or may have GPUs, by default one per GPU it has now (an autoscaler's
+    limit may be unbounded), at least one."""
+    has_gpus = bool(now.gpus or (most is not None and most.gpus))
+    per_worker = settings.gpus_per_worker if settings.gpus_per_worker is not None else (1.0 if has_gpus else 0.0)
+    workers = settings.workers or (max(1, int(now.gpus // per_worker)) if per_worker else CPU_WORKERS)
     return ActorPlan(workers=workers, gpus=per_worker, cpus=settings.cpus_per_worker)
 
 
@@ -195,7 +198,7 @@ def plan_actors(settings: ClusterSettings, *, fixed: bool, reading_cpus: float, 
     total = ray.cluster_resources()
     now = Resources(cpus=float(total.get("CPU", 0)), gpus=float(total.get("GPU", 0)))
     most = now if fixed else autoscaler_limit()
-    asked = asked_plan(settings, (most or now).gpus)
+    asked = asked_plan(settings, now, most)
     fit = fit_pool(asked, workers_given=settings.workers is not None, reading_cpus=reading_cpus, now=now, most=most)
     if fit.note:
         say(fit.note)
