@@ -41,7 +41,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--negatives", type=Path, action="append", default=[],
                         help="a folder of images showing none of the concepts (repeatable)")
     parser.add_argument("--negatives-per-concept", type=int, default=None,
-                        help="at most this many negative episodes per concept (seeded pick; default: all)")
+                        help="at most this many negative episodes per concept, a seeded pick (default: as many "
+                             "as the concept has labelled images)")
     episodes = parser.add_argument_group("episodes")
     episodes.add_argument("--shots", type=int, default=1, help="references per episode")
     episodes.add_argument("--episodes", type=int, default=None, help="only the first N episodes (of a seeded order)")

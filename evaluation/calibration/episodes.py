@@ -1,8 +1,9 @@
 """Calibration episodes over the user's examples, as a `SegmentationBenchmark` (evaluation/datasets/base.py),
 so insid3-eval's EpisodeRunner scores them one setting at a time exactly as the sweep does all at once.
 
-Episodes: every positive image of every concept is a target once, and so is every negative of
-each concept (up to `negatives_per_concept`, the first in a seeded shuffle). Their order is a
+Episodes: every positive image of every concept is a target once, and so is each of its negatives
+up to `negatives_per_concept` (None: as many as the concept has labelled images, so a COCO file's
+thousands of images without a category do not swamp it), a seeded pick where there are more. Their order is a
 seeded permutation (so the first `--episodes N` are a fair sample); each episode then draws its
 `shots` references among the concept's other positives, in episode order from the same stream
 (without repeats while there are enough, with them otherwise). The meter's column is the concept.
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from insid3.evaluation.calibration.examples import ExampleSet, Labelled, MaskReader
+from insid3.evaluation.calibration.examples import Concept, ExampleSet, Labelled, MaskReader
 from insid3.evaluation.episode import Episode, Item, LoadedItem
 
 
@@ -61,16 +62,19 @@ class CalibrationBenchmark:
             targets += [(class_id, item_of(p)) for p in concept.positives]
             negatives = [item_of(n) for n in concept.negatives]
             negatives = [Item(n.image, n.annotation, n.entry, NEGATIVE_MARK) for n in negatives]
-            if self.negatives_per_concept is not None and len(negatives) > self.negatives_per_concept:
-                order = rng.permutation(len(negatives))[: self.negatives_per_concept]
+            cap = self.negative_cap(concept)
+            if len(negatives) > cap:
+                order = rng.permutation(len(negatives))[:cap]
                 negatives = [negatives[i] for i in sorted(order)]
             targets += [(class_id, n) for n in negatives]
         return targets
 
-    def __len__(self) -> int:
+    def negative_cap(self, concept: Concept) -> int:
         cap = self.negatives_per_concept
-        return sum(len(c.positives) + (len(c.negatives) if cap is None else min(cap, len(c.negatives)))
-                   for c in self.examples.concepts)
+        return len(concept.positives) if cap is None else cap
+
+    def __len__(self) -> int:
+        return sum(len(c.positives) + min(self.negative_cap(c), len(c.negatives)) for c in self.examples.concepts)
 
     def episodes(self, rng: np.random.RandomState) -> Iterator[Episode]:
         targets = self._targets(rng)

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from insid3.engine.runtime.backends import load_backend
 from insid3.engine.runtime.backends.base import BackendOptions
-from insid3.evaluation.calibration.episodes import CalibrationBenchmark
+from insid3.evaluation.calibration.episodes import CalibrationBenchmark, is_negative
 from insid3.evaluation.calibration.examples import ExampleSet, read_examples
 from insid3.evaluation.calibration.log import LOG_FILE, SweepLog, SweptEpisode
 from insid3.evaluation.calibration.report import write_heatmap, write_json, write_markdown
@@ -134,8 +134,8 @@ def summarise(settings: CalibrationSettings, bundle: Bundle, examples: ExampleSe
                           resamples=settings.bootstrap, seed=settings.seed)
     separation = propose_min_score(records, best_index, SCORE_NAME)
     out = Path(settings.out)
-    episodes = [{**r.episode.to_json(), "concept": names[r.episode.class_id], **({"note": r.note} if r.note else {})}
-                for r in records]
+    episodes = [{**r.episode.to_json(), "concept": names[r.episode.class_id], "negative": is_negative(r.episode),
+                 **({"note": r.note} if r.note else {})} for r in records]
     calibration_data = {
         "source": examples.source, "concepts": names, "episodes": len(records), "shots": settings.shots,
         "seed": settings.seed, "miou": best.miou, "default_miou": results[default_index].miou,

@@ -20,7 +20,7 @@ class CalibrationSettings:
     source: ExampleSource
     out: Path
     negatives: tuple[Path, ...] = ()
-    negatives_per_concept: int | None = None
+    negatives_per_concept: int | None = None  # None: as many as the concept's labelled images
     shots: int = 1
     episodes: int | None = None
     seed: int = 0

@@ -84,12 +84,15 @@ def calibrated(tiny_bundle, examples, tmp_path_factory):
 
 def test_episodes_are_reproducible_by_seed_and_cover_every_example(examples):
     example_set = read_examples(concepts_source(examples), (examples / "negatives",))
-    benchmark = CalibrationBenchmark(example_set, shots=2)
+    benchmark = CalibrationBenchmark(example_set, shots=2, negatives_per_concept=10)
     first = list(benchmark.episodes(episode_rng(3)))
     assert first == list(benchmark.episodes(episode_rng(3)))
     assert first != list(benchmark.episodes(episode_rng(4)))
     # 8 positives; each concept's negatives: the other concept's 4 images and the 2 of the folder.
     assert len(first) == len(benchmark) == 8 + 2 * 6
+    balanced = CalibrationBenchmark(example_set, shots=2)  # by default as many negatives as labelled images
+    drawn = list(balanced.episodes(episode_rng(3)))
+    assert len(drawn) == len(balanced) == 8 + 2 * 4 and sum(map(is_negative, drawn)) == 8
     positives = [e for e in first if not is_negative(e)]
     assert sorted((e.class_id, e.target.image) for e in positives) == sorted(
         (c, str(p.image)) for c, concept in enumerate(example_set.concepts) for p in concept.positives)
@@ -135,6 +138,8 @@ def test_the_recommendation_is_the_argmax_and_the_outputs_say_so(calibrated, tin
     assert [row["miou"] for row in report["settings"]] == [r.miou for r in result.results]
     assert report["recommended"]["miou"] == best and len(report["episodes"]) == len(result.records)
     assert all("references" in e for e in report["episodes"])
+    assert [e["negative"] for e in report["episodes"]] == [is_negative(r.episode) for r in result.records]
+    assert report["negatives_run"] == sum(e["negative"] for e in report["episodes"]) > 0
     assert "Recommended" in (out / "calibration.md").read_text()
     profile = read_profile(out / "profile.json")
     assert profile.hyperparameters == result.recommended.setting.hyperparameters
