@@ -12,14 +12,19 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from insid3.errors import BundleError
 
-if TYPE_CHECKING:
-    from insid3.format.bundle import Artifact
-
 VERIFIED_FILE = ".insid3-verified.json"
+
+
+class RecordedFile(Protocol):
+    """What insid3.json records of a file (insid3.format.bundle.Artifact), as verifying reads it."""
+
+    file: str  # relative to the bundle folder
+    bytes: int
+    sha256: str
 
 
 def sha256_of(path: Path) -> str:
@@ -47,7 +52,7 @@ def _write_cache(folder: Path, cache: dict) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def verify_artifacts(folder: Path, artifacts: "tuple[Artifact, ...]") -> None:
+def verify_artifacts(folder: Path, artifacts: tuple[RecordedFile, ...]) -> None:
     """BundleError naming the first file whose size or sha256 differs from its record."""
     cache, changed = _read_cache(folder), False
     for artifact in artifacts:
