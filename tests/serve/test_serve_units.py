@@ -332,3 +332,60 @@ def test_the_app_factory_mounts_every_router_of_the_routes_package(tiny_bundle):
         for route in module.router.routes:  # url_path_for raises NoMatchFound for a route the app lacks
             path = app.url_path_for(route.name, **{name: "x" for name in route.param_convertors})
             assert path == re.sub(r"\{[^}]+\}", "x", route.path), module.__name__
+
+
+# ------------------------------------------------------------------ the Service and its Execution
+class FakeExecution:
+    """An Execution (service.py) whose batches answer at once; references from a dict of stores."""
+
+    def __init__(self, references, headers):
+        self.references = self.match_references = references
+        self.headers, self.label = headers, None
+        self.submitted = []
+
+    async def start(self):
+        pass
+
+    async def stop(self):
+        pass
+
+    async def submit(self, item):
+        self.submitted.append(item)
+        return SegmentResult(np.ones((2, 2), bool), {"queue": 0.0}, 1)
+
+    def queue_depth(self):
+        return len(self.submitted)
+
+
+def test_the_service_names_where_a_reference_came_from_only_where_there_are_several_places():
+    from insid3.engine.serve.metrics import ServeMetrics
+    from insid3.engine.serve.references import LocalReferences, SharedReferences
+    from insid3.engine.serve.service import Service
+
+    class Registry:  # ray_app.ReferenceRegistry's interface, every entry present
+        class _Call:
+            def __init__(self, function):
+                self.remote = function
+
+        def __init__(self):
+            async def found(reference_id):
+                return ([None], time.time() + 60)
+
+            self.get = self._Call(found)
+
+    reference = make_reference()
+    local_store, shared_store = ReferenceStore(4, 1 << 20, 60), ReferenceStore(4, 1 << 20, 60)
+    local_store.put("r", reference)
+    shared_store.put("r", reference)
+    local = LocalReferences(local_store, "reference")
+    shared = SharedReferences(shared_store, "reference", Registry(), encode=None)
+    prepared = PreparedImage(np.zeros((1, 3, 2, 2), np.float32), (2, 2))
+
+    async def scenario(references, headers):
+        service = Service(runner=None, settings=ServeSettings(), metrics=ServeMetrics(),
+                          execution=FakeExecution(references, headers))
+        return await service.segment("r", prepared)
+
+    assert run(scenario(local, {})).headers == {}
+    assert run(scenario(shared, {"X-Insid3-Replica": "one"})).headers == {
+        "X-Insid3-Replica": "one", "X-Insid3-Reference-Source": "cached"}
