@@ -214,7 +214,7 @@ def configure_crf(parser: argparse.ArgumentParser) -> None:
 def run_crf(args: argparse.Namespace, prog: str) -> int:
     from insid3.benchmarks.crf import CrfBenchSettings, run
 
-    return run(settings_of(CrfBenchSettings, args, command=" ".join([prog, *sys.argv[1:]])))
+    return run(settings_of(CrfBenchSettings, args, command=args.command_line))
 
 
 CRF = Command("What the dense-CRF refinement (--refine crf) costs, beside the authors' library "

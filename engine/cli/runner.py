@@ -28,7 +28,8 @@ EXIT_INTERRUPTED = 130
 
 class Verb(Protocol):
     """What a verb is: its flags, and what it does with them (an exit code). `prog` is the name the
-    user typed ("insid3 segment", or the alias "insid3-segment"), for the lines the verb prints."""
+    user typed ("insid3 segment", or the alias "insid3-segment"), for the lines the verb prints;
+    `args.command_line` the whole command as typed, for reports that record it."""
 
     def configure(self, parser: argparse.ArgumentParser) -> None: ...
 
@@ -78,6 +79,7 @@ def run_verb(prog: str, target: str, argv: list[str], *,
         parser = new_parser(prog, description_of(verb), epilog)
         verb.configure(parser)
         args = parser.parse_args(argv)
+        args.command_line = " ".join([prog, *argv])  # what was typed, for reports that record it
         return verb.run(args, prog), args
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

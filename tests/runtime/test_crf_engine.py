@@ -214,6 +214,7 @@ def test_the_crf_benchmark_writes_a_report_it_reads_back(tmp_path, capsys):
     out = tmp_path / "crf.json"
     assert verb("bench", "crf")(["--sizes", "64", "--repeats", "1", "--json", str(out), "--markdown", str(tmp_path / "c.md")]) == 0
     report = json.loads(out.read_text())
+    assert report["command"] == f"insid3 bench crf --sizes 64 --repeats 1 --json {out} --markdown {tmp_path / 'c.md'}"
     (entry,) = report["refine"]
     assert entry["size"] == 64 and set(entry["sides"]) == {"float32", "float64"} and entry["band_pixels"] > 0
     assert entry["sides"]["float32"]["ms"] > 0 and "| 64 |" in (tmp_path / "c.md").read_text()

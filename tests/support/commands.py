@@ -11,6 +11,6 @@ def verb(*words: str) -> Callable[[list[str]], int]:
     """`insid3 WORDS... ARGV` run in this process: its exit code (the runner's one-line errors included)."""
 
     def command(argv: list[str]) -> int:
-        return run_command("insid3 " + " ".join(words), words[0], [*words[1:], *argv])
+        return run_command(f"insid3 {words[0]}", words[0], [*words[1:], *argv])  # the sub-verb adds its name
 
     return command
