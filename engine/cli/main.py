@@ -64,7 +64,7 @@ def usage() -> str:
         lines.append(f"  {name:<{width}}  {entry.summary}")
         if entry.subverbs:
             lines.append(f"  {'':<{width}}    {PROG} {name} {{{','.join(entry.subverbs)}}}")
-    lines += ["", "options: --help, --version; after a verb, --debug shows the traceback of an unexpected error",
+    lines += ["", "options: --help, --version, --debug (the traceback of an unexpected error)",
               "aliases: insid3-export, insid3-segment, insid3-match, insid3-serve, insid3-eval, insid3-bench, "
               "insid3-demo"]
     return "\n".join(lines)
@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     console = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     prog = PROG
+    if argv[:1] == ["--debug"] and len(argv) > 1:  # `insid3 --debug segment ...`: the verb's flag
+        argv = [argv[1], "--debug", *argv[2:]]
     try:
         if not argv or argv[0] in ("-h", "--help"):
             print(usage(), file=sys.stdout if argv else sys.stderr)

@@ -90,6 +90,13 @@ def test_the_top_level_help_lists_every_verb_on_one_screen(capsys):
     assert "verbs:" in capsys.readouterr().err
 
 
+def test_debug_before_the_verb_is_the_verbs_flag(monkeypatch, capsys):
+    monkeypatch.setitem(front.VERBS, "fake", front.Entry("insid3.engine.cli.runner:Command", "a fake verb"))
+    monkeypatch.setattr(runner, "load_verb", lambda target: Command("fake", lambda parser: None, raising(OSError())))
+    assert front.main(["--debug", "fake"]) == 1
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
 def test_an_unknown_verb_is_one_line(capsys):
     assert front.main(["segmnet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
