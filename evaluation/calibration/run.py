@@ -64,15 +64,14 @@ def grid_for(bundle: Bundle, settings: CalibrationSettings) -> SweepGrid:
 
 
 def run_identity(settings: CalibrationSettings, examples: ExampleSet, grid: SweepGrid, identity: BundleIdentity,
-                 backend: str, precision: str, total: int) -> dict:
+                 backend: str, precision: str) -> dict:
     """What the log's counts depend on: another identity is another calibration."""
     return {
         "examples": examples.source, "concepts": [c.name for c in examples.concepts], "shots": settings.shots,
         "seed": settings.seed, "negatives_per_concept": settings.negatives_per_concept, "protocol": settings.protocol,
         "grid": grid.to_json(), "model_sha256": identity.model_sha256, "basis_sha256": identity.basis_sha256,
         "resolution": identity.resolution, "backend": backend, "precision": precision, "score": SCORE_NAME,
-        "episodes": total,
-    }
+    }  # not --episodes: the first N episodes are those of any larger N, so a run can be extended
 
 
 def calibrate(settings: CalibrationSettings) -> Calibration:
@@ -88,8 +87,8 @@ def calibrate(settings: CalibrationSettings) -> Calibration:
     scorer = SweepScorer(bundle, backend, grid, cache, protocol=settings.protocol)
     total = len(benchmark) if settings.episodes is None else min(settings.episodes, len(benchmark))
     out = Path(settings.out)
-    log = SweepLog(out / LOG_FILE, run_identity(settings, examples, grid, identity, backend.name, backend.precision,
-                                                total), overwrite=settings.overwrite)
+    log = SweepLog(out / LOG_FILE, run_identity(settings, examples, grid, identity, backend.name, backend.precision),
+                   overwrite=settings.overwrite)
     remaining = islice(benchmark.episodes(episode_rng(settings.seed)), total)
     done = log.done[:total]
     for logged in done:

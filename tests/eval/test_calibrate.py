@@ -367,3 +367,13 @@ def test_the_logged_score_is_the_quality_records_score(calibrated, tiny_bundle, 
             assert logged == (quality.score if quality.components else None)
             checked += logged is not None
     assert checked > 0
+
+
+def test_a_run_of_n_episodes_extends_to_more(tiny_bundle, examples, tmp_path):
+    source, out = ExampleSource("folder", examples / "ellipse"), tmp_path / "out"
+    small = {"svd_components": (62,), "tau": (0.6,), "merge_threshold": (0.2, 0.3), "heatmap": False}
+    negatives = (examples / "negatives",)  # 4 labelled images and 2 negatives: 6 episodes
+    first = calibrate(settings(tiny_bundle, source, out, episodes=3, negatives=negatives, **small))
+    more = calibrate(settings(tiny_bundle, source, out, episodes=6, negatives=negatives, **small))
+    assert more.report["timings"]["episodes_resumed"] == 3 and more.report["timings"]["episodes_computed"] == 3
+    assert [r.episode for r in more.records[:3]] == [r.episode for r in first.records]
