@@ -377,3 +377,26 @@ def test_a_run_of_n_episodes_extends_to_more(tiny_bundle, examples, tmp_path):
     more = calibrate(settings(tiny_bundle, source, out, episodes=6, negatives=negatives, **small))
     assert more.report["timings"]["episodes_resumed"] == 3 and more.report["timings"]["episodes_computed"] == 3
     assert [r.episode for r in more.records[:3]] == [r.episode for r in first.records]
+
+
+def test_a_refinement_sweep_scores_the_crf_as_segmenting_with_it(tiny_bundle, examples):
+    from insid3.engine.runtime.backends import load_backend
+
+    bundle = load_bundle(tiny_bundle)
+    grid = SweepGrid.around(bundle.metadata.defaults, bundle.metadata.embed_dim, 128, svd_components=(62,),
+                            tau=(0.6,), merge_threshold=(0.2,), refine=("bilinear", "crf"))
+    backend = load_backend(bundle, "onnxruntime")
+    scorer = SweepScorer(bundle, backend, grid, FeatureCache(backend.xp))
+    benchmark = CalibrationBenchmark(read_examples(concepts_source(examples)), shots=1)
+    episodes = list(islice(benchmark.episodes(episode_rng(0)), 3))
+    swept = []
+    for episode in episodes:
+        target = benchmark.load(episode.target, episode.class_id)
+        refs = [benchmark.load(r, episode.class_id) for r in episode.references]
+        swept.append(scorer.score(target.rgb, target.mask, [(r.rgb, r.mask) for r in refs])[0])
+    for index, setting in enumerate(grid.settings()):
+        segmenter = Segmenter.from_bundle(tiny_bundle, backend="onnxruntime", refine=setting.refine,
+                                          **setting.hyperparameters.to_json())
+        runner = EpisodeRunner(segmenter, benchmark, FeatureCache(segmenter.xp))
+        assert [r.counts for r in runner.run(episodes)] == [outcomes[index].counts for outcomes in swept], setting
+    assert any(outcomes[0].counts != outcomes[1].counts for outcomes in swept)  # the CRF did change masks
