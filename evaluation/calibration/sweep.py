@@ -3,14 +3,15 @@
 For a target and its references, the features come from the FeatureCache (each image through
 the backbone once in the whole calibration); per svd_components, one debias frame (one
 Segmenter per value on the one backend: the frame is built in its constructor), the references'
-shots and the target's debiased coordinates once; per tau, the target's §7 clusters once, shared
-by every frame (clustering reads the original features only); per svd_components and tau, the
-forward matching (§6) once; per merge_threshold and refinement, the pruned aggregation (§6 + §8)
-and §9, with the kernels and inputs engine/runtime/decoding.decode_concept (what Segmenter.decode
-ends in) gives them, so each mask is bit for bit what a Segmenter built with that setting returns
-(tests/eval/test_calibrate.py checks it against insid3-eval's runner). decode_concept itself is not
-called: it also votes every forward patch for the quality record's confirmed share, which the
-score below does not read, 125 times per episode.
+shots, the target's debiased coordinates and the forward matching (§6) once; per tau, the
+target's §7 clusters once, shared by every frame (clustering reads the original features only);
+per frame and tau, one pruned aggregation (§6 + §8), from which every merge_threshold's patch
+mask follows (`patch_masks_at`); per distinct patch mask and refinement, §9 and the counts once.
+The kernels and their inputs are those of engine/runtime/decoding.decode_concept (what
+Segmenter.decode ends in), so each mask is bit for bit what a Segmenter built with that setting
+returns (tests/eval/test_calibrate.py checks it against insid3-eval's runner). decode_concept
+itself is not called: it also votes every forward patch for the quality record's confirmed share,
+which the score (`quality_score`) does not read.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import numpy as np
 
 from insid3 import kernels
 from insid3.engine.runtime.backends.base import Backend
-from insid3.engine.runtime.decoding import EncodedTarget
 from insid3.engine.runtime.images import prepare_reference_mask
 from insid3.engine.runtime.quality import SeedEvidence, mask_quality
 from insid3.engine.runtime.reference import Reference
@@ -132,23 +132,6 @@ class SharedClusters:
                 self._by_tau[tau] = kernels.average_linkage_clusters(self.features, tau)
         return self._by_tau[tau]
 
-    def __len__(self) -> int:
-        return len(self._by_tau)
-
-
-class ClusteredTarget(EncodedTarget):
-    """An EncodedTarget whose §7 clusters come from the sweep's SharedClusters."""
-
-    def __init__(self, *, debiased: Any, tau: float, shared: SharedClusters, pixels: Any = None) -> None:
-        super().__init__(features=shared.features, debiased=debiased, tau=tau, pixels=pixels)
-        self.shared = shared
-
-    @property
-    def clustered(self) -> bool:
-        return True
-
-    def labels(self, clock: StageClock) -> Any:
-        return self.shared.labels(self.tau, clock)
 
 
 @dataclass(frozen=True)
@@ -160,12 +143,12 @@ class Outcome:
     score: float | None
 
 
-def seed_similarity(target: EncodedTarget, labels: Any, reference: kernels.ReferenceSide, seed: int) -> float:
+def seed_similarity(debiased: Any, labels: Any, reference: kernels.ReferenceSide, seed: int) -> float:
     """<p, q~_seed>: the seed cluster's unit mean debiased feature against the reference prototype
     (SeedEvidence.seed_similarity of engine/runtime/quality.py, without the record's backward votes)."""
-    xp = kernels.array_module(target.debiased)
+    xp = kernels.array_module(debiased)
     count = int(labels.max()) + 1
-    prototype = cluster_prototypes(target.debiased, labels, xp.asarray([seed], dtype=xp.int64), count)
+    prototype = cluster_prototypes(debiased, labels, xp.asarray([seed], dtype=xp.int64), count)
     return float(kernels.to_numpy(row_dots(prototype, reference.prototype))[0])
 
 
@@ -282,11 +265,10 @@ class SweepScorer:
                 forward = kernels.forward_candidates(similarity)
                 any_forward = bool(forward.any())
             for tau in self.grid.tau:
-                clustered = ClusteredTarget(debiased=encoded.debiased, tau=tau, shared=clusters, pixels=pixels)
                 merges = self.grid.merge_threshold
                 patch_masks, seed, score_of_seed = [forward] * len(merges), None, None  # no forward patch: empty
                 if any_forward:
-                    labels = clustered.labels(clock)
+                    labels = clusters.labels(tau, clock)
                     with clock.stage("aggregation"):  # decode_concept's §6 + §8, every threshold from one aggregate
                         inputs = {"labels": labels, "forward": forward, "features": target,
                                   "debiased": encoded.debiased, "sim_fwd": similarity, "reference": reference}
@@ -295,7 +277,7 @@ class SweepScorer:
                     seed = aggregate.seed
                     if seed is not None:
                         with clock.stage("quality"):
-                            score_of_seed = seed_similarity(clustered, labels, reference, seed)
+                            score_of_seed = seed_similarity(encoded.debiased, labels, reference, seed)
                 for merge, patch_mask in zip(merges, patch_masks):
                     for method, refiner in self.refiners.items():
                         key = (method, kernels.to_numpy(patch_mask).tobytes())
