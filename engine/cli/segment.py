@@ -44,14 +44,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     formats = parser.add_argument_group("output")
     formats.add_argument("--format", choices=FORMATS, default="png",
                          help="png: masks per concept; label-png: label map + legend.json; coco/coco-rle: "
-                              "masks.coco.json; yolo-seg: labels/*.txt + data.yaml")
+                              "masks.coco.json; yolo-seg: labels/*.txt + data.yaml; label-studio: "
+                              "tasks.label-studio.json (docs/label-studio.md)")
     formats.add_argument("--instances", action="store_true", help="coco: one annotation per connected component")
     formats.add_argument("--min-area", type=int, default=0, help="coco --instances, yolo-seg: drop smaller components")
-    formats.add_argument("--segmentation", choices=SEGMENTATIONS, default="rle", help="coco: RLE or polygons")
+    formats.add_argument("--segmentation", choices=SEGMENTATIONS, default="rle",
+                         help="coco, label-studio: RLE (brush) or polygons")
+    formats.add_argument("--label-studio-root", default="/data/local-files/?d=", metavar="PREFIX",
+                         help="label-studio: what precedes each target's path in its task (Label Studio's "
+                              "local storage, or a URL prefix)")
     formats.add_argument("--simplify", type=float, default=1.0, metavar="PX",
                          help="polygon simplification tolerance in pixels (0: every boundary vertex)")
     formats.add_argument("--overlay", action="store_true", help="also write <stem>.overlay.jpg")
     shared.add_output(formats)
+    shared.add_quality(parser)
     shared.add_progress(parser)
     parser.add_argument("targets", nargs="+", help="image files, folders or glob patterns (with --ray, URIs too: "
                                                    "s3://bucket/photos/, gs://..., file://...)")
@@ -73,6 +79,7 @@ def settings_from(args: argparse.Namespace):
         svd_components=args.svd_components, tau=args.tau, merge_threshold=args.merge_threshold,
         refine=shared.refine_from(args), format=args.format, instances=args.instances, min_area=args.min_area,
         segmentation=args.segmentation, simplify=args.simplify, overlay=args.overlay, overwrite=args.overwrite,
+        min_score=args.min_score, quality=shared.quality_from(args), label_studio_root=args.label_studio_root,
         cluster=shared.cluster_from(args), progress=not args.no_progress,
         profile=Path(args.profile) if args.profile else None,
     ).validated()

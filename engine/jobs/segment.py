@@ -24,6 +24,7 @@ from insid3.engine.jobs.outputs.files import remove_temporaries
 from insid3.engine.jobs.targets import check_input_files, expand_targets, writable_folder
 from insid3.engine.runtime.concepts import ConceptsResult
 from insid3.engine.runtime.images import PreparedImage
+from insid3.engine.runtime.quality import QualityThresholds
 from insid3.engine.runtime.reference import EncodingFingerprint, Reference
 from insid3.engine.runtime.segmenter import Segmenter
 from insid3.errors import InputImageError, SettingsError
@@ -64,6 +65,9 @@ class SegmentJobSettings:
     segmentation: str = "rle"
     simplify: float = 1.0
     overlay: bool = False
+    min_score: float | None = None  # below it a concept is judged absent: an empty mask (docs/quality.md)
+    quality: QualityThresholds = field(default_factory=QualityThresholds)  # quality.csv's flags
+    label_studio_root: str = "/data/local-files/?d="  # --format label-studio: what precedes a target's path
     overwrite: bool = False
     cluster: ClusterSettings | None = None
     progress: bool = True
@@ -79,12 +83,14 @@ class SegmentJobSettings:
             raise SettingsError(f"format {self.format!r} / segmentation {self.segmentation!r}: unknown")
         if self.instances and self.format not in ("coco", "coco-rle"):
             raise SettingsError("--instances applies to --format coco (yolo-seg writes one row per component anyway)")
-        if self.segmentation == "polygon" and self.format != "coco":
-            raise SettingsError("--segmentation polygon applies to --format coco")
+        if self.segmentation == "polygon" and self.format not in ("coco", "label-studio"):
+            raise SettingsError("--segmentation polygon applies to --format coco and label-studio")
         if self.min_area < 0 or self.simplify < 0:
             raise SettingsError("--min-area and --simplify must be >= 0")
         if self.batch_size < 1:
             raise SettingsError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.min_score is not None and not 0 <= self.min_score <= 1:
+            raise SettingsError(f"--min-score is a quality score in [0, 1], got {self.min_score:g}")
         return self
 
     def hyperparameters(self, bundle: Bundle) -> Hyperparameters:
@@ -127,7 +133,8 @@ def open_outputs(settings: SegmentJobSettings, bundle: Bundle, hyperparameters: 
     options = OutputOptions(
         format=settings.format, names=tuple(spec.name for spec in concepts), per_concept_files=not settings.shots,
         overlay=settings.overlay, instances=settings.instances, min_area=settings.min_area,
-        segmentation=settings.segmentation, tolerance=settings.simplify,
+        segmentation=settings.segmentation, tolerance=settings.simplify, min_score=settings.min_score,
+        quality=settings.quality, label_studio_root=settings.label_studio_root,
     )
     outputs = open_writer(out, options)
     fingerprint = asdict(EncodingFingerprint.of(bundle, hyperparameters.svd_components))

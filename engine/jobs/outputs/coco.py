@@ -1,7 +1,7 @@
 """`--format coco` / `coco-rle`: one COCO instances file for the job, masks.coco.json.
 
     images       one per target: id, file_name (as given), height, width
-    annotations  id, image_id, category_id, segmentation, area, bbox [x, y, w, h], iscrowd 0
+    annotations  id, image_id, category_id, segmentation, area, bbox [x, y, w, h], score, iscrowd 0
     categories   one per concept, ids 1.. in the order given, named after the concepts
 
 An annotation is a concept's whole mask on a target (none when empty), or with --instances
@@ -54,11 +54,13 @@ def target_record(
     file_name: str, result: ConceptsResult, *, segmentation: str = "rle", instances: bool = False, min_area: int = 0,
     tolerance: float = 1.0,
 ) -> dict:
-    """One target's entry: file_name, height, width and its annotations (without ids)."""
+    """One target's entry: file_name, height, width and its annotations (without ids); an
+    annotation's `score` is its concept's quality score (COCO's results convention, docs/quality.md)."""
     height, width = result.original_size
+    scores = {concept.label: {"score": concept.quality.score} for concept in result if concept.quality is not None}
     annotations = [
         {"category_id": category, "segmentation": segmentation_of(mask, segmentation, tolerance),
-         "area": int(mask.sum()), "bbox": mask_bbox(mask)}
+         "area": int(mask.sum()), "bbox": mask_bbox(mask), **scores.get(category, {})}
         for category, mask in annotation_pieces(result, instances, min_area)
     ]
     return {"file_name": file_name, "height": height, "width": width, "annotations": annotations}
