@@ -78,7 +78,7 @@ def run_evaluation(settings: EvalSettings,
     if settings.cluster is not None:  # the same episodes and logs, scored by a Ray actor pool
         from insid3.evaluation.ray_runner import evaluate_on_ray
 
-        runs = evaluate_on_ray(settings, spec, folds, shots, benchmarks, options)
+        runs = evaluate_on_ray(settings, spec, folds, shots, benchmarks, options, say)
     else:
         runs = evaluate_here(settings, spec, folds, shots, benchmarks, options, say)
     report = folds_report(spec, shots, runs) if settings.all_folds and len(runs) > 1 else runs[0]

@@ -119,8 +119,7 @@ def interleaved(runs: dict[int, FoldRun]) -> list[tuple[int, Episode]]:
 
 def evaluate_on_ray(settings: EvalSettings, spec: DatasetEntry, folds: list[int | None], shots: int,
                     benchmarks: dict[int | None, SegmentationBenchmark], options: RunOptions,
-                    say: Callable[[str], None] = lambda line: print(f"insid3-eval: {line}", file=sys.stderr),
-                    ) -> list[dict]:
+                    say: Callable[[str], None]) -> list[dict]:
     """Each fold's report (in `folds`' order), as evaluate_here would write it, on the cluster of
     `settings.cluster` (its pool fitted to the cluster, or waited for: cluster.plan_actors)."""
     import ray

@@ -72,5 +72,7 @@ def test_a_fresh_local_instance_with_more_actors_than_cores_finishes(tiny_bundle
         env={**os.environ, "RAY_ADDRESS": "local"}, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"Ray, {workers} CPU workers (1 CPU each)" in done.stderr
+    # the pool's lines speak with the verb's name, as every other line of the command does
+    assert all(line.startswith("insid3 eval: ") for line in done.stderr.splitlines() if "CPU workers" in line)
     log = "coco-fold0-1shot.episodes.jsonl"
     assert (tmp_path / "ray" / log).read_bytes() == (tmp_path / "local" / log).read_bytes()
