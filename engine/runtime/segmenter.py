@@ -325,6 +325,17 @@ class Segmenter:
         found = [c.points for c in self.matcher.match(reference_image, points, targets, options, batch_size)]
         return found if isinstance(target, (list, tuple)) else found[0]
 
+    def close(self) -> None:
+        """Let go of the backend's model, sessions and device buffers; inference afterwards is an
+        error. A second call does nothing (Backend.close)."""
+        self.backend.close()
+
+    def __enter__(self) -> Segmenter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def describe(self) -> str:
         b = self.backend
         return (
