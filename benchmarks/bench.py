@@ -4,7 +4,8 @@
                  [--shots S] [--iters N] [--warmup N] [--targets T] [--images DIR] [--threads N]
                  [--compare-reference] [--json FILE] [--markdown FILE] [--plot FILE.png]
 
-Each side runs in its own fresh process, their measured passes interleaved (side_by_side.py).
+Each side (ours.py, authors_side.py) runs in its own fresh process (isolation.py), their measured
+passes interleaved by the side-by-side harness (harness.py); the report writer is writer.py.
 Inputs are the drawn scenes unless --images names a folder (naming rule in inputs.py:
 NAME.jpg + NAME.mask.png is a reference, every other image a target).
 """
@@ -12,23 +13,14 @@ NAME.jpg + NAME.mask.png is a reference, every other image a target).
 from __future__ import annotations
 
 import importlib.util
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from insid3.benchmarks.writer import ReportFiles, write_report
 from insid3.errors import SettingsError
 from insid3.format.bundle import Bundle, load_bundle
 from insid3.format.refinement import RefineSettings
-
-
-@dataclass(frozen=True)
-class ReportFiles:
-    """Where the report goes besides the terminal: JSON, markdown, a PNG chart (None: not written)."""
-
-    json: Path | None = None
-    markdown: Path | None = None
-    plot: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -62,14 +54,6 @@ class BenchSettings:
         return self
 
 
-def check_outputs(outputs: ReportFiles) -> None:
-    if outputs.plot is not None and outputs.plot.suffix.lower() != ".png":
-        raise SettingsError(f"--plot {outputs.plot}: the chart is written as PNG, name it *.png")
-    for path in (outputs.json, outputs.markdown, outputs.plot):
-        if path is not None and not path.parent.is_dir():
-            raise SettingsError(f"cannot write {path}: folder {path.parent} does not exist")
-
-
 def check_reference_requirements() -> None:
     missing = [name for name in ("torch", "sklearn") if importlib.util.find_spec(name) is None]
     if missing:
@@ -93,15 +77,22 @@ def check_backend(bundle: Bundle, settings: BenchSettings) -> None:
         raise BackendUnavailableError(f"backend {settings.backend!r} cannot run here: {reason}")
 
 
+PROGRESS_WORDS = {
+    "ours": {"start": "cold start (bundle, backend, reference)", "finish": "extras (reference encoding, batch sizes)"},
+    "authors' way": {"start": "cold start (torch model)"},
+}
+
+
 def run_benchmark(settings: BenchSettings, say: Callable[[str], None] = print) -> dict:
     """Both sides measured, each in its own process, passes interleaved; the JSON contract's report."""
-    from insid3.benchmarks.authors_side import AuthorsSpec
+    from insid3.benchmarks.authors_side import AuthorsSide, AuthorsSpec
     from insid3.benchmarks.environment import environment, load_average
     from insid3.benchmarks.flops import flops_for_arch, roofline
+    from insid3.benchmarks.harness import Entrant, run_side_by_side
     from insid3.benchmarks.inputs import folder_inputs, scene_inputs
-    from insid3.benchmarks.ours import OursSpec
+    from insid3.benchmarks.isolation import SideProcess
+    from insid3.benchmarks.ours import OursSide, OursSpec
     from insid3.benchmarks.report import build_report
-    from insid3.benchmarks.side_by_side import measure_side_by_side
 
     bundle = load_bundle(settings.bundle)
     check_backend(bundle, settings)
@@ -123,9 +114,14 @@ def run_benchmark(settings: BenchSettings, say: Callable[[str], None] = print) -
         else None
     )
     load_at_start = load_average()
-    ours, authors = measure_side_by_side(
-        ours_spec, authors_spec, settings.iters, report=say
-    )
+    # Ours starts first; the authors' process is spawned only after our warm-up, so its torch import
+    # does not overlap our cold start.
+    entrants = [Entrant("ours", lambda: SideProcess(OursSide, ours_spec))]
+    if authors_spec is not None:
+        entrants.append(Entrant("authors' way", lambda: SideProcess(AuthorsSide, authors_spec)))
+    runs = run_side_by_side(entrants, settings.iters, report=say, words=PROGRESS_WORDS)
+    ours = runs["ours"].result
+    authors = runs["authors' way"].result if authors_spec is not None else None
     env = environment(load_at_start)
     device = env["gpu"] if ours.backend["device"] != "cpu" else None
     roof = roofline(flops_for_arch(bundle.metadata.arch, bundle.metadata.resolution), device,
@@ -146,13 +142,7 @@ def config_of(bundle: Bundle, settings: BenchSettings, backend: dict, source: st
 
 
 def write_outputs(report: dict, outputs: ReportFiles) -> None:
+    from insid3.benchmarks.plot import plot_stages
     from insid3.benchmarks.report import markdown
 
-    if outputs.json:
-        outputs.json.write_text(json.dumps(report, indent=2) + "\n")
-    if outputs.markdown:
-        outputs.markdown.write_text(markdown(report))
-    if outputs.plot:
-        from insid3.benchmarks.plot import plot_stages
-
-        plot_stages(report, outputs.plot)
+    write_report(report, outputs, markdown=markdown, plot=plot_stages)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from insid3.benchmarks.harness import Pass
 from insid3.benchmarks.stats import PassTimes
 
 # segment_one(target) -> (mask, {stage: ms}) for one target
@@ -57,7 +58,7 @@ def pass_times(records: Sequence[PassRecord]) -> PassTimes:
 
 
 class MeasuredSide:
-    """What both sides share: warm-up and timed passes over `spec.inputs.targets`.
+    """What both sides of `insid3 bench` share (a harness.Side): warm-up and timed passes over `spec.inputs.targets`.
 
     A side sets `spec`, `passes` (a list), `synchronize` and defines `segment_one`.
     """
@@ -72,8 +73,8 @@ class MeasuredSide:
     def warm_up(self) -> None:
         warm_up(self.segment_one, self.spec.inputs.targets, self.spec.warmup)
 
-    def measure_pass(self) -> float:
-        """One timed pass; returns its total milliseconds."""
+    def measure_pass(self) -> Pass:
+        """One timed pass (harness.py drives it); the side keeps its per-target record."""
         record = measure_pass(self.segment_one, self.spec.inputs.targets, self.synchronize)
         self.passes.append(record)
-        return sum(record.latencies_ms)
+        return Pass(seconds=sum(record.latencies_ms) / 1e3, units=len(record.latencies_ms), outputs=record.masks)

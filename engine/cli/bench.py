@@ -53,12 +53,13 @@ def configure_side_by_side(parser: argparse.ArgumentParser) -> None:
 
 
 def run_side_by_side(args: argparse.Namespace, prog: str) -> int:
-    from insid3.benchmarks.bench import BenchSettings, ReportFiles, check_outputs, run_benchmark, write_outputs
+    from insid3.benchmarks.bench import BenchSettings, run_benchmark, write_outputs
+    from insid3.benchmarks.writer import ReportFiles
 
     settings = settings_of(BenchSettings, args, batch_sizes=tuple(sorted(set(args.batch_sizes))),
                            refine=shared.refine_from(args)).validated()
     outputs = settings_of(ReportFiles, args)
-    check_outputs(outputs)
+    outputs.check()
     try:
         report = run_benchmark(settings, say=lambda line: print(f"{prog}: {line}", file=sys.stderr, flush=True))
     except KeyboardInterrupt:
