@@ -3,10 +3,12 @@
     insid3 eval speed --bundle B --dataset coco --data-root R --episodes 24 --passes 3
     insid3 eval speed --bundle B --synthetic DIR --episodes 24   # writes a COCO-20i layout
 
-After an untimed warm-up of both sides on two episodes, each pass runs the first N episodes through insid3-eval's runner (a fresh feature cache, the
-backbone batched across episodes, decoding overlapping encoding) and then through
-insid3.authors_way as the authors' evaluation script does (every reference re-encoded with its
-target, torch eager, sklearn clustering, per-cluster loops), alternately; it reports the median
+The two sides (OursEpisodes, AuthorsEpisodes) go through the side-by-side harness
+(benchmarks/harness.py), in this process. After an untimed warm-up of each on two episodes, each
+pass runs the first N episodes through insid3-eval's runner (a fresh feature cache, the backbone
+batched across episodes, decoding overlapping encoding) or through insid3.authors_way as the
+authors' evaluation script does (every reference re-encoded with its target, torch eager, sklearn
+clustering, per-cluster loops), the sides' passes interleaved (ABBA); it reports the median
 episodes/s of each side, their ratio, and whether every episode's counts agree. The authors'
 script itself needs their repository and a CUDA device, so its transcription stands in for it.
 """
@@ -14,7 +16,6 @@ script itself needs their repository and a CUDA device, so its transcription sta
 from __future__ import annotations
 
 import pickle
-import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from insid3.benchmarks.harness import Pass, differing, in_process, pass_ratio_median, run_side_by_side
 from insid3.engine.jobs.scenes import draw_scene
 from insid3.engine.runtime.segmenter import Segmenter
 from insid3.evaluation.datasets import build_benchmark
@@ -55,13 +57,14 @@ def write_synthetic_coco(root: Path, images_per_class: int = 6, size: tuple[int,
     return root
 
 
-def _pass(results, benchmark) -> tuple[float, list, IoUMeter]:
+def _score(results, benchmark, episodes: int) -> tuple[Pass, IoUMeter]:
+    """One timed pass over the episodes' results (an iterator that does the work as it is read)."""
     meter = IoUMeter(benchmark.class_ids, benchmark.num_classes)
     started, counts = time.perf_counter(), []
     for result in results:
         meter.update(result.counts, result.episode.class_id)
         counts.append(result.counts)
-    return time.perf_counter() - started, counts, meter
+    return Pass(seconds=time.perf_counter() - started, units=episodes, outputs=tuple(counts)), meter
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,37 +81,80 @@ class SpeedSettings:
     batch_size: int = 8
 
 
-def measure(settings: SpeedSettings) -> dict:
-    from insid3.authors_way import load_model
-    from insid3.evaluation.authors_side import run_authors_way
+class OursEpisodes:
+    """Our side (a harness.Side): insid3-eval's runner, a fresh feature cache every pass."""
 
+    def __init__(self, settings: SpeedSettings, benchmark, episodes: list) -> None:
+        self.settings, self.benchmark, self.episodes = settings, benchmark, episodes
+
+    def start(self) -> None:
+        self.segmenter = Segmenter.from_bundle(self.settings.bundle, backend=self.settings.backend,
+                                               precision=self.settings.precision)
+
+    def warm_up(self) -> None:
+        """Untimed, on two episodes: compiled kernels loaded, backend sessions ready."""
+        list(EpisodeRunner(self.segmenter, self.benchmark, FeatureCache(self.segmenter.xp)).run(self.episodes[:2]))
+
+    def measure_pass(self) -> Pass:
+        runner = EpisodeRunner(self.segmenter, self.benchmark, FeatureCache(self.segmenter.xp),
+                               batch_size=self.settings.batch_size)
+        one, self.meter = _score(runner.run(self.episodes), self.benchmark, len(self.episodes))
+        self.encoded = runner.stats.images_encoded
+        return one
+
+    def finish(self) -> dict:
+        return {"bundle": self.segmenter.describe(), "images_encoded": self.encoded, "miou": self.meter.miou()}
+
+
+class AuthorsEpisodes:
+    """The authors' way (a harness.Side): their evaluation loop, transcribed (authors_side.py)."""
+
+    def __init__(self, settings: SpeedSettings, benchmark, episodes: list) -> None:
+        self.settings, self.benchmark, self.episodes = settings, benchmark, episodes
+
+    def start(self) -> None:
+        from insid3.authors_way import load_model
+        from insid3.evaluation.authors_side import run_authors_way
+
+        self.model, self.run = load_model(self.settings.bundle), run_authors_way
+
+    def warm_up(self) -> None:
+        list(self.run(self.model, self.benchmark, self.episodes[:2]))
+
+    def measure_pass(self) -> Pass:
+        one, self.meter = _score(self.run(self.model, self.benchmark, self.episodes), self.benchmark,
+                                 len(self.episodes))
+        return one
+
+    def finish(self) -> dict:
+        return {"miou": self.meter.miou()}
+
+
+def measure(settings: SpeedSettings) -> dict:
+    """Both sides in this process, through the side-by-side harness: passes interleaved (ABBA)."""
     benchmark = build_benchmark(settings.dataset, str(settings.data_root), settings.fold, settings.shots)
-    segmenter = Segmenter.from_bundle(settings.bundle, backend=settings.backend, precision=settings.precision)
-    model = load_model(settings.bundle)
     episodes = list(islice(benchmark.episodes(episode_rng()), settings.episodes))
-    # Untimed warm-up of both sides (compiled kernels loaded, backend sessions and torch ready).
-    list(EpisodeRunner(segmenter, benchmark, FeatureCache(segmenter.xp)).run(episodes[:2]))
-    list(run_authors_way(model, benchmark, episodes[:2]))
-    ours_rates, theirs_rates, agree, encoded = [], [], True, 0
-    for p in range(settings.passes):
-        runner = EpisodeRunner(segmenter, benchmark, FeatureCache(segmenter.xp), batch_size=settings.batch_size)
-        seconds, ours, ours_meter = _pass(runner.run(episodes), benchmark)
-        ours_rates.append(len(episodes) / seconds)
-        encoded = runner.stats.images_encoded
-        seconds, theirs, theirs_meter = _pass(run_authors_way(model, benchmark, episodes), benchmark)
-        theirs_rates.append(len(episodes) / seconds)
-        differing = sum(a != b for a, b in zip(ours, theirs))
-        agree = agree and differing == 0
-        print(f"pass {p + 1}: ours {ours_rates[-1]:.3f} ep/s, authors' way {theirs_rates[-1]:.3f} ep/s, "
-              f"{differing} of {len(episodes)} episodes with other counts", file=sys.stderr, flush=True)
-    ours_median, theirs_median = statistics.median(ours_rates), statistics.median(theirs_rates)
+    runs = run_side_by_side(
+        [in_process("ours", lambda: OursEpisodes(settings, benchmark, episodes)),
+         in_process("authors' way", lambda: AuthorsEpisodes(settings, benchmark, episodes))],
+        settings.passes,
+    )
+    ours, theirs = runs["ours"], runs["authors' way"]
+    agree = True
+    for p, (mine, other) in enumerate(zip(ours.passes, theirs.passes)):
+        count = differing(mine.outputs, other.outputs)
+        agree = agree and count == 0
+        print(f"pass {p + 1}: ours {mine.units / mine.seconds:.3f} ep/s, authors' way "
+              f"{other.units / other.seconds:.3f} ep/s, {count} of {len(episodes)} episodes with other counts",
+              file=sys.stderr, flush=True)
     return {
         "dataset": settings.dataset, "fold": settings.fold, "shots": settings.shots, "episodes": len(episodes),
-        "bundle": segmenter.describe(), "passes": settings.passes, "batch_size": settings.batch_size,
-        "ours_episodes_per_second": ours_rates, "authors_episodes_per_second": theirs_rates,
-        "ours_median": ours_median, "authors_median": theirs_median, "ratio": ours_median / theirs_median,
-        # each pass's two sides run back to back: the median of their ratios resists a machine whose load drifts
-        "pass_ratio_median": statistics.median(o / t for o, t in zip(ours_rates, theirs_rates)),
-        "images_needed": sum(1 + len(e.references) for e in episodes), "images_encoded_by_ours": encoded,
-        "counts_identical": agree, "miou_ours": ours_meter.miou(), "miou_authors": theirs_meter.miou(),
+        "bundle": ours.result["bundle"], "passes": settings.passes, "batch_size": settings.batch_size,
+        "ours_episodes_per_second": ours.fps(), "authors_episodes_per_second": theirs.fps(),
+        "ours_median": ours.median_fps(), "authors_median": theirs.median_fps(),
+        "ratio": ours.median_fps() / theirs.median_fps(),
+        "pass_ratio_median": pass_ratio_median(ours, theirs),
+        "images_needed": sum(1 + len(e.references) for e in episodes),
+        "images_encoded_by_ours": ours.result["images_encoded"],
+        "counts_identical": agree, "miou_ours": ours.result["miou"], "miou_authors": theirs.result["miou"],
     }
