@@ -24,7 +24,7 @@ several concepts, or more than MAX_CONCEPTS reference_ids; 404 an unknown or exp
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Response
@@ -36,11 +36,11 @@ from insid3.engine.jobs.outputs.files import encoded
 from insid3.engine.jobs.outputs.label_png import label_image
 from insid3.engine.runtime.concepts import ConceptsResult
 from insid3.engine.runtime.images import PreparedImage
-from insid3.engine.runtime.quality import quality_json
 from insid3.engine.runtime.reference import Reference
 from insid3.engine.runtime.segmenter import Segmenter
 from insid3.engine.runtime.timing import StageClock
 from insid3.engine.serve.errors import BadRequestError
+from insid3.engine.serve.profiles import EngineSettings, answer_quality, judged_all
 
 CONCEPT_FORMATS = ("label-png", "coco")
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]  # a form field that must not be empty (422)
@@ -54,13 +54,15 @@ class ConceptsItem:
     prepared: PreparedImage
     references: dict[str, Reference]
     enqueued_at: float  # time.perf_counter() when it joined the queue
+    settings: EngineSettings | None = None  # every reference's profile settings (None: the server's)
+    min_scores: dict[str, float | None] = field(default_factory=dict)  # by name, from their profiles
 
     def decode(self, segmenter: Segmenter, features: Any, clock: StageClock) -> ConceptsResult:
         return segmenter.decode_concepts(features, self.prepared.original_size, self.references, clock,
                                          pixels=self.prepared.pixels)  # the CRF refinement needs them
 
     def result(self, found: ConceptsResult, timings_ms: dict[str, float], batch_size: int) -> "ConceptsServed":
-        return ConceptsServed(found, timings_ms, batch_size)
+        return ConceptsServed(judged_all(found, self.min_scores), timings_ms, batch_size, self.min_scores)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class ConceptsServed:
     result: ConceptsResult
     timings_ms: dict[str, float]  # "queue", "backbone" (the whole batch's call), then decode stages
     batch_size: int
+    min_scores: dict[str, float | None] = field(default_factory=dict)  # by name: their profiles' thresholds
 
 
 def named_references(reference_ids: list[str], names: list[str] | None, fmt: str) -> list[tuple[str, str]]:
@@ -96,9 +99,12 @@ class ConceptsAnswer:
     instances: bool = False
     min_area: int = 0
 
-    def encode(self, result: ConceptsResult) -> Response:
-        """The label PNG or the COCO document of one target's concepts."""
-        judged = {"X-Insid3-Quality": json.dumps({c.name: quality_json(c.quality) for c in result if c.quality})}
+    def encode(self, result: ConceptsResult, min_scores: dict[str, float | None] | None = None) -> Response:
+        """The label PNG or the COCO document of one target's concepts (min_scores: their profiles'
+        thresholds by name, said in each quality record; the masks below them already emptied)."""
+        thresholds = min_scores or {}
+        records = {c.name: answer_quality(c.quality, thresholds.get(c.name)) for c in result if c.quality}
+        judged = {"X-Insid3-Quality": json.dumps(records)}
         if self.format == "label-png":
             body = encoded(label_image(result.label_map(), len(result)), format="PNG")
             labels = json.dumps(list(result.names))  # ASCII-escaped: a valid header value

@@ -40,6 +40,7 @@ class MatchItem:
     points: np.ndarray  # (K, 2) float32, checked against the reference's size
     options: MatchOptions
     enqueued_at: float  # time.perf_counter() when it joined the queue
+    settings: None = None  # matched by the server's own engine (runner.QueueItem)
 
     def decode(self, segmenter: Segmenter, features: Any, clock: StageClock) -> Correspondences:
         """The engine thread's work on this target once the batch's features exist."""

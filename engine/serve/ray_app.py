@@ -32,7 +32,8 @@ References across replicas:
   (device-resident, LRU/TTL as in the local server). The *inputs* (each shot's image and mask
   bytes) go to `ReferenceRegistry`, a small named, detached actor (namespace "insid3"), which
   `ray.put`s them into Ray's object store and keeps the ObjectRef, keyed by reference_id, with
-  the expiry time. The registry owns those objects, so they outlive the replica that registered
+  the expiry time, and the reference's profile (profiles.py) if it was registered with one: a
+  replica re-encodes it under that profile's debias frame. The registry owns those objects, so they outlive the replica that registered
   them (a replica scaled down takes nothing with it).
 - Every /v1/segment asks the registry for its reference_id first: the registry is the truth on
   existence (a DELETE or an expiry anywhere is seen everywhere). A replica whose cache lacks the
@@ -61,6 +62,7 @@ from insid3.engine.runtime.reference import Reference
 from insid3.engine.runtime.segmenter import Segmenter
 from insid3.engine.serve.app import create_app
 from insid3.engine.serve.metrics import ServeMetrics
+from insid3.engine.serve.profiles import ProfiledReference, ReferenceProfile
 from insid3.engine.serve.references import Inputs, ReferenceStore, SharedReferences
 from insid3.engine.serve.runner import EngineRunner, QueueItem
 from insid3.engine.serve.service import Service
@@ -75,13 +77,14 @@ DEPLOYMENT_NAME = "Insid3Replica"
 
 @ray.remote(num_cpus=0)
 class ReferenceRegistry:
-    """reference_id -> ([ObjectRef of [(image bytes, mask bytes), ...]], expires_at), owner of the objects."""
+    """reference_id -> ([ObjectRef of ([(image bytes, mask bytes), ...], profile or None)], expires_at),
+    owner of the objects."""
 
     def __init__(self, max_references: int) -> None:
         self._max = max_references
         self._entries: dict[str, tuple[list[ray.ObjectRef], float]] = {}  # insertion order = age
 
-    def put(self, reference_id: str, shots: list[tuple[bytes, bytes]], expires_at: float) -> None:
+    def put(self, reference_id: str, shots: tuple[list[tuple[bytes, bytes]], Any], expires_at: float) -> None:
         self._purge()
         while len(self._entries) >= self._max:  # the oldest registration goes first
             self._entries.pop(next(iter(self._entries)))
@@ -127,10 +130,10 @@ class Insid3Replica:
         self.label = f"Ray Serve replica {replica_id}"
         self.headers = {"X-Insid3-Replica": replica_id}
 
-        async def encode_shots(inputs: Inputs) -> Reference:
-            return await self.runner.call(self.runner.encode_reference, _decode_shots(inputs))
+        async def encode_shots(inputs: Inputs, profile: ReferenceProfile | None) -> Reference | ProfiledReference:
+            return await self.runner.call(self.runner.encode_reference, _decode_shots(inputs), profile)
 
-        async def encode_image(inputs: Inputs) -> EncodedImage:
+        async def encode_image(inputs: Inputs, profile: None) -> EncodedImage:
             ((image_bytes, _),) = inputs
             return await self.runner.call(self.runner.segmenter.encode_image, Image.open(io.BytesIO(image_bytes)))
 

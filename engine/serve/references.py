@@ -26,9 +26,11 @@ from typing import Any, Protocol
 from insid3.engine.runtime.correspondence import EncodedImage
 from insid3.engine.runtime.reference import Reference
 from insid3.engine.serve.errors import PayloadTooLargeError, UnknownReferenceError
+from insid3.engine.serve.profiles import ProfiledReference, ReferenceProfile
 
 Inputs = list[tuple[bytes, bytes]]  # a reference's uploads, (image bytes, mask bytes) per shot; b"" for no mask
-Encoded = Reference | EncodedImage  # a segmentation reference, or a match reference image
+# A segmentation reference (with its profile, if registered with one), or a match reference image.
+Encoded = Reference | ProfiledReference | EncodedImage
 
 
 @dataclass(frozen=True)
@@ -172,14 +174,14 @@ class LocalReferences:
 class SharedReferences:
     """References shared by Ray Serve replicas (ray_app.py), without importing Ray.
 
-    `registry` is a ReferenceRegistry actor handle: reference_id -> ([ObjectRef of the inputs],
-    expires_at). It is the truth on existence and expiry: a DELETE or an expiry anywhere is seen
+    `registry` is a ReferenceRegistry actor handle: reference_id -> ([ObjectRef of the inputs and
+    the reference's profile, or None], expires_at). It is the truth on existence and expiry: a DELETE or an expiry anywhere is seen
     everywhere. This replica's store is a cache of encodings; a replica that lacks one fetches the
     inputs from the object store and encodes them once (concurrent requests share that encoding).
     """
 
     def __init__(self, store: ReferenceStore, kind: str, registry: Any,
-                 encode: Callable[[Inputs], Awaitable[Encoded]], on_re_encoded: Callable[[], None] = lambda: None,
+                 encode: Callable[[Inputs, ReferenceProfile | None], Awaitable[Encoded]], on_re_encoded: Callable[[], None] = lambda: None,
                  ) -> None:
         self.store, self.kind, self.registry = store, kind, registry
         self._encode, self._on_re_encoded = encode, on_re_encoded
@@ -187,7 +189,8 @@ class SharedReferences:
 
     async def add(self, encoded: Encoded, inputs: Inputs) -> CachedReference:
         entry = self.store.put(new_reference_id(), encoded)
-        await self.registry.put.remote(entry.reference_id, inputs, entry.expires_at)
+        profile = encoded.profile if isinstance(encoded, ProfiledReference) else None  # re-encoded under it
+        await self.registry.put.remote(entry.reference_id, (inputs, profile), entry.expires_at)
         return entry
 
     async def find(self, reference_id: str) -> tuple[Encoded, str | None]:
@@ -213,8 +216,10 @@ class SharedReferences:
     def stats(self) -> tuple[int, int]:
         return self.store.stats()
 
-    async def _re_encode(self, reference_id: str, inputs: Awaitable[Inputs], expires_at: float) -> Encoded:
-        encoded = await self._encode(await inputs)
+    async def _re_encode(self, reference_id: str, recipe: Awaitable[tuple[Inputs, ReferenceProfile | None]],
+                         expires_at: float) -> Encoded:
+        inputs, profile = await recipe
+        encoded = await self._encode(inputs, profile)
         self.store.put(reference_id, encoded, expires_at)
         self._on_re_encoded()
         return encoded

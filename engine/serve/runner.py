@@ -5,7 +5,10 @@ and kernel call runs on this runner's single-thread executor; request handlers o
 pre-process their own image (pure functions of the upload) before handing it over.
 
 A batch of targets runs through the backbone as ONE call; the kernels (`Segmenter.decode`) then
-run per target, each in its own try: an exception in one target fails that target alone.
+run per target, each in its own try: an exception in one target fails that target alone. A
+target of a profiled reference (profiles.py) is decoded by an engine of its profile's settings:
+the same bundle and backend (so the same backbone features), its own debias frame, tau, merge
+threshold and refinement; one such engine per distinct settings, the PROFILE_ENGINES most recent kept.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,9 +31,11 @@ from insid3.engine.runtime.quality import MaskQuality
 from insid3.engine.runtime.reference import Reference
 from insid3.engine.runtime.segmenter import Segmenter
 from insid3.engine.runtime.timing import StageClock
+from insid3.engine.serve.profiles import EngineSettings, ProfiledReference, ReferenceProfile, judged
 
 log = logging.getLogger("insid3.serve")
 T = TypeVar("T")
+PROFILE_ENGINES = 8  # engines of distinct profile settings kept; one more rebuilds the least recent when used
 
 
 class QueueItem(Protocol):
@@ -38,6 +44,7 @@ class QueueItem(Protocol):
 
     prepared: PreparedImage
     enqueued_at: float  # time.perf_counter() when it joined the queue
+    settings: EngineSettings | None  # the engine that decodes it (None: the server's)
 
     def decode(self, segmenter: Segmenter, features: Any, clock: StageClock) -> Any:
         """The engine thread's work on this target (steps after the backbone)."""
@@ -54,6 +61,7 @@ class SegmentResult:
     timings_ms: dict[str, float]  # "queue", "backbone" (the whole batch's call), then decode stages
     batch_size: int  # how many targets shared the backbone call
     quality: MaskQuality | None = None  # how far to trust the mask (engine/runtime/quality.py)
+    min_score: float | None = None  # its reference's profile threshold (None: none; the mask is never emptied)
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,11 @@ class TargetItem:
     prepared: PreparedImage
     reference: Reference
     enqueued_at: float  # time.perf_counter() when it joined the queue
+    profile: ReferenceProfile | None = None  # the reference's profile (profiles.py)
+
+    @property
+    def settings(self) -> EngineSettings | None:
+        return None if self.profile is None else self.profile.settings
 
     def decode(self, segmenter: Segmenter, features: Any, clock: StageClock) -> ConceptMask:
         one = {"reference": self.reference}  # one reference: the concepts path with one entry
@@ -70,7 +83,8 @@ class TargetItem:
                                          pixels=self.prepared.pixels).concepts[0]
 
     def result(self, decoded: ConceptMask, timings_ms: dict[str, float], batch_size: int) -> SegmentResult:
-        return SegmentResult(decoded.mask, timings_ms, batch_size, decoded.quality)
+        min_score = None if self.profile is None else self.profile.min_score
+        return SegmentResult(judged(decoded, min_score).mask, timings_ms, batch_size, decoded.quality, min_score)
 
 
 def failure_of(outcome: Any) -> BaseException | None:
@@ -82,6 +96,8 @@ class EngineRunner:
     def __init__(self, segmenter: Segmenter) -> None:
         self.segmenter = segmenter
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="insid3-engine")
+        self.settings = EngineSettings(segmenter.hyperparameters, segmenter.refine)  # the server's own
+        self._profile_engines: OrderedDict[EngineSettings, Segmenter] = OrderedDict()  # most recent last
 
     async def call(self, function: Callable[..., T], *args: Any) -> T:
         """Run `function(*args)` on the engine thread without blocking the event loop."""
@@ -94,9 +110,31 @@ class EngineRunner:
     def prepare(self, image: Image.Image) -> PreparedImage:
         return self.segmenter.prepare(image)
 
+    def effective(self, settings: EngineSettings | None) -> EngineSettings:
+        """The settings an item of `settings` is decoded with (None: the server's)."""
+        return self.settings if settings is None else settings
+
     # ----------------------------------------------------------- engine thread only
-    def encode_reference(self, shots: Sequence[tuple[Image.Image, Image.Image]]) -> Reference:
-        return self.segmenter.encode_reference(shots)
+    def engine(self, settings: EngineSettings | None) -> Segmenter:
+        """The Segmenter of these settings: the server's own, or one sharing its bundle and backend
+        (built here, on the engine thread, since it puts its debias frame on the backend's device)."""
+        if settings is None or settings == self.settings:
+            return self.segmenter
+        engine = self._profile_engines.pop(settings, None)
+        if engine is None:
+            engine = Segmenter(self.segmenter.bundle, self.segmenter.backend, settings.hyperparameters,
+                               refine=settings.refine)
+        self._profile_engines[settings] = engine
+        while len(self._profile_engines) > PROFILE_ENGINES:
+            self._profile_engines.popitem(last=False)
+        return engine
+
+    def encode_reference(self, shots: Sequence[tuple[Image.Image, Image.Image]],
+                         profile: ReferenceProfile | None = None) -> Reference | ProfiledReference:
+        """The shots encoded under the server's debias frame, or under `profile`'s (then kept with it)."""
+        if profile is None:
+            return self.segmenter.encode_reference(shots)
+        return ProfiledReference(self.engine(profile.settings).encode_reference(shots), profile)
 
     def run_batch(self, items: Sequence[QueueItem]) -> list[Any]:
         """One backbone call for all items, then the kernels per item; one outcome per item."""
@@ -112,7 +150,7 @@ class EngineRunner:
         for index, item in enumerate(items):
             clock = StageClock(self.segmenter.backend.synchronize)
             try:
-                decoded = item.decode(self.segmenter, features[index], clock)
+                decoded = item.decode(self.engine(item.settings), features[index], clock)
             except Exception as exc:
                 log.exception("decoding target %d of a batch of %d failed", index, len(items))
                 outcomes.append(exc)

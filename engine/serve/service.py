@@ -20,8 +20,10 @@ from PIL import Image
 from insid3.engine.runtime.correspondence import EncodedImage, MatchOptions
 from insid3.engine.runtime.images import PreparedImage
 from insid3.engine.serve.concepts import ConceptsItem, ConceptsServed
+from insid3.engine.serve.errors import BadRequestError
 from insid3.engine.serve.matching import MatchItem, MatchResult
 from insid3.engine.serve.metrics import ServeMetrics
+from insid3.engine.serve.profiles import ReferenceProfile, split, uploaded_profile
 from insid3.engine.serve.references import CachedReference, ReferenceBook
 from insid3.engine.serve.runner import EngineRunner, QueueItem, SegmentResult, TargetItem, failure_of
 from insid3.engine.serve.settings import ServeSettings
@@ -42,6 +44,7 @@ class Registered:
     reference_id: str
     shots: int
     expires_at_utc: str  # ISO 8601
+    profile: ReferenceProfile | None = None  # what its targets are segmented with (None: the server's settings)
 
 
 @dataclass(frozen=True)
@@ -104,23 +107,43 @@ class Service:
         return self.runner.prepare(image)
 
     # ------------------------------------------------------------------ segmentation
-    async def register(self, shots: list[ShotUpload]) -> Registered:
-        """Encode the shots on the engine thread and keep the Reference under a new id."""
-        reference = await self.runner.call(self.runner.encode_reference, [(s.image, s.mask) for s in shots])
-        entry = await self.execution.references.add(reference, [(s.image_bytes, s.mask_bytes) for s in shots])
+    def profile_of(self, data: bytes | str) -> ReferenceProfile:
+        """A client's profile, checked against this server's bundle (400 in one line if not its)."""
+        return uploaded_profile(data, self.runner.segmenter.bundle)
+
+    async def register(self, shots: list[ShotUpload], profile: ReferenceProfile | None = None) -> Registered:
+        """Encode the shots on the engine thread (under `profile`'s debias frame when given) and keep
+        the reference, with its profile, under a new id."""
+        encoded = await self.runner.call(self.runner.encode_reference, [(s.image, s.mask) for s in shots], profile)
+        entry = await self.execution.references.add(encoded, [(s.image_bytes, s.mask_bytes) for s in shots])
         self.metrics.reference_encodes.labels("register").inc()
-        return Registered(entry.reference_id, entry.shots, entry.expires_at_utc)
+        return Registered(entry.reference_id, entry.shots, entry.expires_at_utc, profile)
 
     async def segment(self, reference_id: str, prepared: PreparedImage) -> Segmented:
-        reference, source = await self.execution.references.find(reference_id)
-        result = await self._outcome(TargetItem(prepared, reference, time.perf_counter()))
+        found, source = await self.execution.references.find(reference_id)
+        reference, profile = split(found)
+        result = await self._outcome(TargetItem(prepared, reference, time.perf_counter(), profile))
         where = {"X-Insid3-Reference-Source": source} if source else {}
         return Segmented(result, {**self.execution.headers, **where})
 
     async def segment_concepts(self, named_ids: list[tuple[str, str]], prepared: PreparedImage) -> ConceptsServed:
-        """Several concepts on one target: (name, reference_id) pairs in label order."""
-        references = {name: (await self.execution.references.find(reference_id))[0] for name, reference_id in named_ids}
-        return await self._outcome(ConceptsItem(prepared, references, time.perf_counter()))
+        """Several concepts on one target: (name, reference_id) pairs in label order. Their
+        references must share one engine's settings (one clustering makes the label map): those of
+        their profiles, or the server's; each keeps its own min_score."""
+        references, profiles = {}, {}
+        for name, reference_id in named_ids:
+            references[name], profiles[name] = split((await self.execution.references.find(reference_id))[0])
+        settings = {name: self.runner.effective(None if p is None else p.settings) for name, p in profiles.items()}
+        if len(set(settings.values())) > 1:
+            ids = dict(named_ids)
+            raise BadRequestError(
+                "these references were registered with different settings and one label map needs one "
+                "clustering: " + "; ".join(f"{ids[name]}: {value.describe()}" for name, value in settings.items())
+                + ". Register them with the same profile, or segment them one at a time")
+        chosen = next(iter(settings.values()))
+        item = ConceptsItem(prepared, references, time.perf_counter(), settings=chosen,
+                            min_scores={name: None if p is None else p.min_score for name, p in profiles.items()})
+        return await self._outcome(item)
 
     async def delete(self, reference_id: str) -> bool:
         return await self.execution.references.delete(reference_id)

@@ -1,7 +1,9 @@
 """Segmentation references: registered once, then named by id in any number of /v1/segment calls.
 
-    POST   /v1/references        multipart: image, mask (repeat both for more shots)
-                                 -> 201 {"reference_id", "shots", "expires_at"}
+    POST   /v1/references        multipart: image, mask (repeat both for more shots), and optionally
+                                 profile (a calibration profile's JSON, a field or a file:
+                                 profiles.py; 400 when made for another bundle)
+                                 -> 201 {"reference_id", "shots", "expires_at"[, "profile"]}
     DELETE /v1/references/{id}   -> 204, or 404 unknown or expired
 """
 
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Response, UploadFile
+from fastapi import APIRouter, File, Form, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
 from insid3.engine.serve.deps import ReadyService
@@ -25,8 +27,14 @@ async def register_reference(
     service: ReadyService,
     image: Annotated[list[UploadFile], File(description="reference image; repeat for more shots")],
     mask: Annotated[list[UploadFile], File(description="its mask (any pixel > 0 is foreground)")],
+    profile: Annotated[UploadFile | str | None, Form(description="a calibration profile's JSON (insid3 calibrate), "
+                                                      "as a field or a file: its settings for this reference")] = None,
 ) -> dict:
     settings = service.settings
+    chosen = None
+    if profile is not None and not (isinstance(profile, str) and not profile.strip()):
+        text = profile if isinstance(profile, str) else await profile.read()
+        chosen = service.profile_of(text)
     if len(image) != len(mask):
         raise BadRequestError(f"{len(image)} image field(s) but {len(mask)} mask field(s): send one mask per image")
     if len(image) > settings.max_shots:
@@ -37,8 +45,9 @@ async def register_reference(
         mask_bytes, decoded_mask = await read_upload(mask_file, f"mask[{index}]", settings.max_image_pixels)
         await run_in_threadpool(check_mask, decoded_mask, decoded_image.size, index)
         shots.append(ShotUpload(image_bytes, mask_bytes, decoded_image, decoded_mask))
-    registered = await service.register(shots)
-    return {"reference_id": registered.reference_id, "shots": registered.shots, "expires_at": registered.expires_at_utc}
+    registered = await service.register(shots, chosen)
+    answer = {"reference_id": registered.reference_id, "shots": registered.shots, "expires_at": registered.expires_at_utc}
+    return answer if chosen is None else {**answer, "profile": chosen.to_json()}
 
 
 @router.delete("/v1/references/{reference_id}", status_code=204)

@@ -3,7 +3,9 @@
     multipart: reference_id, image, format=png|rle
         -> 200 image/png (mode L, 0/255, the target's size), its quality record and flags in the
            X-Insid3-Quality header (JSON) and its score in X-Insid3-Score,
-           or {"size": [H, W], "counts": "<COCO compressed RLE>", "quality": {...}}
+           or {"size": [H, W], "counts": "<COCO compressed RLE>", "quality": {...}};
+           a reference registered with a profile (profiles.py) is segmented with its settings, and
+           below its min_score the mask is empty and the record says "absent": true
     several reference_id (+ name), format=label-png|coco
         -> a label PNG or COCO instances (concepts.py)
 
@@ -22,10 +24,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from insid3.engine.runtime.images import PreparedImage
-from insid3.engine.runtime.quality import quality_json
 from insid3.engine.runtime.rle import encode_rle
 from insid3.engine.serve.concepts import CONCEPT_FORMATS, ConceptsAnswer, NonEmpty, named_references
 from insid3.engine.serve.deps import ReadyService
+from insid3.engine.serve.profiles import answer_quality
 from insid3.engine.serve.responses import encode_png, timing_headers
 from insid3.engine.serve.service import Service
 from insid3.engine.serve.uploads import decode_upload
@@ -59,7 +61,7 @@ async def segment(
     segmented = await service.segment(reference_id[0], prepared)
     result = segmented.result
     started = time.perf_counter()
-    quality = quality_json(result.quality) if result.quality is not None else None
+    quality = answer_quality(result.quality, result.min_score) if result.quality is not None else None
     if format == "png":
         body = await run_in_threadpool(encode_png, result.mask)
         judged = {"X-Insid3-Quality": json.dumps(quality), "X-Insid3-Score": repr(quality["score"])} if quality else {}
@@ -78,7 +80,7 @@ async def _concepts(service: Service, named_ids: list[tuple[str, str]], prepared
     """The multi-concept answer, its timings in the same headers as a single mask's."""
     served = await service.segment_concepts(named_ids, prepared)
     started = time.perf_counter()
-    response = await run_in_threadpool(answer.encode, served.result)
+    response = await run_in_threadpool(answer.encode, served.result, served.min_scores)
     timings = {"preprocess": preprocess_ms, **served.timings_ms, "encode": (time.perf_counter() - started) * 1e3}
     service.metrics.observe_stages(timings)
     response.headers.update({**timing_headers(timings, served.batch_size), **service.headers})
