@@ -9,6 +9,7 @@ import torch
 
 from insid3 import authors_way
 from insid3.benchmarks.kernels.shapes import TAU, Shape, dense_features_for, features_for, timed
+from insid3.benchmarks.writer import table
 from insid3.kernels import average_linkage_clusters
 from insid3.kernels.linkage import cosine_distances, gram_upper
 from insid3.kernels.linkage_chain import chain_linkage
@@ -59,17 +60,15 @@ def bench_clustering(shape: Shape, repeats: int, *, dense: bool = False) -> tupl
              f"({info['clusters']} clusters; {info['edges']} of {pairs} pairs closer than 1 - tau; "
              f"reciprocal: {info['rounds']} rounds); partitions identical to sklearn: yes")
 
-    def row(name: str, f: str, d: str) -> str:
-        return (f"| {name} | {med[f] * 1e3:.0f} | {med[d] * 1e3:.0f} | "
-                f"{med['sk_F'] / med[f]:.1f}x | {med['sk_D'] / med[d]:.1f}x |")
+    def row(name: str, f: str, d: str) -> tuple[str, ...]:
+        return (name, f"{med[f] * 1e3:.0f}", f"{med[d] * 1e3:.0f}", f"{med['sk_F'] / med[f]:.1f}x",
+                f"{med['sk_D'] / med[d]:.1f}x")
 
     rows = [
         title, "",
-        "| method | from F (ms) | from D (ms) | speed-up from F | speed-up from D |",
-        "|---|---:|---:|---:|---:|",
-        row("sklearn (the authors' way)", "sk_F", "sk_D"),
-        row("**auto = chain**", "auto_F", "auto_D"),
-        row("reciprocal (float32)", "rec_F", "rec_D"),
+        *table(("method", "from F (ms)", "from D (ms)", "speed-up from F", "speed-up from D"),
+               (row("sklearn (the authors' way)", "sk_F", "sk_D"), row("**auto = chain**", "auto_F", "auto_D"),
+                row("reciprocal (float32)", "rec_F", "rec_D")), "lrrrr"),
         "",
         f"\"From F\" includes the Gram matrix: the authors' way (torch) and reciprocal build the full float32 "
         f"distance matrix ({med['gram'] * 1e3:.0f} ms of it for the kernels); chain reads the upper triangle of "

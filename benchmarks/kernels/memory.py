@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from insid3.benchmarks.kernels.shapes import TAU, Shape, features_for
+from insid3.benchmarks.writer import table
 from insid3.kernels import average_linkage_clusters
 
 METHODS = ("sklearn", "chain", "reciprocal")
@@ -46,8 +47,7 @@ def memory_probe(method: str, path: str) -> None:
 
 def bench_memory(shape: Shape) -> list[str]:
     features = features_for(shape)
-    rows = [f"### Peak memory of one clustering, {shape.name} (RSS growth over the loaded features)", "",
-            "| method | peak (MiB) |", "|---|---:|"]
+    peaks = []
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "features.npy")
         np.save(path, features)
@@ -55,5 +55,6 @@ def bench_memory(shape: Shape) -> list[str]:
             code = (f"import {', '.join(WARM_IMPORTS)}; "
                     f"from insid3.benchmarks.kernels.memory import memory_probe; memory_probe({method!r}, {path!r})")
             out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-            rows.append(f"| {method} | {int(out.stdout.split()[-1]) / 2**20:.0f} |")
-    return rows + [""]
+            peaks.append((method, f"{int(out.stdout.split()[-1]) / 2**20:.0f}"))
+    return [f"### Peak memory of one clustering, {shape.name} (RSS growth over the loaded features)", "",
+            *table(("method", "peak (MiB)"), peaks, "lr"), ""]

@@ -1,17 +1,21 @@
-"""§4-§9 without the clustering: the authors' way against the kernels, stage by stage."""
+"""§4-§9 without the clustering: the authors' way against the kernels, stage by stage, the two
+sides (StepsSide) driven by the side-by-side harness (benchmarks/harness.py), passes interleaved."""
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from insid3 import authors_way
+from insid3.benchmarks.harness import Pass, SideRun, differing, in_process, run_side_by_side
 from insid3.benchmarks.kernels.shapes import MERGE_THRESHOLD, ORIGINAL_SIZE, TAU, Shape, features_for
 from insid3.benchmarks.synthetic import synthetic_basis
+from insid3.benchmarks.writer import table
 from insid3.kernels import (
     ReferenceSide,
     average_linkage_clusters,
@@ -79,9 +83,9 @@ def steps_inputs(shape: Shape, shots: int) -> StepsInputs:
                        frame_ms=frame_ms, tensors=tensors, grid=shape.grid, resolution=shape.resolution)
 
 
-def authors_steps(inputs: StepsInputs, stages: dict[str, list[float]]) -> np.ndarray:
+def authors_steps(inputs: StepsInputs) -> Pass:
     """The authors' predict_mask after the backbone and without the clustering: insid3.authors_way
-    in torch float32, its per-shot and per-cluster loops included. Stage times go to stages."""
+    in torch float32, its per-shot and per-cluster loops included."""
     t = inputs.tensors
     grid = (inputs.grid, inputs.grid)
     t0 = time.perf_counter()
@@ -104,12 +108,10 @@ def authors_steps(inputs: StepsInputs, stages: dict[str, list[float]]) -> np.nda
     t5 = time.perf_counter()
     out = authors_way.upsample(patch_mask.reshape(grid), inputs.resolution, ORIGINAL_SIZE)
     t6 = time.perf_counter()
-    for name, dt in zip(STAGES, np.diff([t0, t1, t2, t3, t4, t5, t6])):
-        stages.setdefault(name, []).append(dt)
-    return out.numpy()
+    return _timed_pass(STAGES, (t0, t1, t2, t3, t4, t5, t6), out.numpy())
 
 
-def kernels_steps(inputs: StepsInputs, stages: dict[str, list[float]], info: dict | None = None) -> np.ndarray:
+def kernels_steps(inputs: StepsInputs, info: dict | None = None) -> Pass:
     """The same steps through insid3.kernels, as the engine calls them: debiased features in the
     DebiasFrame coordinates (the frame is built once per Segmenter, timed apart); forward
     matching, then backward votes and §8 together (pruned_aggregate: votes only for the forward
@@ -133,38 +135,65 @@ def kernels_steps(inputs: StepsInputs, stages: dict[str, list[float]], info: dic
     t5 = time.perf_counter()
     out = upsample_mask(result.patch_mask.reshape(inputs.grid, inputs.grid), inputs.resolution, ORIGINAL_SIZE)
     t6 = time.perf_counter()
-    for name, dt in zip(OUR_STAGES, np.diff([t0, t1, t2, t3, t4, t5, t6])):
-        stages.setdefault(name, []).append(dt)
     if info is not None:
         info["voted"], info["forward"] = result.voted_rows, int(forward.sum())
-    return out
+    return _timed_pass(OUR_STAGES, (t0, t1, t2, t3, t4, t5, t6), out)
+
+
+def _timed_pass(names: tuple[str, ...], boundaries: tuple[float, ...], mask: np.ndarray) -> Pass:
+    stages = {name: float(dt) * 1e3 for name, dt in zip(names, np.diff(boundaries))}
+    return Pass(seconds=(boundaries[-1] - boundaries[0]), units=1, outputs=(mask,), stages_ms=stages)
+
+
+class StepsSide:
+    """One side of the steps benchmark (a harness.Side): the inputs are built once, outside the
+    timing; a pass is one call of `steps`."""
+
+    def __init__(self, inputs: StepsInputs, steps: Callable[[StepsInputs], Pass]) -> None:
+        self.inputs, self.steps = inputs, steps
+
+    def start(self) -> None:
+        pass
+
+    def warm_up(self) -> None:
+        pass  # the first of the medians' runs is measured, as it always was here
+
+    def measure_pass(self) -> Pass:
+        return self.steps(self.inputs)
+
+    def finish(self) -> None:
+        pass
 
 
 def bench_steps(shape: Shape, shots: int, repeats: int) -> list[str]:
     inputs = steps_inputs(shape, shots)
-    authors: dict[str, list[float]] = {}
-    ours: dict[str, list[float]] = {}
     info: dict = {}
-    for _ in range(repeats):
-        expected = authors_steps(inputs, authors)
-        got = kernels_steps(inputs, ours, info)
-        assert np.array_equal(expected, got), "kernel mask differs from the authors' way"
+    runs = run_side_by_side(
+        [in_process("authors' way", lambda: StepsSide(inputs, authors_steps)),
+         in_process("kernels", lambda: StepsSide(inputs, lambda i: kernels_steps(i, info)))],
+        repeats,
+    )
+    authors, ours = runs["authors' way"], runs["kernels"]
+    if differing([p.outputs[0] for p in authors.passes], [p.outputs[0] for p in ours.passes]):
+        raise AssertionError("kernel mask differs from the authors' way")
+    expected = authors.outputs()[0]
 
-    def total(times: dict, names) -> float:
-        return statistics.median([sum(times[n][i] for n in names) for i in range(repeats)])
+    def total(run: SideRun, names) -> float:
+        return statistics.median([sum(one.stages_ms[n] for n in names) for one in run.passes]) / 1e3
 
     k = int(inputs.labels.max()) + 1
     rows = [f"### Steps 4-9 without clustering, {shape.name}, {shots} shot(s), {k} clusters, "
-            f"s = {shape.svd_components}; masks identical: yes ({expected.mean():.1%} of the pixels foreground)", "",
-            "| stage | authors' way (ms) | kernels (ms) | speed-up |", "|---|---:|---:|---:|"]
+            f"s = {shape.svd_components}; masks identical: yes ({expected.mean():.1%} of the pixels foreground)", ""]
+    body = []
     for name, theirs, mine in STEP_ROWS:
         a, o = total(authors, theirs), total(ours, mine)
-        rows.append(f"| {name} | {a * 1e3:.1f} | {o * 1e3:.1f} | {a / o:.1f}x |")
+        body.append((name, f"{a * 1e3:.1f}", f"{o * 1e3:.1f}", f"{a / o:.1f}x"))
     a_all, o_all = total(authors, STAGES), total(ours, OUR_STAGES)
     o_target = total(ours, PER_TARGET)
-    rows.append(f"| **all stages** | {a_all * 1e3:.1f} | {o_all * 1e3:.1f} | {a_all / o_all:.1f}x |")
-    rows.append(f"| **per target** (kernels: reference side cached, as the engine does; "
-                f"the authors recompute it) | {a_all * 1e3:.1f} | {o_target * 1e3:.1f} | {a_all / o_target:.1f}x |")
+    body.append(("**all stages**", f"{a_all * 1e3:.1f}", f"{o_all * 1e3:.1f}", f"{a_all / o_all:.1f}x"))
+    body.append(("**per target** (kernels: reference side cached, as the engine does; the authors recompute it)",
+                 f"{a_all * 1e3:.1f}", f"{o_target * 1e3:.1f}", f"{a_all / o_target:.1f}x"))
+    rows += table(("stage", "authors' way (ms)", "kernels (ms)", "speed-up"), body, "lrrr")
     frame = inputs.frame
     n = shape.patches
     rows += ["", f"Backward votes: the kernels voted {info['voted']} of the N = {n} target patches "
