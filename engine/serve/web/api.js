@@ -37,6 +37,10 @@ export function plainWords(status, detail) {
   if (status === 400 && /corrupt|empty/.test(detail)) return `The file of ${which} is damaged, incomplete or empty.`;
   if (status === 400 && /no points given/.test(detail)) return "Click on the reference to place at least one point first.";
   if (status === 400 && /lies outside/.test(detail)) return "A point lies outside the reference image.";
+  if (status === 400 && /calibrated for another bundle/.test(detail)) {
+    return "The profile was calibrated for another bundle than the server's: calibrate with the server's bundle, or load another profile.";
+  }
+  if (status === 400 && /^profile/.test(detail)) return "The server refused the profile.";
   if (status === 400 && /names must differ/.test(detail)) return "Two concepts have the same name: give each its own.";
   if (status === 422 && /^name/.test(detail)) return "Every concept needs a name.";
   if (status === 404) return "The server no longer has this reference (it expired or was evicted).";
@@ -66,13 +70,15 @@ async function call(path, body) {
   });
 }
 
-// shots: [{file, maskPng: Blob}] -> {reference_id, shots, expires_at}
-export async function registerReference(shots) {
+// shots: [{file, maskPng: Blob}], profileText: a calibration profile's JSON or null (profile.js)
+// -> {reference_id, shots, expires_at[, profile]}
+export async function registerReference(shots, profileText = null) {
   const form = new FormData();
   shots.forEach((shot, index) => {
     form.append("image", shot.file, shot.file.name);
     form.append("mask", shot.maskPng, `mask-${index + 1}.png`);
   });
+  if (profileText !== null) form.append("profile", profileText);
   return (await call("/v1/references", form)).json();
 }
 

@@ -9,6 +9,7 @@ import { Jobs } from "./jobs.js";
 import { maskPng } from "./masks.js";
 import { PointPicker } from "./matching.js";
 import { loadShot, Painter, shotMask } from "./painter.js";
+import { bundleText, readProfile, settingsText } from "./profile.js";
 import { download, TargetList } from "./targets.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -17,7 +18,8 @@ const isImage = (file) => file.type.startsWith("image/") || /\.(jpe?g|png|webp|b
 const MODES = ["segment", "concepts", "match"];
 const first = newConcept([]);
 // concept: the shown one (the first outside concepts mode); picked: the one concepts mode shows.
-const state = { mode: "segment", concepts: [first], concept: first, picked: first,
+// profile: the loaded calibration profile ({id, name, text, profile}: profile.js) or null.
+const state = { mode: "segment", concepts: [first], concept: first, picked: first, profile: null,
   get shots() { return this.concept.shots; }, set shots(shots) { this.concept.shots = shots; },
   get current() { return this.concept.current; }, set current(shot) { this.concept.current = shot; } };
 
@@ -190,6 +192,30 @@ onFile("#reference-file", ([file]) => addShot(file, true));
 onFile("#shot-file", ([file]) => addShot(file, false));
 onFile("#target-files", addTargets);
 onFile("#target-folder", addTargets);
+// ---- the calibration profile: its settings go with every reference the page registers ----
+
+let profiles = 0;
+async function loadProfile(file) {
+  try {
+    setProfile({ id: (profiles += 1), ...(await readProfile(file)) });
+  } catch (error) {
+    showError($("#reference-error"), error);
+  }
+}
+
+function setProfile(loaded) {
+  state.profile = loaded;
+  $("#profile-summary").hidden = !loaded;
+  $("#profile-none").hidden = Boolean(loaded);
+  $("#clear-profile").hidden = !loaded;
+  $("#profile-name").textContent = loaded ? loaded.name : "";
+  $("#profile-settings").textContent = loaded ? settingsText(loaded.profile) : "";
+  $("#profile-bundle").textContent = loaded ? bundleText(loaded.profile) : "";
+  changed(); // results of another profile are marked stale
+}
+
+onFile("#profile-file", ([file]) => loadProfile(file));
+$("#clear-profile").addEventListener("click", () => setProfile(null));
 onFile("#mask-file", ([file]) => painter.loadMask(file).catch((error) => showError($("#reference-error"), error)));
 for (const input of document.querySelectorAll("input[name=mode]")) {
   input.addEventListener("change", () => setMode(input.value));

@@ -28,8 +28,9 @@ export class Jobs {
     const { concepts } = this.state;
     const shot = concepts[0].current;
     if (mode === "match") return `shot-${shot?.id}-points-${shot?.pointsVersion}`;
-    if (mode === "segment") return `concept-${concepts[0].id}.${concepts[0].version}`;
-    return concepts.map((concept) => `${concept.id}.${concept.version}=${concept.name}`).join("|");
+    const profile = `profile-${this.state.profile?.id ?? "none"}`; // a new profile: new results
+    if (mode === "segment") return `concept-${concepts[0].id}.${concepts[0].version}/${profile}`;
+    return `${concepts.map((concept) => `${concept.id}.${concept.version}=${concept.name}`).join("|")}/${profile}`;
   }
 
   // -> {id, version, forget(), call(target), extra}: the server's reference for this version, and
@@ -45,18 +46,21 @@ export class Jobs {
     this.registrations.delete(concept.id);
   }
 
-  // The server's reference_id for a concept's shots and masks as they are now, registered once
-  // per version (the one of an earlier version is deleted). -> the promise of the id
+  // The server's reference_id for a concept's shots and masks as they are now, with the page's
+  // profile (if one is loaded), registered once per version (the one of an earlier version is
+  // deleted). -> the promise of the id
   #registered(concept) {
     const known = this.registrations.get(concept.id);
-    if (known?.version === concept.version) return known.promise;
+    const { profile } = this.state;
+    const version = `${concept.version}/${profile?.id ?? "none"}`;
+    if (known?.version === version) return known.promise;
     const promise = (async () => {
       if (known) known.promise.then((id) => deleteReference(id)).catch(() => null);
       const shots = await Promise.all(concept.shots.map(async (shot) => ({ file: shot.file,
         maskPng: await maskPng(shotMask(shot)) })));
-      return (await registerReference(shots)).reference_id;
+      return (await registerReference(shots, profile?.text ?? null)).reference_id;
     })();
-    this.registrations.set(concept.id, { version: concept.version, promise });
+    this.registrations.set(concept.id, { version, promise });
     promise.catch(() => this.#forget(concept, promise));
     return promise;
   }

@@ -3,32 +3,42 @@
 // filter the target list is shown in.
 
 export const FLAGS = ["empty", "tiny", "huge", "fragmented", "low-score"];
+// "absent": the mask scored below its reference's profile min_score, so the server emptied it
+// (its record says min_score and absent: docs/serve.md); shown and filtered as one more flag.
+export const SHOWN_FLAGS = [...FLAGS, "absent"];
+
+const flagsOf = (record) => (record.absent ? [...record.flags, "absent"] : record.flags);
 
 // result: a TargetList result, done, of mode segment ({quality: record}) or concepts ({quality:
 // {name: record}}) -> {score, flags, parts: [{name, score, flags}]}, or null (match mode, not
 // done, or a server that sends no quality).
 export function qualityOf(result, mode) {
   if (result.state !== "done" || !result.quality || mode === "match") return null;
-  const parts = mode === "segment" ? [{ name: "", ...result.quality }]
-    : Object.entries(result.quality).map(([name, record]) => ({ name, ...record }));
+  const parts = (mode === "segment" ? [{ name: "", ...result.quality }]
+    : Object.entries(result.quality).map(([name, record]) => ({ name, ...record })))
+    .map((part) => ({ ...part, flags: flagsOf(part), minScore: part.min_score ?? null }));
   if (!parts.length) return null;
   return { score: Math.min(...parts.map((part) => part.score)),
-    flags: FLAGS.filter((flag) => parts.some((part) => part.flags.includes(flag))), parts };
+    flags: SHOWN_FLAGS.filter((flag) => parts.some((part) => part.flags.includes(flag))), parts };
 }
+
+// "0.63", or with a profile's threshold "0.42 < 0.70" / "0.81 ≥ 0.70".
+const scoreText = (part) => (part.minScore === null ? part.score.toFixed(2)
+  : `${part.score.toFixed(2)} ${part.score < part.minScore ? "<" : "≥"} ${part.minScore.toFixed(2)}`);
 
 // "score 0.63 · tiny, fragmented", or per concept "ellipse 0.63 · box 0.12 (low-score)".
 export function qualityText(quality) {
   if (!quality) return "";
   const [only] = quality.parts;
   if (quality.parts.length === 1 && only.name === "") {
-    return `score ${only.score.toFixed(2)}${only.flags.length ? ` · ${only.flags.join(", ")}` : ""}`;
+    return `score ${scoreText(only)}${only.flags.length ? ` · ${only.flags.join(", ")}` : ""}`;
   }
-  return quality.parts.map((part) => `${part.name} ${part.score.toFixed(2)}`
+  return quality.parts.map((part) => `${part.name} ${scoreText(part)}`
     + (part.flags.length ? ` (${part.flags.join(", ")})` : "")).join(" · ");
 }
 
 export const SORTS = ["added", "flagged-first", "score-ascending", "score-descending"];
-export const FILTERS = ["all", "flagged", "unflagged", ...FLAGS];
+export const FILTERS = ["all", "flagged", "unflagged", ...SHOWN_FLAGS];
 
 // entries: [{quality (qualityOf), ...}] in the order they were added -> a sorted copy. Targets
 // without a quality keep their order, after those with one; ties keep the order they were added.

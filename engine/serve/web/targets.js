@@ -113,7 +113,11 @@ export class TargetList {
     if (mode === "segment") {
       const mask = decodeRle(payload.rle);
       Object.assign(result, { rle: payload.rle, area: maskArea(mask), bbox: maskBbox(mask) });
-      if (!result.area) result.message = "No pixel of this image matches the reference.";
+      if (!result.area) {
+        result.message = result.quality?.absent
+          ? "Judged absent: its score is below the profile's min_score, so its mask is empty."
+          : "No pixel of this image matches the reference.";
+      }
       drawOverlay(target.card.querySelector(".overlay"), tintedImageData(mask));
     } else if (mode === "concepts") {
       Object.assign(result, { labelPng: payload.labelPng, coco: payload.coco,
