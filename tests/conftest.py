@@ -1,4 +1,5 @@
-"""Fixtures shared by the tests: the tiny bundle, and `xp`, the array module a kernel test runs on."""
+"""Fixtures shared by the tests: the tiny bundle, a segmenter on it, and `xp`, the array module a
+kernel test runs on."""
 
 import numpy as np
 import pytest
@@ -10,6 +11,14 @@ def tiny_bundle(tmp_path_factory):
     from support.export_fixtures import make_tiny_bundle
 
     return make_tiny_bundle(tmp_path_factory.mktemp("bundle"), resolution=224, seed=0)
+
+
+@pytest.fixture(scope="module")
+def segmenter(tiny_bundle):
+    """A Segmenter on the tiny bundle (ONNX Runtime), one per test module, as each module had its own."""
+    from insid3.engine import Segmenter
+
+    return Segmenter.from_bundle(tiny_bundle, backend="onnxruntime")
 
 
 @pytest.fixture(params=["numpy", "cupy"])

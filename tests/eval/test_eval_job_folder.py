@@ -12,6 +12,7 @@ import textwrap
 
 import pytest
 from support import eval_layouts as layouts
+from support.commands import last_line
 
 from insid3.engine.cli import evaluate as cli
 from insid3.engine.jobs.job_folder import LOCK_FILE
@@ -32,12 +33,6 @@ def evaluate(bundle, data, out) -> int:
                      "--backend", "onnxruntime", "--no-progress", "--episodes", str(EPISODES)])
 
 
-def _last_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return err.strip().splitlines()[-1]
-
-
 HOLD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
@@ -54,7 +49,7 @@ def test_a_second_eval_on_a_held_folder_stops_naming_the_holder(tiny_bundle, dat
     try:
         assert holder.stdout.readline().strip() == "held"
         assert evaluate(tiny_bundle, data, out) == 2
-        line = _last_line(capsys)
+        line = last_line(capsys)
         assert line.startswith(f"insid3-eval: error: {out} is in use by another job (pid {holder.pid} on ")
         assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # no log begun, no report
     finally:
@@ -81,7 +76,7 @@ def test_a_full_disk_while_logging_is_one_line_and_the_rerun_resumes(tiny_bundle
     with monkeypatch.context() as patch:
         patch.setattr(os, "write", write)
         assert evaluate(tiny_bundle, data, out) == 2
-    line = _last_line(capsys)
+    line = last_line(capsys)
     assert line.startswith(f"insid3-eval: error: disk full in {out}: writing {NAME}.episodes.jsonl needed ")
     assert line.endswith("free; free some space and run the same command again to resume")
     log = (out / f"{NAME}.episodes.jsonl").read_text()

@@ -6,35 +6,25 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
+from support.commands import last_line
+from support.scenes import one_concept_workspace, save_example
 
 from insid3.engine.cli.segment import main
 from insid3.engine.jobs.manifest import MANIFEST_FILE
 from insid3.engine.jobs.outputs.coco import COCO_FILE, COCO_JOURNAL, CocoOutputs
 from insid3.engine.jobs.outputs.masks import PngOutputs
-from insid3.engine.jobs.scenes import draw_scene
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("jobs")
-    for name, seed in (("ref", 1), ("other_ref", 2)):
-        scene = draw_scene(seed, (120, 160), concept=0)
-        Image.fromarray(scene.image).save(root / f"{name}.png")
-        Image.fromarray(scene.mask.astype(np.uint8) * 255).save(root / f"{name}_mask.png")
-    targets = root / "targets"
-    targets.mkdir()
-    for seed in range(4):
-        Image.fromarray(draw_scene(10 + seed, (96, 128), concept=0).image).save(targets / f"t{seed}.jpg")
+    root = one_concept_workspace(tmp_path_factory.mktemp("jobs"), targets=4)
+    save_example(root, "other_ref", seed=2)
     return root
 
 
 def _args(bundle, root, out, *extra, ref="ref"):
     return ["--bundle", str(bundle), "--ref", str(root / f"{ref}.png"), "--ref-mask", str(root / f"{ref}_mask.png"),
             "--backend", "onnxruntime", "--batch-size", "1", "--out", str(out), *extra, str(root / "targets")]
-
-
-def _last_line(capsys) -> str:
-    return capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def _interrupt_after(monkeypatch, writer, calls: int):
@@ -55,7 +45,7 @@ def test_ctrl_c_keeps_what_is_done_and_the_rerun_resumes(tiny_bundle, workspace,
     writer = PngOutputs if fmt == "png" else CocoOutputs
     _interrupt_after(monkeypatch, writer, calls=2)
     assert main(_args(tiny_bundle, workspace, out, "--format", fmt)) == 130
-    line = _last_line(capsys)
+    line = last_line(capsys)
     assert line.startswith("insid3-segment: interrupted: 2 segmented") and "resume" in line
     if fmt == "coco-rle":  # flushed on the way out, loadable as it is
         assert len(json.loads((out / COCO_FILE).read_text())["images"]) == 2
@@ -63,7 +53,7 @@ def test_ctrl_c_keeps_what_is_done_and_the_rerun_resumes(tiny_bundle, workspace,
         assert sorted(p.name for p in out.glob("t*.png")) == ["t0.png", "t1.png"]
     monkeypatch.undo()
     assert main(_args(tiny_bundle, workspace, out, "--format", fmt)) == 0
-    assert "2 segmented, 2 already done, 0 failed" in _last_line(capsys)
+    assert "2 segmented, 2 already done, 0 failed" in last_line(capsys)
 
 
 def test_a_torn_journal_line_is_redone(tiny_bundle, workspace, tmp_path, capsys):
@@ -74,7 +64,7 @@ def test_a_torn_journal_line_is_redone(tiny_bundle, workspace, tmp_path, capsys)
     (out / COCO_FILE).unlink()
     capsys.readouterr()
     assert main(_args(tiny_bundle, workspace, out, "--format", "coco-rle")) == 0
-    assert "2 segmented, 2 already done" in _last_line(capsys)
+    assert "2 segmented, 2 already done" in last_line(capsys)
     assert len(json.loads((out / COCO_FILE).read_text())["images"]) == 4
 
 
@@ -83,16 +73,16 @@ def test_another_reference_into_the_same_folder_is_refused(tiny_bundle, workspac
     assert main(_args(tiny_bundle, workspace, out)) == 0
     before = {p.name: p.read_bytes() for p in out.glob("*.png")}
     assert main(_args(tiny_bundle, workspace, out, ref="other_ref")) == 2
-    line = _last_line(capsys)
+    line = last_line(capsys)
     assert "holds the results of another job (the reference images or masks changed)" in line
     assert "--overwrite" in line
     assert {p.name: p.read_bytes() for p in out.glob("*.png")} == before
     assert main(_args(tiny_bundle, workspace, out, "--format", "coco-rle")) == 2
-    assert "the output format changed" in _last_line(capsys)
+    assert "the output format changed" in last_line(capsys)
     assert main(_args(tiny_bundle, workspace, out, "--overwrite", ref="other_ref")) == 0
-    assert "4 segmented, 0 already done" in _last_line(capsys)
+    assert "4 segmented, 0 already done" in last_line(capsys)
     assert main(_args(tiny_bundle, workspace, out, ref="other_ref")) == 0  # the new manifest stands
-    assert "0 segmented, 4 already done" in _last_line(capsys)
+    assert "0 segmented, 4 already done" in last_line(capsys)
 
 
 def test_a_job_that_stopped_before_its_first_target_does_not_hold_the_folder(tiny_bundle, workspace, tmp_path, capsys):
@@ -102,11 +92,11 @@ def test_a_job_that_stopped_before_its_first_target_does_not_hold_the_folder(tin
     argv = _args(tiny_bundle, workspace, out)
     argv[argv.index("--ref-mask") + 1] = str(empty)
     assert main(argv) == 2
-    assert "is empty" in _last_line(capsys)
+    assert "is empty" in last_line(capsys)
     assert main(_args(tiny_bundle, workspace, out)) == 0  # the mask fixed: the folder holds nothing of the other
-    assert "4 segmented, 0 already done" in _last_line(capsys)
+    assert "4 segmented, 0 already done" in last_line(capsys)
     assert main(_args(tiny_bundle, workspace, out, "--format", "coco-rle", ref="other_ref")) == 2
-    assert "the reference images or masks, the output format changed" in _last_line(capsys)
+    assert "the reference images or masks, the output format changed" in last_line(capsys)
 
 
 def test_another_bundle_into_the_same_folder_is_refused(tiny_bundle, workspace, tmp_path, capsys):
@@ -116,7 +106,7 @@ def test_another_bundle_into_the_same_folder_is_refused(tiny_bundle, workspace, 
     assert main(_args(tiny_bundle, workspace, out)) == 0
     other = make_tiny_bundle(tmp_path / "b", resolution=224, seed=1)
     assert main(_args(other, workspace, out)) == 2
-    assert "(the bundle changed)" in _last_line(capsys)
+    assert "(the bundle changed)" in last_line(capsys)
 
 
 def test_masks_without_a_manifest_are_not_trusted(tiny_bundle, workspace, tmp_path, capsys):
@@ -124,7 +114,7 @@ def test_masks_without_a_manifest_are_not_trusted(tiny_bundle, workspace, tmp_pa
     out.mkdir()
     Image.fromarray(np.zeros((96, 128), np.uint8)).save(out / "t0.png")
     assert main(_args(tiny_bundle, workspace, out)) == 2
-    assert f"no {MANIFEST_FILE}" in _last_line(capsys)
+    assert f"no {MANIFEST_FILE}" in last_line(capsys)
 
 
 def test_leftover_temporaries_are_removed_and_not_counted(tiny_bundle, workspace, tmp_path, capsys):
@@ -133,7 +123,7 @@ def test_leftover_temporaries_are_removed_and_not_counted(tiny_bundle, workspace
     (out / "t3.png").rename(out / ".t3.png.999.tmp")  # a crash between write and rename
     capsys.readouterr()
     assert main(_args(tiny_bundle, workspace, out)) == 0
-    assert "1 segmented, 3 already done" in _last_line(capsys)
+    assert "1 segmented, 3 already done" in last_line(capsys)
     assert not list(out.glob(".*.tmp")) and (out / "t3.png").is_file()
 
 
@@ -141,13 +131,13 @@ def test_bad_paths_are_named_before_any_model_loads(tiny_bundle, workspace, tmp_
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     assert main(_args(tiny_bundle, workspace, a_file)) == 2
-    assert _last_line(capsys) == f"insid3-segment: error: --out {a_file} exists and is not a folder"
+    assert last_line(capsys) == f"insid3-segment: error: --out {a_file} exists and is not a folder"
     assert main(_args(tiny_bundle, workspace, a_file / "sub")) == 2
-    assert _last_line(capsys).startswith(f"insid3-segment: error: --out {a_file / 'sub'} cannot be written")
+    assert last_line(capsys).startswith(f"insid3-segment: error: --out {a_file / 'sub'} cannot be written")
     argv = _args(tiny_bundle, workspace, tmp_path / "o")
     argv[argv.index("--ref") + 1] = str(workspace / "targets")
     assert main(argv) == 2
-    assert _last_line(capsys) == f"insid3-segment: error: --ref {workspace / 'targets'} is a folder: give an image file"
+    assert last_line(capsys) == f"insid3-segment: error: --ref {workspace / 'targets'} is a folder: give an image file"
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
@@ -164,7 +154,7 @@ def test_a_damaged_model_is_one_line_whatever_the_backend(tiny_bundle, workspace
         argv = _args(bundle, workspace, tmp_path / f"o-{backend}")
         argv[argv.index("--backend") + 1] = backend
         assert main(argv) == 2
-        line = _last_line(capsys)
+        line = last_line(capsys)
         assert line.startswith("insid3-segment: error: bundle") and "model.onnx" in line and "re-export" in line
 
 
@@ -182,7 +172,7 @@ def test_overwrite_with_other_concepts_forgets_the_old_coco_records(tiny_bundle,
     assert {a["category_id"] for a in coco["annotations"]} <= {1}
     capsys.readouterr()
     assert main([*base, "--concept", f"bird={ref}:{mask}", targets[0]]) == 0  # the new job resumes as itself
-    assert "0 segmented, 1 already done" in _last_line(capsys)
+    assert "0 segmented, 1 already done" in last_line(capsys)
 
 
 @pytest.mark.parametrize("fmt", ["png", "label-png", "yolo-seg"])
@@ -198,4 +188,4 @@ def test_files_of_the_job_overwrite_replaced_are_never_trusted(tiny_bundle, work
     assert main([*base, "--overwrite", "--concept", f"a={other}:{other_mask}", targets[0]]) == 0
     capsys.readouterr()
     assert main([*base, "--concept", f"a={other}:{other_mask}", *targets]) == 0
-    assert "3 segmented, 1 already done" in _last_line(capsys)
+    assert "3 segmented, 1 already done" in last_line(capsys)

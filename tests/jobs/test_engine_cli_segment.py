@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from support.scenes import save_example
 
 from insid3.engine import Segmenter
 from insid3.engine.cli.segment import main
@@ -17,9 +18,7 @@ from insid3.engine.jobs.scenes import draw_scene
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("segment")
-    reference = draw_scene(1, (120, 160), concept=0)
-    Image.fromarray(reference.image).save(root / "ref.png")
-    Image.fromarray(reference.mask.astype(np.uint8) * 255).save(root / "ref_mask.png")
+    save_example(root, "ref", seed=1)
     targets = root / "targets"
     targets.mkdir()
     for seed in range(3):

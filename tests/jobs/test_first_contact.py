@@ -11,36 +11,25 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from support.commands import last_line
+from support.scenes import one_concept_workspace
 
 from insid3.engine.cli.segment import main
 from insid3.engine.jobs.match_outputs import COORDINATES, MatchRecord, read_record
 from insid3.engine.jobs.outputs.yolo import DATA_FILE
-from insid3.engine.jobs.scenes import draw_scene
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("first")
-    scene = draw_scene(1, (120, 160), concept=0)
-    Image.fromarray(scene.image).save(root / "ref.png")
-    Image.fromarray(scene.mask.astype(np.uint8) * 255).save(root / "ref_mask.png")
-    (root / "targets").mkdir()
-    for seed in range(3):
-        Image.fromarray(draw_scene(10 + seed, (96, 128), concept=0).image).save(root / "targets" / f"t{seed}.jpg")
-    return root
+    return one_concept_workspace(tmp_path_factory.mktemp("first"), targets=3)
 
 
 def _args(bundle, root: Path, out: Path, *extra: str, targets: tuple[str, ...] = ()) -> list[str]:
     return ["--bundle", str(bundle), "--ref", str(root / "ref.png"), "--ref-mask", str(root / "ref_mask.png"),
             "--backend", "onnxruntime", "--out", str(out), *extra, *(targets or (str(root / "targets"),))]
-
-
-def _last_line(capsys) -> str:
-    return capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def ultralytics_label_path(image: str) -> str:
@@ -68,7 +57,7 @@ def test_a_yolo_folder_is_a_dataset_ultralytics_trains_on(tiny_bundle, workspace
     for link in images.iterdir():  # a job of an earlier release had no links: a resume adds them
         link.unlink()
     assert main(_args(tiny_bundle, workspace, out, "--format", "yolo-seg", "--category", "shape")) == 0
-    assert "0 segmented, 3 already done" in _last_line(capsys)
+    assert "0 segmented, 3 already done" in last_line(capsys)
     assert sorted(p.name for p in images.iterdir()) == ["t0.jpg", "t1.jpg", "t2.jpg"]
 
 
@@ -119,7 +108,7 @@ def test_a_zero_byte_image_is_an_empty_file(tiny_bundle, workspace, tmp_path, ca
     argv = _args(tiny_bundle, workspace, tmp_path / "out2")
     argv[argv.index("--ref-mask") + 1] = str(empty)
     assert main(argv) == 2
-    assert _last_line(capsys).endswith(f"{empty}: empty file (0 bytes)")
+    assert last_line(capsys).endswith(f"{empty}: empty file (0 bytes)")
 
 
 BOMB = textwrap.dedent("""

@@ -11,6 +11,8 @@ import pytest
 import yaml
 from PIL import Image
 from scipy import ndimage
+from support.commands import last_line
+from support.scenes import save_example
 from test_formats_units import rasterise
 
 from insid3.engine import Segmenter
@@ -28,9 +30,7 @@ NAMES = ("ellipse", "rectangle", "triangle")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("concepts")
     for index, (_, seed, concept) in enumerate(EXAMPLES):
-        scene = draw_scene(seed, (120, 160), concept=concept)
-        Image.fromarray(scene.image).save(root / f"ex{index}.png")
-        Image.fromarray(scene.mask.astype(np.uint8) * 255).save(root / f"ex{index}_mask.png")
+        save_example(root, f"ex{index}", seed, concept)
     (root / "targets").mkdir()
     for seed in range(3):
         Image.fromarray(draw_scene(50 + seed, (100 + 10 * seed, 140), concept=seed).image).save(
@@ -74,7 +74,7 @@ def test_png_writes_one_mask_per_concept(tiny_bundle, workspace, expected, tmp_p
 def test_a_rerun_that_adds_overlay_draws_the_targets_done_without_it(tiny_bundle, workspace, tmp_path, capsys):
     assert run(tiny_bundle, workspace, tmp_path / "o") == 0 and not list((tmp_path / "o").glob("*.overlay.jpg"))
     assert run(tiny_bundle, workspace, tmp_path / "o", "--overlay") == 0
-    assert "3 segmented, 0 already done" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert "3 segmented, 0 already done" in last_line(capsys)
     assert len(list((tmp_path / "o").glob("*.overlay.jpg"))) == 3
 
 
@@ -225,6 +225,6 @@ def test_conflicting_flags_are_usage_errors(tiny_bundle, workspace, tmp_path, ca
 ])
 def test_bad_concepts_are_one_line(tiny_bundle, workspace, tmp_path, capsys, flag, message):
     assert run(tiny_bundle, workspace, tmp_path / "o", concepts=[flag]) == 2
-    line = capsys.readouterr().err.strip().splitlines()[-1]
+    line = last_line(capsys)
     assert line.startswith("insid3-segment: error:") and message in line
     assert not (tmp_path / "o").exists()  # checked before the output folder is made

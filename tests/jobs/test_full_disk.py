@@ -11,29 +11,21 @@ import pathlib
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
+from support.scenes import one_concept_workspace
 
 from insid3.engine.cli.segment import main
 from insid3.engine.jobs.job_folder import LOCK_FILE, OutputWriteError, write_atomically
 from insid3.engine.jobs.outputs.coco import COCO_FILE
 from insid3.engine.jobs.outputs.files import DONE_FILE
-from insid3.engine.jobs.scenes import draw_scene
 
 TARGETS = 4
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("full")
-    scene = draw_scene(1, (120, 160), concept=0)
-    Image.fromarray(scene.image).save(root / "ref.png")
-    Image.fromarray(scene.mask.astype(np.uint8) * 255).save(root / "ref_mask.png")
-    (root / "targets").mkdir()
-    for seed in range(TARGETS):
-        Image.fromarray(draw_scene(10 + seed, (96, 128), concept=0).image).save(root / "targets" / f"t{seed}.jpg")
-    return root
+    return one_concept_workspace(tmp_path_factory.mktemp("full"), targets=TARGETS)
 
 
 def _args(bundle, root: Path, out: Path, *extra: str) -> list[str]:

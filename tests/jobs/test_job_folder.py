@@ -15,37 +15,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from support.commands import last_line
+from support.scenes import one_concept_workspace
 
 from insid3.engine.cli.segment import main
 from insid3.engine.jobs.job_folder import LOCK_FILE, FolderBusyError, hold_folder, holds_folder, release_folder
 from insid3.engine.jobs.manifest import MANIFEST_FILE
 from insid3.engine.jobs.outputs.coco import COCO_FILE, COCO_JOURNAL
 from insid3.engine.jobs.outputs.files import DONE_FILE
-from insid3.engine.jobs.scenes import draw_scene
 
 TARGETS = 4
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("held")
-    scene = draw_scene(1, (120, 160), concept=0)
-    Image.fromarray(scene.image).save(root / "ref.png")
-    Image.fromarray(scene.mask.astype(np.uint8) * 255).save(root / "ref_mask.png")
-    (root / "targets").mkdir()
-    for seed in range(TARGETS):
-        Image.fromarray(draw_scene(10 + seed, (96, 128), concept=0).image).save(root / "targets" / f"t{seed}.jpg")
-    return root
+    return one_concept_workspace(tmp_path_factory.mktemp("held"), targets=TARGETS)
 
 
 def _args(bundle, root: Path, out: Path, *extra: str, targets: list[str] | None = None) -> list[str]:
     return ["--bundle", str(bundle), "--ref", str(root / "ref.png"), "--ref-mask", str(root / "ref_mask.png"),
             "--backend", "onnxruntime", "--batch-size", "1", "--out", str(out), *extra,
             *(targets if targets is not None else [str(root / "targets")])]
-
-
-def _last_line(capsys) -> str:
-    return capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def _start_job(argv: list[str]) -> subprocess.Popen:
@@ -111,7 +101,7 @@ def test_a_killed_holder_does_not_block_the_next_job(tiny_bundle, workspace, tmp
     first.wait(timeout=60)
     assert (out / LOCK_FILE).exists()
     assert main(_args(tiny_bundle, workspace, out)) == 0
-    assert "segmented" in _last_line(capsys) and not (out / LOCK_FILE).exists()
+    assert "segmented" in last_line(capsys) and not (out / LOCK_FILE).exists()
 
 
 HOLD = textwrap.dedent("""
@@ -160,7 +150,7 @@ def test_segment_and_ray_drivers_stop_on_a_held_folder(tiny_bundle, workspace, h
     folder, pid = held_elsewhere
     for extra in ((), ("--ray", "--workers", "1")):  # the driver takes the folder before Ray starts
         assert main(_args(tiny_bundle, workspace, folder, *extra)) == 2
-        line = _last_line(capsys)
+        line = last_line(capsys)
         assert line.startswith(f"insid3-segment: error: {folder} is in use by another job (pid {pid} on ")
     assert sorted(p.name for p in folder.iterdir()) == [LOCK_FILE]  # nothing read or written
 
@@ -172,7 +162,7 @@ def test_match_stops_on_a_held_folder(tiny_bundle, workspace, held_elsewhere, ca
     argv = ["--bundle", str(tiny_bundle), "--ref", str(workspace / "ref.png"), "--points", "10,10",
             "--backend", "onnxruntime", "--out", str(folder), str(workspace / "targets")]
     assert match(argv) == 2
-    assert _last_line(capsys).startswith(f"insid3-match: error: {folder} is in use by another job (pid {pid} ")
+    assert last_line(capsys).startswith(f"insid3-match: error: {folder} is in use by another job (pid {pid} ")
 
 
 # Resume by what a target is.
@@ -190,11 +180,11 @@ def test_a_rerun_from_elsewhere_with_absolute_paths_redoes_nothing(tiny_bundle, 
     monkeypatch.chdir(tmp_path)
     absolute = [str(workspace / path) for path in relative]
     assert main(_args(tiny_bundle, workspace, out_png, targets=absolute)) == 0
-    assert f"0 segmented, {TARGETS} already done" in _last_line(capsys)
+    assert f"0 segmented, {TARGETS} already done" in last_line(capsys)
     assert {p.name: p.stat().st_mtime_ns for p in out_png.glob("t*.png")} == stamps
     assert len((out_png / DONE_FILE).read_text().splitlines()) == TARGETS
     assert main(_args(tiny_bundle, workspace, out_coco, "--format", "coco-rle", targets=absolute)) == 0
-    assert f"0 segmented, {TARGETS} already done" in _last_line(capsys)
+    assert f"0 segmented, {TARGETS} already done" in last_line(capsys)
     assert (out_coco / COCO_FILE).read_bytes() == coco_bytes
     assert len((out_coco / COCO_JOURNAL).read_text().splitlines()) == TARGETS
 
@@ -211,11 +201,11 @@ def test_a_coco_job_resumed_twice_with_mixed_spellings_holds_each_file_once(tiny
     monkeypatch.chdir(tmp_path)
     spelled = [str(workspace / "targets" / "t0.jpg"), "linked/t1.jpg", str(workspace / "targets" / "t2.jpg")]
     assert main(_args(tiny_bundle, workspace, out, "--format", "coco", targets=spelled)) == 0
-    assert "2 segmented, 1 already done" in _last_line(capsys)
+    assert "2 segmented, 1 already done" in last_line(capsys)
     monkeypatch.chdir(workspace / "targets")
     assert main(_args(tiny_bundle, workspace, out, "--format", "coco", targets=["t0.jpg", "t1.jpg", "t2.jpg",
                                                                                  "t3.jpg"])) == 0
-    assert "1 segmented, 3 already done" in _last_line(capsys)
+    assert "1 segmented, 3 already done" in last_line(capsys)
     coco = COCO(str(out / COCO_FILE))
     names = [Path(image["file_name"]).name for image in coco.loadImgs(coco.getImgIds())]
     assert sorted(names) == [f"t{i}.jpg" for i in range(TARGETS)]  # each file once
@@ -236,7 +226,7 @@ def test_a_journal_of_an_earlier_release_is_read_by_file_name(tiny_bundle, works
     (out / COCO_JOURNAL).write_text(json.dumps(record) + "\n" + json.dumps(twice) + "\n")
     capsys.readouterr()
     assert main(_args(tiny_bundle, workspace, out, "--format", "coco-rle", targets=["targets/t0.jpg"])) == 0
-    assert "0 segmented, 1 already done" in _last_line(capsys)
+    assert "0 segmented, 1 already done" in last_line(capsys)
     assert len(json.loads((out / COCO_FILE).read_text())["images"]) == 1
 
 
@@ -249,7 +239,7 @@ def test_a_run_that_fails_before_its_first_target_leaves_no_folder(tiny_bundle, 
     argv = _args(tiny_bundle, workspace, out)
     argv[argv.index("--ref-mask") + 1] = str(wrong_size)
     assert main(argv) == 2
-    assert "insid3-segment: error:" in _last_line(capsys)
+    assert "insid3-segment: error:" in last_line(capsys)
     assert not (tmp_path / "a").exists()
     argv = _args(tiny_bundle, workspace, out)
     argv[argv.index("--backend") + 1] = "no-such-backend"
@@ -262,6 +252,6 @@ def test_a_run_that_fails_before_its_first_target_leaves_no_folder(tiny_bundle, 
     assert main(argv) == 2
     assert existing.is_dir() and not list(existing.iterdir())
     assert main(_args(tiny_bundle, workspace, out)) == 0  # and the right command then runs as new
-    assert f"{TARGETS} segmented, 0 already done" in _last_line(capsys)
+    assert f"{TARGETS} segmented, 0 already done" in last_line(capsys)
     assert (out / MANIFEST_FILE).is_file()
 

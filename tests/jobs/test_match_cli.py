@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from support.commands import last_line
 
 from insid3.engine import Segmenter
 from insid3.engine.cli.match import main
@@ -29,10 +30,6 @@ def files(tmp_path_factory):
 def run(tiny_bundle, files, out, *extra, points=("--points", POINTS)):
     return main(["--bundle", str(tiny_bundle), "--backend", "onnxruntime", "--ref", str(files / "ref.png"),
                  *points, "--out", str(out), *extra, str(files / "targets")])
-
-
-def last_line(capsys) -> str:
-    return capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def test_json_csv_and_picture_per_target_equal_the_engine(tiny_bundle, files, tmp_path, capsys):

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from support.scenes import save_example
 
 from insid3.engine import Segmenter
 from insid3.engine.cli.segment import main
@@ -26,9 +27,7 @@ TARGETS = 5
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("quality")
     for index, (_, seed, concept) in enumerate(EXAMPLES):
-        scene = draw_scene(seed, (120, 160), concept=concept)
-        Image.fromarray(scene.image).save(root / f"ex{index}.png")
-        Image.fromarray(scene.mask.astype(np.uint8) * 255).save(root / f"ex{index}_mask.png")
+        save_example(root, f"ex{index}", seed, concept)
     (root / "targets").mkdir()
     for seed in range(TARGETS):
         scene = draw_scene(60 + seed, (100 + 8 * seed, 140), concept=seed % 3)

@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from PIL import Image
+from support.scenes import save_example
 
 from insid3.engine.cli.segment import main
 from insid3.engine.jobs.outputs.quality import QUALITY_FILE, quality_of_row
@@ -28,9 +28,7 @@ TARGETS = 4
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("quality-paths")
     for name, seed, concept in (("a", 1, 0), ("b", 2, 1)):
-        scene = draw_scene(seed, (120, 160), concept=concept)
-        Image.fromarray(scene.image).save(root / f"{name}.png")
-        Image.fromarray(scene.mask.astype(np.uint8) * 255).save(root / f"{name}_mask.png")
+        save_example(root, name, seed, concept)
     (root / "targets").mkdir()
     for seed in range(TARGETS):
         Image.fromarray(draw_scene(30 + seed, (96, 128), concept=seed % 2).image).save(root / "targets" / f"t{seed}.png")

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from support.commands import last_line
+from support.scenes import save_example
 
 from insid3.engine.cli.segment import main
 from insid3.engine.jobs.outputs.coco import COCO_FILE
@@ -44,9 +46,7 @@ def cluster():
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("ray-jobs")
     for name, seed, concept in (("ref", 1, 0), ("other", 2, 1)):
-        scene = draw_scene(seed, (120, 160), concept=concept)
-        Image.fromarray(scene.image).save(root / f"{name}.png")
-        Image.fromarray(scene.mask.astype(np.uint8) * 255).save(root / f"{name}_mask.png")
+        save_example(root, name, seed, concept)
     targets = root / "targets"
     targets.mkdir()
     for seed in range(TARGETS):
@@ -72,10 +72,6 @@ def local_masks(tiny_bundle, workspace, tmp_path_factory):
     out = tmp_path_factory.mktemp("local-png")
     assert main(one_concept(tiny_bundle, workspace, out)) == 1  # the broken target
     return masks_of(out)
-
-
-def last_line(capsys) -> str:
-    return capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def segment_workers() -> list[dict]:

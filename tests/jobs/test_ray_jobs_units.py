@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from insid3.engine import Segmenter
 from insid3.engine.cli import evaluate as eval_cli
 from insid3.engine.cli.arguments import add_ray, new_parser
 from insid3.engine.cli.main import run_command
@@ -31,11 +30,6 @@ from insid3.engine.jobs.ray_data import cluster  # noqa: E402 - after the skips:
 from insid3.engine.jobs.ray_data import segment as ray_segment  # noqa: E402
 from insid3.engine.jobs.ray_data.inputs import RemoteTarget, list_targets, read_input  # noqa: E402
 from insid3.evaluation.ray_runner import interleaved  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def segmenter(tiny_bundle):
-    return Segmenter.from_bundle(tiny_bundle, backend="onnxruntime")
 
 
 @pytest.fixture(scope="module")

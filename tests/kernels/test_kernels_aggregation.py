@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import kernel_oracle as oracle
 from support.kernel_oracle import host
+from support.random_features import unit_rows
 
 from insid3.benchmarks.synthetic import synthetic_basis, synthetic_patch_features
 from insid3.kernels import (
@@ -33,17 +34,12 @@ from insid3.kernels.aggregation import (
 from insid3.kernels.debias import debias
 
 
-def _unit(rng, *shape):
-    x = rng.standard_normal(shape).astype(np.float32)
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
-
-
 def _case(seed, n, k, c, density):
     rng = np.random.default_rng(seed)
     labels = np.concatenate([np.arange(k), rng.integers(0, k, n - k)])  # every cluster non-empty
     rng.shuffle(labels)
-    features, debiased = _unit(rng, n, c), _unit(rng, n, c)
-    proto = _unit(rng, c)
+    features, debiased = unit_rows(rng, n, c), unit_rows(rng, n, c)
+    proto = unit_rows(rng, c)
     sim = (debiased @ proto).astype(np.float32)
     candidate = rng.random(n) < density
     return labels.astype(np.int64), candidate, features, debiased, sim, proto
@@ -123,7 +119,7 @@ def test_no_candidate_gives_empty_mask(xp):
 def test_all_one_cluster_and_every_patch_own_cluster(xp):
     rng = np.random.default_rng(2)
     n = 150  # every patch its own cluster: ~90 matched clusters, the sort + cumsum path
-    features, debiased, proto = _unit(rng, n, 8), _unit(rng, n, 8), _unit(rng, 8)
+    features, debiased, proto = unit_rows(rng, n, 8), unit_rows(rng, n, 8), unit_rows(rng, 8)
     sim = (debiased @ proto).astype(np.float32)
     candidate = rng.random(n) < 0.6
     for labels in (np.zeros(n, dtype=np.int64), np.arange(n)):

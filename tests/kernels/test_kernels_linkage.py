@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import kernel_oracle as oracle
 from support.kernel_oracle import host, same_partition
+from support.random_features import unit_rows
 
 from insid3.benchmarks.synthetic import synthetic_patch_features
 from insid3.kernels import average_linkage_clusters
@@ -23,11 +24,6 @@ METHODS_FOR = {"numpy": ("chain", "reciprocal"), "cupy": ("reciprocal",)}
 
 def _sklearn_on_distances(distances: np.ndarray, threshold: float) -> np.ndarray:
     return oracle.agglomerative_labels(distances, threshold)
-
-
-def _unit(rng, n, c):
-    x = rng.standard_normal((n, c)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def _check(xp, features, tau):
@@ -54,7 +50,7 @@ def test_partition_equals_sklearn_on_patch_like_features(xp, noise, side, channe
 @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n=st.integers(2, 90), c=st.integers(2, 24), tau=st.floats(0.05, 0.95), seed=st.integers(0, 2**31))
 def test_partition_equals_sklearn_random(xp, n, c, tau, seed):
-    _check(xp, _unit(np.random.default_rng(seed), n, c), tau)
+    _check(xp, unit_rows(np.random.default_rng(seed), n, c), tau)
 
 
 @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -103,7 +99,7 @@ def test_float32_limit_matches_float64_comparison():
 
 
 def test_all_patches_one_cluster(xp):
-    features = np.tile(_unit(np.random.default_rng(0), 1, 16), (50, 1))
+    features = np.tile(unit_rows(np.random.default_rng(0), 1, 16), (50, 1))
     for method in METHODS_FOR[xp.__name__]:
         assert not host(average_linkage_clusters(xp.asarray(features), 0.6, method=method)).any()
 
@@ -177,7 +173,7 @@ def test_chain_counts_merges_and_sums_each_pair_at_most_once():
 def test_chain_dense_graph_and_pool_growth():
     """tau close to 0: nearly every pair is an edge. chain_linkage hands that to the dense chain;
     the sparse chain still gives the same partition, its merged lists outgrowing the pool."""
-    features = _unit(np.random.default_rng(3), 300, 8)
+    features = unit_rows(np.random.default_rng(3), 300, 8)
     gram = gram_upper(features)
     n = features.shape[0]
     for tau in (0.02, 0.2):
@@ -216,7 +212,7 @@ def squareform_upper(features):
 
 @pytest.mark.parametrize("n", [1, 2, 63, 64, 65, 150])
 def test_gram_matrix_is_numpys_product_and_symmetric(xp, n):
-    features = _unit(np.random.default_rng(n), n, 24)
+    features = unit_rows(np.random.default_rng(n), n, 24)
     ours = host(gram_matrix(xp.asarray(features)))
     assert ours.dtype == np.float32 and ours.shape == (n, n)
     np.testing.assert_array_equal(ours, ours.T)

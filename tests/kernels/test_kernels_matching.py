@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import kernel_oracle as oracle
 from support.kernel_oracle import host
+from support.random_features import unit_rows
 
 from insid3.benchmarks.synthetic import synthetic_basis, synthetic_patch_features
 from insid3.errors import ReferenceMaskError
@@ -24,11 +25,6 @@ from insid3.kernels.debias import debias
 from insid3.kernels.matching import VOTE_BLOCK, backward_candidates, backward_votes, torch_quantile
 
 
-def _unit(rng, *shape):
-    x = rng.standard_normal(shape).astype(np.float32)
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
-
-
 def test_array_module_and_mixing():
     assert array_module(np.zeros(2)) is np
     assert array_module() is np
@@ -39,7 +35,7 @@ def test_array_module_and_mixing():
 @pytest.mark.parametrize("s", [0, 1, 7, 16])
 def test_debias_matches_projector_form(xp, s):
     rng = np.random.default_rng(s)
-    features = _unit(rng, 3, 50, 32)  # any leading shape
+    features = unit_rows(rng, 3, 50, 32)  # any leading shape
     basis = synthetic_basis(32, 31, seed=s)
     ours = host(debias(xp.asarray(features), xp.asarray(basis), s))
     assert ours.dtype == np.float32 and ours.shape == features.shape
@@ -52,7 +48,7 @@ def test_debiased_coordinates_keep_every_dot_product(xp, s, complement):
     """Frame coordinates are debias() in an orthonormal basis of span(B)^perp: the same norms and
     dot products (forward, backward and prototype similarities), D = C - s wide when s >= C / 3."""
     rng = np.random.default_rng(s)
-    features = _unit(rng, 2, 40, 32)
+    features = unit_rows(rng, 2, 40, 32)
     basis = synthetic_basis(32, 31, seed=s)
     frame = debias_frame(xp.asarray(basis), s)
     assert (frame.complement is not None) == complement and frame.svd_components == s
@@ -96,7 +92,7 @@ def test_debias_bad_inputs(xp):
 @given(shots=st.integers(1, 5), patches=st.integers(1, 40), seed=st.integers(0, 10_000))
 def test_prototype_matches_oracle(xp, shots, patches, seed):
     rng = np.random.default_rng(seed)
-    feats = _unit(rng, shots, patches, 16)
+    feats = unit_rows(rng, shots, patches, 16)
     masks = rng.random((shots, patches)) < 0.4
     masks[rng.integers(shots), rng.integers(patches)] = True  # at least one foreground patch
     np.testing.assert_allclose(host(prototype(xp.asarray(feats), xp.asarray(masks))), oracle.prototype(feats, masks), atol=1e-5)
@@ -104,7 +100,7 @@ def test_prototype_matches_oracle(xp, shots, patches, seed):
 
 def test_prototype_skips_empty_shots_and_rejects_all_empty(xp):
     rng = np.random.default_rng(0)
-    feats = _unit(rng, 3, 20, 8)
+    feats = unit_rows(rng, 3, 20, 8)
     masks = np.zeros((3, 20), dtype=bool)
     masks[1, :5] = True
     ours = host(prototype(xp.asarray(feats), xp.asarray(masks)))
@@ -117,8 +113,8 @@ def test_prototype_skips_empty_shots_and_rejects_all_empty(xp):
 
 def test_forward_similarity_and_candidates(xp):
     rng = np.random.default_rng(1)
-    target = _unit(rng, 200, 16)
-    proto = _unit(rng, 16)
+    target = unit_rows(rng, 200, 16)
+    proto = unit_rows(rng, 16)
     sim = forward_similarity(xp.asarray(target), xp.asarray(proto))
     expected_sim, expected_mask = oracle.forward(target, proto)
     np.testing.assert_allclose(host(sim), expected_sim, atol=1e-6)
@@ -150,7 +146,7 @@ def test_torch_quantile_bit_exact_on_many_sizes():
 @given(shots=st.integers(1, 5), n=st.integers(2, 60), nr=st.integers(1, 60), seed=st.integers(0, 10_000))
 def test_backward_matches_oracle(xp, shots, n, nr, seed):
     rng = np.random.default_rng(seed)
-    target, refs = _unit(rng, n, 12), _unit(rng, shots, nr, 12)
+    target, refs = unit_rows(rng, n, 12), unit_rows(rng, shots, nr, 12)
     masks = rng.random((shots, nr)) < 0.5
     votes = backward_votes(xp.asarray(target), xp.asarray(refs), xp.asarray(masks))
     assert votes.dtype == np.int32 and votes.shape == (n,)
@@ -173,7 +169,7 @@ def test_backward_votes_of_some_rows_equal_those_of_all_rows(xp):
     at a time): any subset, a single row (not a GEMV), and more rows than one VOTE_BLOCK."""
     rng = np.random.default_rng(4)
     n = VOTE_BLOCK + 50
-    target, refs = _unit(rng, n, 8), _unit(rng, 3, 30, 8)
+    target, refs = unit_rows(rng, n, 8), unit_rows(rng, 3, 30, 8)
     masks = rng.random((3, 30)) < 0.5
     full = host(backward_votes(xp.asarray(target), xp.asarray(refs), xp.asarray(masks)))
     for rows in (np.flatnonzero(rng.random(n) < 0.5), np.array([7]), np.array([n - 1, 0]), np.arange(n)[::-1]):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from support import kernel_oracle as oracle
 from support.kernel_oracle import host
+from support.random_features import unit_rows
 
 from insid3.benchmarks.synthetic import synthetic_patch_features
 from insid3.kernels import ReferenceSide, array_module, forward_candidates, forward_similarity, pruned_aggregate
@@ -25,20 +26,15 @@ from insid3.kernels.arrays import KernelInputError
 from insid3.kernels.matching import backward_candidates, backward_votes
 
 
-def _unit(rng, *shape):
-    x = rng.standard_normal(shape).astype(np.float32)
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
-
-
 def _random_case(seed, n, k, c, shots, mask_density=0.5, ref_patches=None):
     """Random features, labels with every cluster non-empty, independent random references."""
     rng = np.random.default_rng(seed)
     labels = np.concatenate([np.arange(k), rng.integers(0, k, n - k)]).astype(np.int64)
     rng.shuffle(labels)
-    features, debiased = _unit(rng, n, c), _unit(rng, n, c)
-    refs = _unit(rng, shots, ref_patches or n, c)
+    features, debiased = unit_rows(rng, n, c), unit_rows(rng, n, c)
+    refs = unit_rows(rng, shots, ref_patches or n, c)
     masks = rng.random((shots, refs.shape[1])) < mask_density
-    proto = _unit(rng, c)
+    proto = unit_rows(rng, c)
     return labels, features, debiased, proto, refs, masks
 
 
@@ -122,7 +118,7 @@ def test_equals_the_oracle(xp, threshold):
 @pytest.mark.parametrize("threshold", [-0.4, 0.2])
 def test_no_candidate_at_all_gives_the_empty_mask(xp, threshold):
     rng = np.random.default_rng(3)
-    labels, features, debiased, proto = np.arange(60) % 7, _unit(rng, 60, 16), _unit(rng, 60, 16), _unit(rng, 16)
+    labels, features, debiased, proto = np.arange(60) % 7, unit_rows(rng, 60, 16), unit_rows(rng, 60, 16), unit_rows(rng, 16)
     refs, masks = _copy_references(debiased, np.zeros(60, dtype=bool), 2)
     pruned, full, forward, candidate = _both(xp, labels, features, debiased, proto, refs, masks, threshold, first_chunk=4)
     assert not candidate.any() and not full.any() and pruned.seed is None
@@ -134,9 +130,9 @@ def test_the_seed_is_the_only_reachable_cluster(xp):
     rng = np.random.default_rng(4)
     n, c = 80, 16
     labels = np.arange(n) % 5
-    features, proto = _unit(rng, n, c), _unit(rng, c)
+    features, proto = unit_rows(rng, n, c), unit_rows(rng, c)
     sign = np.where(labels == 2, 1.0, -1.0)[:, None]  # cluster 2 towards p, the others away
-    debiased = sign * proto[None, :] + 0.3 * _unit(rng, n, c)
+    debiased = sign * proto[None, :] + 0.3 * unit_rows(rng, n, c)
     debiased = (debiased / np.linalg.norm(debiased, axis=1, keepdims=True)).astype(np.float32)
     sim = debiased @ proto
     assert (sim[labels != 2] < 0).all() and (sim[labels == 2] > 0).all()
@@ -150,8 +146,8 @@ def test_the_seed_is_the_only_reachable_cluster(xp):
 def test_all_one_cluster_and_every_patch_its_own_cluster(xp, shots):
     rng = np.random.default_rng(shots)
     n, c = 150, 8
-    features, debiased, proto = _unit(rng, n, c), _unit(rng, n, c), _unit(rng, c)
-    refs = _unit(rng, shots, 90, c)
+    features, debiased, proto = unit_rows(rng, n, c), unit_rows(rng, n, c), unit_rows(rng, c)
+    refs = unit_rows(rng, shots, 90, c)
     masks = rng.random((shots, 90)) < 0.5
     for labels in (np.zeros(n, dtype=np.int64), np.arange(n)):
         for threshold in (-0.2, 0.0, 0.2):
@@ -165,7 +161,7 @@ def test_the_walk_passes_over_clusters_without_a_hit(xp):
     rng = np.random.default_rng(6)
     n, k, c = 200, 20, 16
     labels = np.concatenate([np.arange(k), rng.integers(0, k, n - k)]).astype(np.int64)
-    features, debiased, proto = _unit(rng, n, c), _unit(rng, n, c), _unit(rng, c)
+    features, debiased, proto = unit_rows(rng, n, c), unit_rows(rng, n, c), unit_rows(rng, c)
     sim = debiased @ proto
     forward = host(forward_candidates(np.asarray(sim)))
     reachable = np.unique(labels[forward])
@@ -200,7 +196,7 @@ def test_intra_bound_holds(xp):
 def test_cluster_prototypes_do_not_depend_on_the_other_clusters(xp):
     rng = np.random.default_rng(10)
     labels = rng.integers(0, 30, 500)
-    values = xp.asarray(_unit(rng, 500, 33))
+    values = xp.asarray(unit_rows(rng, 500, 33))
     every = host(cluster_prototypes(values, xp.asarray(labels), xp.arange(30), 30))
     for subset in ([7], [29, 3], list(range(0, 30, 4))):
         some = host(cluster_prototypes(values, xp.asarray(labels), xp.asarray(np.array(subset)), 30))

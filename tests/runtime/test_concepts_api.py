@@ -14,11 +14,6 @@ from insid3.errors import NoReferenceError, SettingsError
 
 
 @pytest.fixture(scope="module")
-def segmenter(tiny_bundle):
-    return Segmenter.from_bundle(tiny_bundle, backend="onnxruntime")
-
-
-@pytest.fixture(scope="module")
 def concepts(segmenter):
     """Three concepts, the second with two shots, and a fourth: the first's concept from another
     example (so that two concepts claim the same clusters)."""

@@ -5,6 +5,7 @@ kernels' float32 arithmetic."""
 import numpy as np
 import pytest
 from support.kernel_oracle import host
+from support.random_features import unit_rows
 
 from insid3.kernels import ReferenceSide, exact_cluster_scores, forward_candidates, forward_similarity, pruned_aggregate
 from insid3.kernels.aggregation import area_weights, cluster_prototypes, mean_forward_similarity, row_dots
@@ -12,18 +13,13 @@ from insid3.kernels.arrays import KernelInputError
 from insid3.kernels.matching import backward_candidates, backward_votes
 
 
-def _unit(rng, *shape):
-    x = rng.standard_normal(shape).astype(np.float32)
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
-
-
 def _case(seed, n, k, c, shots):
     rng = np.random.default_rng(seed)
     labels = np.concatenate([np.arange(k), rng.integers(0, k, n - k)]).astype(np.int64)
     rng.shuffle(labels)
-    refs = _unit(rng, shots, int(rng.integers(5, 60)), c)
+    refs = unit_rows(rng, shots, int(rng.integers(5, 60)), c)
     masks = rng.random(refs.shape[:2]) < rng.uniform(0.2, 0.8)
-    return labels, _unit(rng, n, c), _unit(rng, n, c), _unit(rng, c), refs, masks
+    return labels, unit_rows(rng, n, c), unit_rows(rng, n, c), unit_rows(rng, c), refs, masks
 
 
 def _all_scores(labels, candidate, features, debiased, sim, proto):

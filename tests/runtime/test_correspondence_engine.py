@@ -23,11 +23,6 @@ def images():
 
 
 @pytest.fixture(scope="module")
-def segmenter(tiny_bundle):
-    return Segmenter.from_bundle(tiny_bundle, backend="onnxruntime")
-
-
-@pytest.fixture(scope="module")
 def authors(tiny_bundle):
     return authors_way.load_model(tiny_bundle)
 

@@ -18,11 +18,6 @@ from insid3.errors import (
 
 
 @pytest.fixture(scope="module")
-def segmenter(tiny_bundle):
-    return Segmenter.from_bundle(tiny_bundle, backend="onnxruntime")
-
-
-@pytest.fixture(scope="module")
 def pair():
     return scene_pairs(1, size=(120, 160))[0]
 

@@ -9,16 +9,10 @@ import numpy as np
 import pytest
 
 from insid3 import kernels
-from insid3.engine import Segmenter
 from insid3.engine.jobs.scenes import draw_scene
 from insid3.engine.runtime.quality import FLAGS, MaskQuality, QualityThresholds, count_components
 from insid3.kernels.aggregation import cluster_prototypes, mean_forward_similarity, row_dots
 from insid3.kernels.matching import backward_candidates, backward_votes
-
-
-@pytest.fixture(scope="module")
-def segmenter(tiny_bundle):
-    return Segmenter.from_bundle(tiny_bundle, backend="onnxruntime")
 
 
 @pytest.fixture(scope="module")

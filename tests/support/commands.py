@@ -14,3 +14,11 @@ def verb(*words: str) -> Callable[[list[str]], int]:
         return run_command(f"insid3 {words[0]}", words[0], [*words[1:], *argv])  # the sub-verb adds its name
 
     return command
+
+
+def last_line(capsys) -> str:
+    """The last line a command wrote to stderr (what it says last: its summary or its one-line
+    error), checked not to follow a traceback."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
