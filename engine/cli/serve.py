@@ -46,6 +46,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     shared.add_hyperparameters(parser)
     shared.add_refine(parser)
     shared.add_profile(parser)
+    parser.add_argument("--min-score", type=float, default=None, metavar="S",
+                        help="answer an empty mask where a concept's score is below S (judged absent; "
+                             "docs/quality.md) for references registered without a profile; default: none, "
+                             "or --profile's")
     limits = parser.add_argument_group("batching and limits")
     limits.add_argument("--max-batch", type=shared.positive_int, default=d.max_batch,
                         help="targets per backbone call (1: off)")
@@ -89,6 +93,7 @@ def settings_from(args: argparse.Namespace):
         max_image_pixels=args.max_image_pixels,
         refine=args.refine,
         crf_lattice=args.crf_lattice,
+        min_score=args.min_score,
     ).validated()
 
 

@@ -72,6 +72,7 @@ class TargetItem:
     reference: Reference
     enqueued_at: float  # time.perf_counter() when it joined the queue
     profile: ReferenceProfile | None = None  # the reference's profile (profiles.py)
+    min_score: float | None = None  # below it the mask is emptied (its profile's, else the server's)
 
     @property
     def settings(self) -> EngineSettings | None:
@@ -83,8 +84,8 @@ class TargetItem:
                                          pixels=self.prepared.pixels).concepts[0]
 
     def result(self, decoded: ConceptMask, timings_ms: dict[str, float], batch_size: int) -> SegmentResult:
-        min_score = None if self.profile is None else self.profile.min_score
-        return SegmentResult(judged(decoded, min_score).mask, timings_ms, batch_size, decoded.quality, min_score)
+        return SegmentResult(judged(decoded, self.min_score).mask, timings_ms, batch_size, decoded.quality,
+                             self.min_score)
 
 
 def failure_of(outcome: Any) -> BaseException | None:

@@ -122,14 +122,15 @@ class Service:
     async def segment(self, reference_id: str, prepared: PreparedImage) -> Segmented:
         found, source = await self.execution.references.find(reference_id)
         reference, profile = split(found)
-        result = await self._outcome(TargetItem(prepared, reference, time.perf_counter(), profile))
+        min_score = self.settings.min_score if profile is None else profile.min_score
+        result = await self._outcome(TargetItem(prepared, reference, time.perf_counter(), profile, min_score))
         where = {"X-Insid3-Reference-Source": source} if source else {}
         return Segmented(result, {**self.execution.headers, **where})
 
     async def segment_concepts(self, named_ids: list[tuple[str, str]], prepared: PreparedImage) -> ConceptsServed:
         """Several concepts on one target: (name, reference_id) pairs in label order. Their
         references must share one engine's settings (one clustering makes the label map): those of
-        their profiles, or the server's; each keeps its own min_score."""
+        their profiles, or the server's; each keeps its own min_score (the server's without a profile)."""
         references, profiles = {}, {}
         for name, reference_id in named_ids:
             references[name], profiles[name] = split((await self.execution.references.find(reference_id))[0])
@@ -142,7 +143,8 @@ class Service:
                 + ". Register them with the same profile, or segment them one at a time")
         chosen = next(iter(settings.values()))
         item = ConceptsItem(prepared, references, time.perf_counter(), settings=chosen,
-                            min_scores={name: None if p is None else p.min_score for name, p in profiles.items()})
+                            min_scores={name: self.settings.min_score if p is None else p.min_score
+                                        for name, p in profiles.items()})
         return await self._outcome(item)
 
     async def delete(self, reference_id: str) -> bool:

@@ -13,7 +13,8 @@ from PIL import Image
 from insid3.errors import SettingsError
 from insid3.format.refinement import RefineSettings
 
-_OPTIONAL_NUMBERS = {"svd_components": int, "tau": float, "merge_threshold": float}  # None: the bundle's value
+# None: the bundle's value (min_score: none, no mask is emptied)
+_OPTIONAL_NUMBERS = {"svd_components": int, "tau": float, "merge_threshold": float, "min_score": float}
 
 
 def pil_pixel_ceiling() -> int | None:
@@ -36,6 +37,8 @@ class ServeSettings:
     max_upload_bytes: a request body larger than this gets 413 before it is parsed.
     max_image_pixels: an image (or mask) with more pixels gets 413 before it is decoded (at most
         what PIL opens at all, so the limit a client is told is always this one).
+    min_score: a concept scoring below it is judged absent (its mask emptied) for references
+        registered without a profile of their own (which bring theirs); None: never.
     """
 
     backend: str = "auto"
@@ -54,6 +57,7 @@ class ServeSettings:
     max_image_pixels: int = 40_000_000
     refine: str = "bilinear"  # mask refinement of every request: "bilinear" or "crf" (docs/crf.md)
     crf_lattice: str = "float32"  # the CRF lattice's arithmetic
+    min_score: float | None = None  # `insid3 serve --min-score`, or the server-wide profile's
 
     @property
     def refine_settings(self) -> RefineSettings:
@@ -74,6 +78,8 @@ class ServeSettings:
         if self.reference_ttl_s <= 0:
             raise SettingsError(f"reference_ttl_s={self.reference_ttl_s} must be > 0")
         RefineSettings(method=self.refine, lattice_precision=self.crf_lattice)  # a SettingsError names a bad one
+        if self.min_score is not None and not 0 <= self.min_score <= 1:
+            raise SettingsError(f"min_score={self.min_score:g} must be a quality score in [0, 1]")
         return self
 
     @property

@@ -173,3 +173,31 @@ def test_a_profile_for_another_bundle_is_refused_in_one_line(client, scenes, tmp
 def test_a_profile_that_is_no_profile_is_400_saying_why(client, scenes, text, says):
     response = register(client, scenes, text)
     assert response.status_code == 400 and says in response.json()["detail"]
+
+
+def test_a_server_wide_profile_applies_its_min_score_to_references_without_one(tiny_bundle, scenes, tmp_path, client):
+    scored = served_masks(client, scenes, register(client, scenes, profile_of(tiny_bundle)).json()["reference_id"])
+    scores = sorted(quality["score"] for _, quality in scored.values())
+    profile = profile_of(tiny_bundle, min_score=(scores[2] + scores[3]) / 2).write(tmp_path / "p.json")
+    args = ["--bundle", str(tiny_bundle), "--backend", "onnxruntime", "--profile", str(profile)]
+    with running_server(args, tmp_path / "server.log") as server, \
+            httpx.Client(base_url=server.url, timeout=60) as http:
+        served = served_masks(http, scenes, register(http, scenes).json()["reference_id"])
+        # A reference's own profile wins over the server's: this one has no threshold.
+        own = served_masks(http, scenes, register(http, scenes, profile_of(tiny_bundle)).json()["reference_id"])
+    expected = cli_masks(tiny_bundle, scenes, tmp_path / "cli", "--profile", str(profile))
+    assert sum(quality["absent"] for _, quality in served.values()) == 3
+    for name, (mask, _) in served.items():
+        np.testing.assert_array_equal(mask, expected[name])
+        np.testing.assert_array_equal(own[name][0], scored[name][0])
+        assert "absent" not in own[name][1]
+
+
+def test_min_score_out_of_range_is_refused(tiny_bundle):
+    from insid3.engine.serve.settings import ServeSettings
+    from insid3.errors import SettingsError
+
+    assert ServeSettings.from_json({"min_score": "0.5"}).min_score == 0.5
+    assert ServeSettings.from_json({"min_score": "None"}).min_score is None
+    with pytest.raises(SettingsError, match="min_score=1.5"):
+        ServeSettings(min_score=1.5).validated()
