@@ -4,6 +4,7 @@ Slow-ish (a local Ray cluster starts, < 60 s); deselect with `-m "not ray"`.
 """
 
 import io
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -11,11 +12,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from insid3.engine import Segmenter
 from insid3.engine.jobs.scenes import scene_pairs
 from insid3.engine.serve.launch import running_server
+from insid3.format.bundle import load_bundle
+from insid3.format.profile import BundleIdentity, Profile
+from insid3.format.settings import Hyperparameters
 
 pytest.importorskip("ray.serve")
 pytestmark = pytest.mark.ray
+PROFILE_SETTINGS = Hyperparameters(svd_components=8, tau=0.9, merge_threshold=0.45)
 
 
 def png(array: np.ndarray) -> bytes:
@@ -64,6 +70,26 @@ def test_ray_replicas_share_references_and_batch(tiny_bundle, tmp_path):
             responses = list(pool.map(lambda _: segment(http, reference_id, image), range(8)))
         assert [r.status_code for r in responses] == [200] * 8
         assert max(int(r.headers["x-insid3-batch-size"]) for r in responses) > 1
+
+        # A reference registered with a calibration profile is re-encoded under that profile by the
+        # replica that lacks it: every replica answers the engine's mask with the profile's settings.
+        profile = Profile(hyperparameters=PROFILE_SETTINGS, bundle=BundleIdentity.of(load_bundle(tiny_bundle)))
+        registered = http.post("/v1/references", files=files, data={"profile": json.dumps(profile.to_json())})
+        assert registered.status_code == 201, registered.text
+        profiled_id = registered.json()["reference_id"]
+        engine = Segmenter.from_bundle(tiny_bundle, backend="onnxruntime", **PROFILE_SETTINGS.to_json())
+        expected = engine.segment(target.image, engine.encode_reference([(reference.image, reference.mask)]))
+        assert not np.array_equal(expected, masks[0] > 0)  # the profile's settings make another mask
+        seen: dict[str, list[str]] = {}
+        for _ in range(30):
+            response = segment(http, profiled_id, image)
+            assert response.status_code == 200, response.text
+            seen.setdefault(response.headers["x-insid3-replica"], []).append(
+                response.headers["x-insid3-reference-source"])
+            np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(response.content))) > 0, expected)
+            if len(seen) == 2:
+                break
+        assert len(seen) == 2 and sum(s.count("re-encoded") for s in seen.values()) == 1, seen
 
         # Errors are the same app's; a DELETE on one replica is seen by all.
         assert segment(http, reference_id, b"not an image").status_code == 400
