@@ -9,7 +9,9 @@ the torch-cuda backend in bf16, TF32 on for the rest). Per side:
   every target, sklearn on the CPU, the same stage names and CUDA events;
 - peak device memory: torch's allocator high-water (reset before each side) plus, for ours,
   the growth of CuPy's memory pool (the kernels' arrays).
-The masks of the two sides are compared (mean IoU). Each configuration (bundle x setting) ends
+The two sides (OursOnDevice, AuthorsOnDevice) go through the side-by-side harness
+(benchmarks/harness.py), one after the other (each side's device high-water is its own). The masks
+of the two sides are compared (mean IoU). Each configuration (bundle x setting) ends
 "passed", "failed" (an error, or masks that disagree beyond MIN_MASK_IOU) or "skipped" (its bundle
 did not come, or too little time was left: a slow box is not a wrong one), written as it ends.
 The phase fails only when a configuration failed. With PhaseContext.simulate the same logic runs
@@ -26,6 +28,8 @@ from dataclasses import replace
 from itertools import cycle, islice
 
 from insid3.benchmarks.gpu_report import PhaseContext, wait_for_bundle
+from insid3.benchmarks.harness import Entrant, InProcess, Pass, run_side_by_side
+from insid3.benchmarks.writer import table, table_row
 from insid3.engine.runtime.timing import STAGES, StageClock
 
 SETTINGS = {"fp32": {"precision": "fp32", "tf32": False}, "bf16+tf32": {"precision": "bf16", "tf32": True}}
@@ -126,52 +130,102 @@ class Meter:
             cupy.get_default_memory_pool().free_all_blocks()
 
 
-def _timed_passes(segment_one, targets, passes: int, meter: Meter) -> tuple[list, dict, float]:
-    """(masks of the last pass, median stage ms per target, FPS): `passes` passes over `targets`."""
-    segment_one(targets[0])  # warm-up
-    stage_samples, pass_seconds, masks = [], [], []
-    for _ in range(passes):
-        meter.synchronize()
+class TimedSide:
+    """What both sides of the phase share (a harness.Side, blocked schedule: a side's device
+    high-water is read before the other starts): a warm-up target, then passes over the targets
+    with per-target stage clocks; `stages_ms()` is the median per stage over every measured target."""
+
+    def __init__(self, inputs, meter: Meter) -> None:
+        self.inputs, self.meter, self.stage_samples = inputs, meter, []
+
+    def segment_one(self, target, clock=None):
+        raise NotImplementedError
+
+    def warm_up(self) -> None:
+        self.segment_one(self.inputs.targets[0])
+
+    def measure_pass(self) -> Pass:
+        self.meter.synchronize()
         begin, masks = time.perf_counter(), []
-        for target in targets:
-            clock = meter.clock()
-            masks.append(segment_one(target, clock))
-            stage_samples.append(meter.settle(clock))
-        pass_seconds.append(time.perf_counter() - begin)
-    stages = {s: statistics.median(sample.get(s, 0.0) for sample in stage_samples) for s in STAGES}
-    return masks, stages, len(targets) / statistics.median(pass_seconds)
+        for target in self.inputs.targets:
+            clock = self.meter.clock()
+            masks.append(self.segment_one(target, clock))
+            self.stage_samples.append(self.meter.settle(clock))
+        return Pass(seconds=time.perf_counter() - begin, units=len(self.inputs.targets), outputs=tuple(masks))
+
+    def stages_ms(self) -> dict[str, float]:
+        return {s: statistics.median(sample.get(s, 0.0) for sample in self.stage_samples) for s in STAGES}
 
 
-def measure_ours(bundle, backend: str, precision: str, inputs, passes: int, batch: int, meter: Meter) -> dict:
-    from insid3.engine.runtime.backends import load_backend
-    from insid3.engine.runtime.backends.base import BackendOptions
-    from insid3.engine.runtime.segmenter import Segmenter
+class OursOnDevice(TimedSide):
+    """The Segmenter on the torch backend, the reference encoded once; then segment_batch's FPS."""
 
-    segmenter = Segmenter(bundle, load_backend(bundle, backend, BackendOptions(precision=precision)),
-                          bundle.metadata.defaults)
-    reference = segmenter.encode_reference(inputs.shots)  # once: the cached reference
-    pool_base = meter.pool_bytes()
-    meter.reset_peak()
+    def __init__(self, bundle, backend: str, precision: str, inputs, batch: int, meter: Meter) -> None:
+        super().__init__(inputs, meter)
+        self.bundle, self.backend, self.precision, self.batch = bundle, backend, precision, batch
 
-    def segment_one(target, clock=None):
+    def start(self) -> None:
+        from insid3.engine.runtime.backends import load_backend
+        from insid3.engine.runtime.backends.base import BackendOptions
+        from insid3.engine.runtime.segmenter import Segmenter
+
+        self.segmenter = Segmenter(self.bundle, load_backend(self.bundle, self.backend,
+                                                             BackendOptions(precision=self.precision)),
+                                   self.bundle.metadata.defaults)
+        self.reference = self.segmenter.encode_reference(self.inputs.shots)  # once: the cached reference
+        self.pool_base = self.meter.pool_bytes()
+        self.meter.reset_peak()
+
+    def segment_one(self, target, clock=None):
+        segmenter = self.segmenter
         clock = clock or StageClock(segmenter.backend.synchronize)
         with clock.stage("preprocess"):
             prepared = segmenter.prepare(target)
         with clock.stage("backbone"):
             features = segmenter.encode([prepared])
-        return segmenter.decode(features[0], prepared.original_size, reference, clock)
+        return segmenter.decode(features[0], prepared.original_size, self.reference, clock)
 
-    masks, stages, fps = _timed_passes(segment_one, inputs.targets, passes, meter)
-    batch_targets = list(islice(cycle(inputs.targets), 2 * batch))
-    segmenter.segment_batch(batch_targets, batch, reference=reference)  # warm-up at this batch size
-    meter.synchronize()
-    begin = time.perf_counter()
-    segmenter.segment_batch(batch_targets, batch, reference=reference)
-    segmenter.backend.synchronize()
-    batch_fps = len(batch_targets) / (time.perf_counter() - begin)
-    peak = (meter.peak_bytes() + meter.pool_bytes() - pool_base) / MIB
-    return {"masks": masks, "stages_ms": stages, "fps_batch_1": fps, "fps_batch_n": batch_fps, "batch": batch,
-            "peak_device_mib": peak, "backend": segmenter.describe()}
+    def finish(self) -> dict:
+        batch_targets = list(islice(cycle(self.inputs.targets), 2 * self.batch))
+        self.segmenter.segment_batch(batch_targets, self.batch, reference=self.reference)  # warm-up at this size
+        self.meter.synchronize()
+        begin = time.perf_counter()
+        self.segmenter.segment_batch(batch_targets, self.batch, reference=self.reference)
+        self.segmenter.backend.synchronize()
+        batch_fps = len(batch_targets) / (time.perf_counter() - begin)
+        peak = (self.meter.peak_bytes() + self.meter.pool_bytes() - self.pool_base) / MIB
+        return {"stages_ms": self.stages_ms(), "fps_batch_n": batch_fps, "batch": self.batch,
+                "peak_device_mib": peak, "backend": self.segmenter.describe()}
+
+
+class AuthorsOnDevice(TimedSide):
+    """insid3.authors_way.segment with the given model: reference and target encoded together."""
+
+    def __init__(self, model, inputs, meter: Meter) -> None:
+        super().__init__(inputs, meter)
+        self.model = model
+
+    def start(self) -> None:
+        from insid3 import authors_way
+
+        self.segment = authors_way.segment
+        self.meter.reset_peak()
+
+    def segment_one(self, target, clock=None):
+        return self.segment(self.model, self.inputs.shots, target, clock)
+
+    def finish(self) -> dict:
+        return {"stages_ms": self.stages_ms(), "peak_device_mib": self.meter.peak_bytes() / MIB}
+
+
+def measure_both(ours: OursOnDevice, authors: AuthorsOnDevice, passes: int) -> tuple[dict, dict, float]:
+    """(ours, the authors' way, mean IoU of their masks) through the side-by-side harness."""
+    from insid3.benchmarks.stats import mean_iou
+
+    runs = run_side_by_side([Entrant("ours", lambda: InProcess(ours)),
+                             Entrant("authors' way", lambda: InProcess(authors))], passes, interleave=False)
+    figures = {name: {**run.result, "fps_batch_1": run.median_fps()} for name, run in runs.items()}
+    return figures["ours"], figures["authors' way"], mean_iou(runs["ours"].outputs(), runs["authors' way"].outputs())
 
 
 def autocast_backbone(backbone):
@@ -190,22 +244,10 @@ def autocast_backbone(backbone):
     return AutocastBackbone()
 
 
-def measure_authors(model, inputs, passes: int, meter: Meter) -> dict:
-    from insid3 import authors_way
-
-    meter.reset_peak()
-    masks, stages, fps = _timed_passes(
-        lambda target, clock=None: authors_way.segment(model, inputs.shots, target, clock), inputs.targets,
-        passes, meter,
-    )
-    return {"masks": masks, "stages_ms": stages, "fps_batch_1": fps, "peak_device_mib": meter.peak_bytes() / MIB}
-
-
 def _row(config: str, setting: str, side: str, result: dict) -> str:
-    stages = " | ".join(f"{result['stages_ms'][s]:.1f}" for s in STAGES)
     batch = result.get("fps_batch_n")
-    return (f"| {config} | {setting} | {side} | {result['fps_batch_1']:.2f} | "
-            f"{'' if batch is None else f'{batch:.2f}'} | {stages} | {result['peak_device_mib']:.0f} |")
+    return table_row([config, setting, side, f"{result['fps_batch_1']:.2f}", "" if batch is None else f"{batch:.2f}",
+                      *(f"{result['stages_ms'][s]:.1f}" for s in STAGES), f"{result['peak_device_mib']:.0f}"])
 
 
 def configuration_verdict(outcomes: dict[str, str]) -> str:
@@ -226,7 +268,6 @@ def _verdict_line(outcomes: dict[str, str], done: list[str]) -> str:
 def side_by_side_phase(ctx: PhaseContext) -> None:
     from insid3 import authors_way
     from insid3.benchmarks.inputs import scene_inputs
-    from insid3.benchmarks.stats import mean_iou
     from insid3.format.bundle import load_bundle
 
     meter = Meter(ctx.simulate)
@@ -239,8 +280,7 @@ def side_by_side_phase(ctx: PhaseContext) -> None:
              + ", ".join(f"{k} {t}x{p}" for k, (t, p) in samples.items())
              + "), one cached reference (ours) or re-encoded with every target (authors' way); stage ms from "
              + ("the wall clock (simulated run)." if ctx.simulate else "CUDA events."), "",
-             f"| bundle | setting | side | FPS batch 1 | FPS batch {batch} | {' | '.join(STAGES)} | peak MiB |",
-             "|---|---|---|---|---|" + "---|" * len(STAGES) + "---|"]
+             *table(["bundle", "setting", "side", "FPS batch 1", f"FPS batch {batch}", *STAGES, "peak MiB"], ())]
     outcomes: dict[str, str] = {}
     done: list[str] = []
 
@@ -256,7 +296,7 @@ def side_by_side_phase(ctx: PhaseContext) -> None:
         folder, why = wait_for_bundle(ctx, key, reserve_s=NEEDS_S[key])
         if folder is None:
             for setting in settings:
-                record(f"{key} {setting}", "skipped", {"why": why}, f"| {key} | {setting} | skipped: {why} |")
+                record(f"{key} {setting}", "skipped", {"why": why}, table_row([key, setting, f"skipped: {why}"]))
             continue
         inputs = scene_inputs(shots=1, targets=targets)
         bundle = load_bundle(folder)
@@ -265,20 +305,20 @@ def side_by_side_phase(ctx: PhaseContext) -> None:
             name = f"{key} {setting}"
             if ctx.left() < NEEDS_S[key]:
                 why = f"{ctx.left():.0f} s left, it needs {NEEDS_S[key]:.0f} s"
-                record(name, "skipped", {"why": why}, f"| {key} | {setting} | skipped: {why} |")
+                record(name, "skipped", {"why": why}, table_row([key, setting, f"skipped: {why}"]))
                 continue
             try:
                 set_tf32(choice["tf32"])
-                ours = measure_ours(bundle, ctx.torch_backend, choice["precision"], inputs, passes, batch, meter)
                 model = authors_fp32 if not choice["tf32"] else replace(
                     authors_fp32, backbone=autocast_backbone(authors_fp32.backbone))
-                authors = measure_authors(model, inputs, passes, meter)
+                ours, authors, iou = measure_both(
+                    OursOnDevice(bundle, ctx.torch_backend, choice["precision"], inputs, batch, meter),
+                    AuthorsOnDevice(model, inputs, meter), passes)
             except Exception as exc:  # noqa: BLE001 - one configuration's error is its outcome, the others still run
                 why = f"{exc.__class__.__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
-                record(name, "failed", {"why": why}, f"| {key} | {setting} | FAILED: {why} |")
+                record(name, "failed", {"why": why}, table_row([key, setting, f"FAILED: {why}"]))
                 meter.release()
                 continue
-            iou = mean_iou(ours.pop("masks"), authors.pop("masks"))
             speedup = ours["fps_batch_1"] / authors["fps_batch_1"]
             agrees = iou >= MIN_MASK_IOU[setting]
             done.append(f"{name}: {speedup:.1f}x at batch 1, IoU {iou:.3f}")
