@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from insid3.benchmarks.writer import table
 from insid3.engine.jobs.scenes import draw_scene
 from insid3.errors import SettingsError
 from insid3.evaluation.calibration.examples import ExampleSource
@@ -102,17 +103,18 @@ def markdown(result: dict) -> str:
         f"{result['arch']} at {result['resolution']} px ({result['weights']}), backend {result['backend']}, "
         f"{result['episodes']} episodes of {result['image_size'][1]}x{result['image_size'][0]} drawn scenes, "
         f"medians of {result['passes']} alternating passes.", "",
-        "| | 1 setting | sweep | ratio | goal |", "|---|---|---|---|---|",
-        f"| episode loop (s) | {result['loop_s']['one']:.2f} | {result['loop_s']['sweep']:.2f} | "
-        f"{result['ratio_loop']:.2f}x | <= {result['goal_ratio']:g}x |",
-        f"| whole call (s) | {result['wall_s']['one']:.2f} | {result['wall_s']['sweep']:.2f} | "
-        f"{result['ratio_wall']:.2f}x | |", "",
-        "Per episode (ms, medians):", "", "| stage | 1 setting | sweep |", "|---|---|---|",
+        *table(("", "1 setting", "sweep", "ratio", "goal"), (
+            ("episode loop (s)", f"{result['loop_s']['one']:.2f}", f"{result['loop_s']['sweep']:.2f}",
+             f"{result['ratio_loop']:.2f}x", f"<= {result['goal_ratio']:g}x"),
+            ("whole call (s)", f"{result['wall_s']['one']:.2f}", f"{result['wall_s']['sweep']:.2f}",
+             f"{result['ratio_wall']:.2f}x", ""))), "",
+        "Per episode (ms, medians):", "",
     ]
-    stages = sorted(set(result["stage_ms_per_episode"]["one"]) | set(result["stage_ms_per_episode"]["sweep"]))
-    for stage in stages:
-        lines.append(f"| {stage} | {result['stage_ms_per_episode']['one'].get(stage, 0.0):.1f} | "
-                     f"{result['stage_ms_per_episode']['sweep'].get(stage, 0.0):.1f} |")
+    per_episode = result["stage_ms_per_episode"]
+    stages = sorted(set(per_episode["one"]) | set(per_episode["sweep"]))
+    lines += table(("stage", "1 setting", "sweep"), (
+        (stage, f"{per_episode['one'].get(stage, 0.0):.1f}", f"{per_episode['sweep'].get(stage, 0.0):.1f}")
+        for stage in stages))
     return "\n".join(lines) + "\n"
 
 

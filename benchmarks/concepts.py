@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from insid3.benchmarks.writer import table
 from insid3.engine.jobs.scenes import CONCEPTS, draw_scene
 from insid3.engine.runtime.concepts import PER_CONCEPT_STAGES
 from insid3.engine.runtime.segmenter import Segmenter
@@ -93,19 +94,18 @@ def report(numbers: dict) -> str:
         f"Target {numbers['target_size'][1]}x{numbers['target_size'][0]} (a drawn scene); medians of "
         f"{numbers['repeats']} interleaved passes; {numbers['foreground_concepts']} of {n} masks non-empty.",
         "",
-        "| run | ms | vs one concept |",
-        "|---|---:|---:|",
-        f"| segment(target, 1 reference) | {numbers['one_ms']:.1f} | 1.00x |",
-        f"| segment_concepts(target, {n} references) | {numbers['many_ms']:.1f} | {numbers['ratio']:.2f}x |",
     ]
+    runs = [("segment(target, 1 reference)", f"{numbers['one_ms']:.1f}", "1.00x"),
+            (f"segment_concepts(target, {n} references)", f"{numbers['many_ms']:.1f}", f"{numbers['ratio']:.2f}x")]
     if numbers["separate_ms"] is not None:
-        lines.append(f"| {n} x segment(target, reference) | {numbers['separate_ms']:.1f} | "
-                     f"{numbers['separate_ms'] / numbers['one_ms']:.2f}x |")
+        runs.append((f"{n} x segment(target, reference)", f"{numbers['separate_ms']:.1f}",
+                     f"{numbers['separate_ms'] / numbers['one_ms']:.2f}x"))
+    lines += table(("run", "ms", "vs one concept"), runs, "lrr")
     verdict = "meets" if numbers["ratio"] <= GOAL_RATIO else "misses"
     lines += ["", f"Ratio {numbers['ratio']:.2f}x: {verdict} the goal of <= {GOAL_RATIO}x.", "",
-              "| stage (ms) | 1 concept | " + f"{n} concepts |", "|---|---:|---:|"]
-    for stage in STAGES:
-        lines.append(f"| {stage} | {numbers['stages_ms']['one'][stage]:.1f} | {numbers['stages_ms']['many'][stage]:.1f} |")
+              *table(("stage (ms)", "1 concept", f"{n} concepts"), (
+                  (stage, f"{numbers['stages_ms']['one'][stage]:.1f}", f"{numbers['stages_ms']['many'][stage]:.1f}")
+                  for stage in STAGES), "lrr")]
     own = numbers["per_concept_stages_ms"]
     lines += ["", f"Per concept on top of the shared target side: {numbers['per_concept_ms']:.2f} ms "
               f"(matching {own['matching']:.2f}, aggregation {own['aggregation']:.2f}, "

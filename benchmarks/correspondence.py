@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from insid3.benchmarks.writer import table, table_row
 from insid3.engine.jobs.scenes import scene_pairs
 from insid3.engine.runtime.correspondence import MatchOptions, check_points
 from insid3.engine.runtime.segmenter import Segmenter
@@ -88,9 +89,9 @@ def run(settings: MatchBenchSettings) -> int:
     print(f"# keypoint matching, {segmenter.describe()}; {'original' if s is None else f'debiased, s = {s}'}; "
           f"median of {settings.repeats}\n")
     print(f"backbone (one target): {backbone:.1f} ms\n")
-    print("| points | ours: matching (ms) | of which debias (ms) | ours / backbone | backbone + matching (ms) "
-          "| authors' matching on the same features (ms) | speed-up |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(table(("points", "ours: matching (ms)", "of which debias (ms)", "ours / backbone",
+                           "backbone + matching (ms)", "authors' matching on the same features (ms)", "speed-up"),
+                          (), "r" * 7)))
     for count in settings.points:
         points = check_points(rng.uniform(0, [639, 479], size=(count, 2)), reference.original_size)
         clocks: list[StageClock] = []
@@ -103,6 +104,6 @@ def run(settings: MatchBenchSettings) -> int:
         debias = statistics.median(clock.ms.get("debias", 0.0) for clock in clocks[1:])
         authors = authors_runner(segmenter, reference, features, prepared.original_size, points, s)
         theirs = median_ms(authors, settings.repeats, sync) if authors is not None else float("nan")
-        print(f"| {count} | {ours:.2f} | {debias:.2f} | {100 * ours / backbone:.1f}% | {backbone + ours:.1f} "
-              f"| {theirs:.2f} | {theirs / ours:.1f}x |", flush=True)
+        print(table_row((count, f"{ours:.2f}", f"{debias:.2f}", f"{100 * ours / backbone:.1f}%",
+                         f"{backbone + ours:.1f}", f"{theirs:.2f}", f"{theirs / ours:.1f}x")), flush=True)
     return 0

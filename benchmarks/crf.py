@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from insid3.benchmarks.writer import table
 from insid3.engine.jobs.scenes import draw_scene, scene_pairs
 from insid3.engine.runtime.images import load_mask, load_rgb, normalise_pixels
 from insid3.engine.runtime.segmenter import Segmenter
@@ -118,22 +119,23 @@ def measure_pipeline(bundle: Path, repeats: int) -> dict:
 def markdown(report: dict) -> str:
     lines = [f"<!-- {report['command']} -->", "# The dense-CRF refinement's cost (refine=\"crf\")", "",
              f"Target: {report['target']}; medians of {report['repeats']} interleaved calls; {report['machine']}.", "",
-             "## The refine stage alone", "", "| S | band px | side | ms | changed px | px differing from the authors' "
-             "| IoU vs the authors' |", "|---:|---:|---|---:|---:|---:|---:|"]
+             "## The refine stage alone", ""]
+    rows = []
     for entry in report["refine"]:
         for name, side in entry["sides"].items():
-            versus = (f"{side['differing_pixels']} | {side['iou_vs_authors']:.4f}" if "iou_vs_authors" in side
-                      else "- | -")
-            lines.append(f"| {entry['size']} | {entry['band_pixels']} | {name} | {side['ms']:.0f} | "
-                         f"{side['changed_pixels']} | {versus} |")
+            versus = ((side["differing_pixels"], f"{side['iou_vs_authors']:.4f}") if "iou_vs_authors" in side
+                      else ("-", "-"))
+            rows.append((entry["size"], entry["band_pixels"], name, f"{side['ms']:.0f}", side["changed_pixels"], *versus))
         if "authors (CPU build)" in entry["sides"]:
             ratio = entry["sides"]["authors (CPU build)"]["ms"] / entry["sides"]["float32"]["ms"]
-            lines.append(f"| {entry['size']} | | ours (float32) is {ratio:.1f}x faster | | | | |")
+            rows.append((entry["size"], "", f"ours (float32) is {ratio:.1f}x faster", "", "", "", ""))
+    lines += table(("S", "band px", "side", "ms", "changed px", "px differing from the authors'",
+                    "IoU vs the authors'"), rows, "rrlrrrr")
     for run in report["pipeline"]:
         lines += ["", f"## The pipeline per stage: {run['arch']} @ {run['resolution']} px on {run['backend']}", "",
-                  "| stage (ms) | bilinear | crf |", "|---|---:|---:|"]
-        for stage in (*STAGES, "total"):
-            lines.append(f"| {stage} | {run['stages_ms']['bilinear'][stage]:.1f} | {run['stages_ms']['crf'][stage]:.1f} |")
+                  *table(("stage (ms)", "bilinear", "crf"), (
+                      (stage, f"{run['stages_ms']['bilinear'][stage]:.1f}", f"{run['stages_ms']['crf'][stage]:.1f}")
+                      for stage in (*STAGES, "total")), "lrr")]
     return "\n".join(lines) + "\n"
 
 

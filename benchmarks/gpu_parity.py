@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from insid3.benchmarks.gpu_report import PhaseContext, wait_for_bundle
+from insid3.benchmarks.writer import table, table_row
 from insid3.kernels import to_numpy
 
 # Per precision: the lowest per-patch cosine and (fp32) largest abs difference of the features
@@ -78,8 +79,8 @@ def parity_phase(ctx: PhaseContext) -> None:
     cpu_features, cpu_masks = _run(cpu, inputs, prepared)
     details: dict = {"bundle": f"{ctx.bundles['small-768']} random-init", "cpu_backend": "onnxruntime (CPU)",
                      "backend": ctx.torch_backend, "tolerances": TOLERANCES}
-    lines = ["| precision | min cosine | mean cosine | max abs | mask mean IoU | identical masks | within |",
-             "|---|---|---|---|---|---|---|"]
+    lines = table(("precision", "min cosine", "mean cosine", "max abs", "mask mean IoU", "identical masks", "within"),
+                  ())
     ok = True
     eager_bf16 = None
     precisions = SIMULATED_PRECISIONS if ctx.simulate else tuple(TOLERANCES)
@@ -92,8 +93,9 @@ def parity_phase(ctx: PhaseContext) -> None:
         passed = within(precision, agreement, iou)
         ok &= passed
         details[precision] = {**agreement, "mask_mean_iou": iou, "identical_masks": identical, "within": passed}
-        lines.append(f"| {precision} | {agreement['min_cosine']:.6f} | {agreement['mean_cosine']:.6f} | "
-                     f"{agreement['max_abs']:.2e} | {iou:.4f} | {identical}/{TARGETS} | {'yes' if passed else 'NO'} |")
+        lines.append(table_row((precision, f"{agreement['min_cosine']:.6f}", f"{agreement['mean_cosine']:.6f}",
+                                f"{agreement['max_abs']:.2e}", f"{iou:.4f}", f"{identical}/{TARGETS}",
+                                "yes" if passed else "NO")))
         ctx.write("passed" if ok else "failed", f"{precision} done", details, lines)
     if ctx.simulate:
         lines.append("\nCUDA graphs: not in a simulated run")

@@ -27,6 +27,7 @@ import insid3
 from insid3.benchmarks.gpu_parity import compile_phase, parity_phase
 from insid3.benchmarks.gpu_report import PhaseContext, bundle_folder
 from insid3.benchmarks.gpu_side_by_side import side_by_side_phase
+from insid3.benchmarks.writer import table
 
 JUNIT_FILE = "tests-junit.xml"
 ROPE_FILE = "rope-rescale.json"
@@ -168,8 +169,7 @@ def rope_phase(ctx: PhaseContext) -> None:
     agree = sum(a == b for a, b in zip(draws["large"][0], predicted_log_factors(depth)))
     summary = f"{path.name} written; the CPU replica of CUDA's Philox predicts {agree}/{depth} draws exactly"
     lines = [f"Written to `{path.name}` (per size: `log_factors` u and `factors` exp(u)).", "",
-             "| block | u | factor |", "|---|---|---|"]
-    lines += [f"| {i} | {u:.9g} | {f:.9g} |" for i, (u, f) in enumerate(zip(*draws["large"]))]
+             *table(("block", "u", "factor"), ((i, f"{u:.9g}", f"{f:.9g}") for i, (u, f) in enumerate(zip(*draws["large"]))))]
     ctx.write("passed", summary, {"file": path.name, "predicted_exactly": agree, "blocks": depth,
                                   "large": {"log_factors": draws["large"][0], "factors": draws["large"][1]}}, lines)
 

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from insid3.benchmarks.writer import ReportFiles, table, write_report
+
 BUNDLES = {"small-768": ("small", 768), "large-1024": ("large", 1024)}  # exported, then compared
 # --simulate-cpu: the same keys, tiny random-init models (2 blocks, 128 wide) that export in seconds.
 SIMULATED_BUNDLES = {"small-768": ("tiny", 224), "large-1024": ("tiny", 256)}
@@ -84,23 +86,19 @@ class Report:
             f"{self.started_at}: {self.outcome}, {self.elapsed_s:.0f} s of a {self.budget_s:.0f} s budget.", "",
         ]
         lines += [f"- {key}: {value}" for key, value in self.environment.items()]
-        lines += ["", "| phase | status | seconds | limit | summary |", "|---|---|---|---|---|"]
-        lines += [
-            f"| {r.name} | {r.status} | {r.seconds:.1f} | {r.limit_s:.0f} | {r.summary.replace('|', '/')} |"
-            for r in self.phases.values()
-        ]
+        lines += ["", *table(("phase", "status", "seconds", "limit", "summary"), (
+            (r.name, r.status, f"{r.seconds:.1f}", f"{r.limit_s:.0f}", r.summary.replace("|", "/"))
+            for r in self.phases.values()))]
         for result in self.phases.values():
             if result.markdown:
                 lines += ["", f"## {result.name}", "", *result.markdown]
         return "\n".join(lines) + "\n"
 
     def write(self, folder: Path) -> None:
-        """Both files, each replaced whole (written beside, then renamed)."""
+        """Both files, each replaced whole (the one report writer, writer.py)."""
         folder.mkdir(parents=True, exist_ok=True)
-        for name, text in ((JSON_FILE, json.dumps(self.to_json(), indent=1) + "\n"), (MARKDOWN_FILE, self.markdown())):
-            partial = folder / f".{name}.partial"
-            partial.write_text(text)
-            partial.replace(folder / name)
+        write_report(self.to_json(), ReportFiles(json=folder / JSON_FILE, markdown=folder / MARKDOWN_FILE),
+                     markdown=lambda _: self.markdown(), indent=1)
 
 
 def read_report(folder: str | Path) -> Report:

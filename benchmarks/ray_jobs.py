@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from insid3.benchmarks.writer import table
 from insid3.engine.cli.segment import main as segment
 from insid3.engine.jobs.scenes import draw_scene
 from insid3.errors import Insid3Error, SettingsError
@@ -62,12 +63,11 @@ def same_masks(folder: Path, name: str, reference: str) -> bool:
 
 def markdown(rows: list[dict], note: str) -> str:
     base = next(row for row in rows if row["run"] == "ray-1")["steady_images_per_s"]
-    lines = [note, "", "| run | command flags | wall (s) | first mask (s) | steady images/s | vs 1 actor | masks |",
-             "|---|---|---:|---:|---:|---:|---|"]
-    for row in rows:
-        ratio = row["steady_images_per_s"] / base if base else 0.0
-        lines.append(f"| {row['run']} | `{row['args']}` | {row['wall_s']:.1f} | {row['first_mask_s']:.1f} | "
-                     f"{row['steady_images_per_s']:.2f} | {ratio:.2f}x | {row['same']} |")
+    lines = [note, "", *table(
+        ("run", "command flags", "wall (s)", "first mask (s)", "steady images/s", "vs 1 actor", "masks"),
+        ((row["run"], f"`{row['args']}`", f"{row['wall_s']:.1f}", f"{row['first_mask_s']:.1f}",
+          f"{row['steady_images_per_s']:.2f}", f"{row['steady_images_per_s'] / base if base else 0.0:.2f}x", row["same"])
+         for row in rows), "llrrrrl")]
     return "\n".join(lines) + "\n"
 
 

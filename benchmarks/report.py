@@ -1,4 +1,5 @@
-"""The benchmark's report: the JSON contract, the terminal table and the markdown.
+"""The benchmark's report: the JSON contract, the terminal table and the markdown (its files
+written by the one report writer, writer.py).
 
 JSON shape (other tools read it; tests/bench/test_bench_cli.py checks it):
 {"environment": {...}, "config": {"size", "resolution", "backend", "precision", "shots", ...},
@@ -13,6 +14,7 @@ from __future__ import annotations
 from insid3.benchmarks.authors_side import DESCRIPTION, AuthorsResult
 from insid3.benchmarks.ours import OursResult
 from insid3.benchmarks.stats import mean_iou
+from insid3.benchmarks.writer import table
 from insid3.engine.runtime.timing import STAGES
 
 PAPER_FPS = 3.31
@@ -137,8 +139,7 @@ def terminal_table(report: dict) -> str:
 
 def markdown(report: dict) -> str:
     lines = ["# insid3-bench", ""] + [f"- {line}" for line in headline(report)] + [""]
-    lines += ["| measure | ours | authors' way |", "|---|---:|---:|"]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in comparison_rows(report)]
+    lines += table(("measure", "ours", "authors' way"), comparison_rows(report), "lrr")
     env = report["environment"]
     load = env["load_average"]
     lines += ["", f"Environment: {env['cpu']} ({env['cpu_count']} CPUs; {', '.join(env['cpu_features']) or '-'}), "

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from insid3.benchmarks.environment import environment
 from insid3.benchmarks.flops import DEVICE_PEAK_TFLOPS, device_peak, floor_ms, flops_for_arch
+from insid3.benchmarks.writer import table, table_row, write_text
 
 SIZES = ("small", "base", "large")
 RESOLUTIONS = (768, 1024)
@@ -94,13 +95,12 @@ def summary_row(name: str, report: dict) -> str:
         "-" if report["mask_mean_iou_vs_reference"] is None else f"{report['mask_mean_iou_vs_reference']:.4f}",
         f"{ours['peak_memory_mb']:.0f}", "-" if ref is None else f"{ref['peak_memory_mb']:.0f}",
     ]
-    return "| " + " | ".join(cells) + " |"
+    return table_row(cells)
 
 
-SUMMARY_HEADER = (
-    "| config | backend | precision | GFLOP/img | backbone ms | floor ms | of peak | ours fps | authors' fps "
-    "| speed-up | mask IoU | ours MB | authors' MB |\n|" + "---|" * 13
-)
+SUMMARY_HEADER = "\n".join(table(
+    ("config", "backend", "precision", "GFLOP/img", "backbone ms", "floor ms", "of peak", "ours fps", "authors' fps",
+     "speed-up", "mask IoU", "ours MB", "authors' MB"), ()))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,6 +140,6 @@ def run(settings: SuiteSettings) -> int:
             if report is not None:
                 rows.append(summary_row(name, report))
     summary = "\n".join([SUMMARY_HEADER, *rows])
-    (settings.out / "suite.md").write_text(summary + "\n")
+    write_text(settings.out / "suite.md", summary + "\n")
     print("\n" + summary)
     return 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from insid3.benchmarks.writer import table, write_text
 from insid3.engine.jobs.job_folder import output_error, write_atomically
 from insid3.evaluation.datasets import REGISTRY, DatasetEntry
 from insid3.evaluation.metrics import IoUMeter
@@ -120,29 +121,28 @@ def markdown(reports: list[dict]) -> str:
     lines += [f"Ours: {w}." for w in weights]
     protocols = sorted({r["protocol"] for r in reports})
     lines += [f"Comparison grid: {', '.join(protocols)} (square is the authors' protocol; original is not the paper's).", ""]
-    lines.append("| | " + " | ".join(spec.title for spec in columns) + " |")
-    lines.append("|---" * (len(columns) + 1) + "|")
+    table1 = []
     for k in shots:
-        published = [_figure(spec.published_for(k)) for spec in columns]
-        lines.append(f"| {PAPER_ROW}, {k}-shot | " + " | ".join(published) + " |")
+        table1.append([f"{PAPER_ROW}, {k}-shot", *(_figure(spec.published_for(k)) for spec in columns)])
         ours = []
         for spec in columns:
             report = by_dataset.get(spec.name)
             ours.append(_figure(report["miou"]) if report is not None and report["shots"] == k else "—")
-        lines.append(f"| this engine, {k}-shot | " + " | ".join(ours) + " |")
-    lines += ["", "| dataset | fold | shots | mIoU | FB-IoU | published (fold) | episodes | episodes/s |",
-              "|---|---|---|---|---|---|---|---|"]
+        table1.append([f"this engine, {k}-shot", *ours])
+    lines += table(["", *(spec.title for spec in columns)], table1)
+    runs = []
     for report in reports:
         for run in report.get("runs", [report]):
             timings = run["timings"]
-            lines.append(
-                f"| {run['title']} | {run['fold'] if run['fold'] is not None else '—'} | {run['shots']} | "
-                f"{run['miou']:.1f} | {run['fb_iou']:.1f} | {_figure(run.get('published_fold'))} | "
-                f"{run['episodes_run']} of {run['episodes_full']} | {timings.get('episodes_per_second', 0):.2f} |"
-            )
+            runs.append([run["title"], run["fold"] if run["fold"] is not None else "—", run["shots"],
+                         f"{run['miou']:.1f}", f"{run['fb_iou']:.1f}", _figure(run.get("published_fold")),
+                         f"{run['episodes_run']} of {run['episodes_full']}",
+                         f"{timings.get('episodes_per_second', 0):.2f}"])
         if "runs" in report:
-            lines.append(f"| {report['title']} | mean of folds | {report['shots']} | {report['miou']:.1f} | "
-                         f"{report['fb_iou']:.1f} | {_figure(report['published'])} | | |")
+            runs.append([report["title"], "mean of folds", report["shots"], f"{report['miou']:.1f}",
+                         f"{report['fb_iou']:.1f}", _figure(report["published"]), "", ""])
+    lines += ["", *table(["dataset", "fold", "shots", "mIoU", "FB-IoU", "published (fold)", "episodes", "episodes/s"],
+                         runs)]
     return "\n".join(lines) + "\n"
 
 
@@ -155,4 +155,4 @@ def print_figures(figures: dict, json_path: Path | None) -> None:
     text = json.dumps(figures, indent=1)
     print(text)
     if json_path is not None:
-        json_path.write_text(text + "\n")
+        write_text(json_path, text + "\n")
