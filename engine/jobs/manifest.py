@@ -2,8 +2,8 @@
 
 `insid3-segment` writes `insid3-job.json` into its output folder before the first mask: the
 bundle's fingerprint (model and basis sha256, resolution, svd_components), the sha256 of every
-reference image and mask (with named concepts: per concept, in order, with its name), the
-hyperparameters, the output format (with the options that change its files) and the
+reference image and mask, per concept, in order, with its name (--ref's shots are one concept, named
+by --category), the hyperparameters, the output format (with the options that change its files) and the
 precision. A re-run into the same folder compares those and resumes when they are equal;
 otherwise it stops with one line naming what changed (unless the folder holds no outputs of
 that format yet: a job that failed before its first target does not hold it). The tool version is recorded for the
@@ -35,12 +35,12 @@ class JobMismatchError(Insid3Error):
 @dataclass(frozen=True)
 class JobManifest:
     bundle: dict  # EncodingFingerprint fields
-    references: tuple[tuple[str, str], ...]  # (image sha256, mask sha256) per shot, in order
+    references: tuple[tuple[str, str], ...]  # insid3-match's reference (match.py); () for a segment job
     hyperparameters: dict
     format: str
     precision: str
-    # Named concepts (insid3-segment --concept/--concepts): (name, ((image sha256, mask sha256), ...)),
-    # in order; empty for one unnamed concept (--ref), whose shots are `references`.
+    # A segment job's concepts (--ref's shots are one, named by --category): (name, ((image sha256,
+    # mask sha256), ...)), in label order.
     concepts: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
     tool_version: str = insid3.__version__
     # The calibration profile the hyperparameters and --min-score came from ({"file", "sha256"}, or
@@ -49,18 +49,10 @@ class JobManifest:
 
     @classmethod
     def describe_run(
-        cls, bundle: dict, shots: list[tuple[str, str]], hyperparameters: dict, fmt: str, precision: str
-    ) -> "JobManifest":
-        references = tuple((sha256_of(Path(image)), sha256_of(Path(mask))) for image, mask in shots)
-        return cls(bundle=bundle, references=references, hyperparameters=hyperparameters, format=fmt,
-                   precision=precision)
-
-    @classmethod
-    def describe_concepts_run(
         cls, bundle: dict, concepts: list[tuple[str, list[tuple[str, str]]]], hyperparameters: dict, fmt: str,
         precision: str,
     ) -> "JobManifest":
-        """A run over named concepts, each (name, its (image, mask) shots), in label order."""
+        """A segment run over its concepts, each (name, its (image, mask) shots), in label order."""
         described = tuple(
             (name, tuple((sha256_of(Path(image)), sha256_of(Path(mask))) for image, mask in shots))
             for name, shots in concepts
@@ -70,9 +62,8 @@ class JobManifest:
 
     def differences(self, other: "JobManifest") -> list[str]:
         """What differs, in words; the tool version does not count."""
-        names = {"bundle": "the bundle", "references": "the reference images or masks",
-                 "hyperparameters": "the hyperparameters", "format": "the output format",
-                 "precision": "the precision", "concepts": "the concepts (their names, order or examples)"}
+        names = {"bundle": "the bundle", "concepts": "the concepts or their reference images or masks",
+                 "hyperparameters": "the hyperparameters", "format": "the output format", "precision": "the precision"}
         return [words for field, words in names.items() if getattr(self, field) != getattr(other, field)]
 
     def to_json(self) -> dict:

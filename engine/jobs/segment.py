@@ -139,12 +139,8 @@ def open_outputs(settings: SegmentJobSettings, bundle: Bundle, hyperparameters: 
     outputs = open_writer(out, options)
     fingerprint = asdict(EncodingFingerprint.of(bundle, hyperparameters.svd_components))
     recorded, fmt = {**hyperparameters.to_json(), "refine": settings.refine.to_json()}, options.describe()
-    if settings.shots:
-        manifest = JobManifest.describe_run(fingerprint, [(str(i), str(m)) for i, m in settings.shots], recorded, fmt,
-                                            settings.precision)
-    else:
-        named = [(spec.name, list(spec.shots)) for spec in concepts]
-        manifest = JobManifest.describe_concepts_run(fingerprint, named, recorded, fmt, settings.precision)
+    named = [(spec.name, list(spec.shots)) for spec in concepts]
+    manifest = JobManifest.describe_run(fingerprint, named, recorded, fmt, settings.precision)
     if settings.profile is not None:
         manifest = replace(manifest, profile=profile_record(settings.profile))
     try:

@@ -74,7 +74,7 @@ def test_another_reference_into_the_same_folder_is_refused(tiny_bundle, workspac
     before = {p.name: p.read_bytes() for p in out.glob("*.png")}
     assert main(_args(tiny_bundle, workspace, out, ref="other_ref")) == 2
     line = last_line(capsys)
-    assert "holds the results of another job (the reference images or masks changed)" in line
+    assert "holds the results of another job (the concepts or their reference images or masks changed)" in line
     assert "--overwrite" in line
     assert {p.name: p.read_bytes() for p in out.glob("*.png")} == before
     assert main(_args(tiny_bundle, workspace, out, "--format", "coco-rle")) == 2
@@ -96,7 +96,7 @@ def test_a_job_that_stopped_before_its_first_target_does_not_hold_the_folder(tin
     assert main(_args(tiny_bundle, workspace, out)) == 0  # the mask fixed: the folder holds nothing of the other
     assert "4 segmented, 0 already done" in last_line(capsys)
     assert main(_args(tiny_bundle, workspace, out, "--format", "coco-rle", ref="other_ref")) == 2
-    assert "the reference images or masks, the output format changed" in last_line(capsys)
+    assert "reference images or masks, the output format changed" in last_line(capsys)
 
 
 def test_another_bundle_into_the_same_folder_is_refused(tiny_bundle, workspace, tmp_path, capsys):

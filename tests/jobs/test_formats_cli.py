@@ -184,7 +184,7 @@ def test_a_concepts_file_is_the_same_job_as_the_flags(tiny_bundle, workspace, tm
         assert "0 segmented, 3 already done" in capsys.readouterr().err
     reordered = list(reversed(concept_flags(workspace)))
     assert run(tiny_bundle, workspace, out, "--format", "label-png", concepts=reordered) == 2
-    assert "(the concepts (their names, order or examples) changed)" in capsys.readouterr().err
+    assert "(the concepts or their reference images or masks changed)" in capsys.readouterr().err
 
 
 def test_ctrl_c_keeps_what_is_done_and_the_rerun_resumes(tiny_bundle, workspace, tmp_path, capsys, monkeypatch):
