@@ -13,7 +13,7 @@ import numpy as np
 
 from insid3.benchmarks.inputs import BenchInputs
 from insid3.benchmarks.memory import MemoryReport, current_rss_mb, memory_report, sampling, torch_high_water
-from insid3.benchmarks.passes import MeasuredSide, PassRecord, pass_times
+from insid3.benchmarks.passes import MeasuredSide, pass_times
 from insid3.benchmarks.stats import summarise
 from insid3.engine.runtime.timing import StageClock
 
@@ -44,9 +44,9 @@ class AuthorsSide(MeasuredSide):
     """start -> warm_up -> measure_pass (x iters, interleaved with ours) -> finish."""
 
     def __init__(self, spec: AuthorsSpec) -> None:
+        super().__init__(spec.inputs.targets, spec.warmup)
         self.spec = spec
         self.rss_baseline = current_rss_mb()
-        self.passes: list[PassRecord] = []
 
     def start(self) -> float:
         """Cold start: torch import, model rebuilt from the bundle's weights -> first mask."""

@@ -28,7 +28,8 @@ from dataclasses import replace
 from itertools import cycle, islice
 
 from insid3.benchmarks.gpu_report import PhaseContext, wait_for_bundle
-from insid3.benchmarks.harness import Entrant, InProcess, Pass, run_side_by_side
+from insid3.benchmarks.harness import Entrant, InProcess, run_side_by_side
+from insid3.benchmarks.passes import MeasuredSide
 from insid3.benchmarks.writer import table, table_row
 from insid3.engine.runtime.timing import STAGES, StageClock
 
@@ -130,34 +131,28 @@ class Meter:
             cupy.get_default_memory_pool().free_all_blocks()
 
 
-class TimedSide:
-    """What both sides of the phase share (a harness.Side, blocked schedule: a side's device
-    high-water is read before the other starts): a warm-up target, then passes over the targets
-    with per-target stage clocks; `stages_ms()` is the median per stage over every measured target."""
+class DeviceSide(MeasuredSide):
+    """What both sides of the phase share: one warm-up target, then passes of per-target calls,
+    each timed by the meter's clock; `stages_ms()` is the median per stage over every measured target."""
 
     def __init__(self, inputs, meter: Meter) -> None:
-        self.inputs, self.meter, self.stage_samples = inputs, meter, []
+        super().__init__(inputs.targets, warmup=1)
+        self.inputs, self.meter, self.synchronize = inputs, meter, meter.synchronize
 
-    def segment_one(self, target, clock=None):
+    def segment_with(self, target, clock: StageClock):
         raise NotImplementedError
 
-    def warm_up(self) -> None:
-        self.segment_one(self.inputs.targets[0])
-
-    def measure_pass(self) -> Pass:
-        self.meter.synchronize()
-        begin, masks = time.perf_counter(), []
-        for target in self.inputs.targets:
-            clock = self.meter.clock()
-            masks.append(self.segment_one(target, clock))
-            self.stage_samples.append(self.meter.settle(clock))
-        return Pass(seconds=time.perf_counter() - begin, units=len(self.inputs.targets), outputs=tuple(masks))
+    def segment_one(self, target):
+        clock = self.meter.clock()
+        mask = self.segment_with(target, clock)
+        return mask, self.meter.settle(clock)
 
     def stages_ms(self) -> dict[str, float]:
-        return {s: statistics.median(sample.get(s, 0.0) for sample in self.stage_samples) for s in STAGES}
+        samples = [stages for record in self.passes for stages in record.stages_ms]
+        return {s: statistics.median(sample.get(s, 0.0) for sample in samples) for s in STAGES}
 
 
-class OursOnDevice(TimedSide):
+class OursOnDevice(DeviceSide):
     """The Segmenter on the torch backend, the reference encoded once; then segment_batch's FPS."""
 
     def __init__(self, bundle, backend: str, precision: str, inputs, batch: int, meter: Meter) -> None:
@@ -176,9 +171,8 @@ class OursOnDevice(TimedSide):
         self.pool_base = self.meter.pool_bytes()
         self.meter.reset_peak()
 
-    def segment_one(self, target, clock=None):
+    def segment_with(self, target, clock: StageClock):
         segmenter = self.segmenter
-        clock = clock or StageClock(segmenter.backend.synchronize)
         with clock.stage("preprocess"):
             prepared = segmenter.prepare(target)
         with clock.stage("backbone"):
@@ -198,7 +192,7 @@ class OursOnDevice(TimedSide):
                 "peak_device_mib": peak, "backend": self.segmenter.describe()}
 
 
-class AuthorsOnDevice(TimedSide):
+class AuthorsOnDevice(DeviceSide):
     """insid3.authors_way.segment with the given model: reference and target encoded together."""
 
     def __init__(self, model, inputs, meter: Meter) -> None:
@@ -211,7 +205,7 @@ class AuthorsOnDevice(TimedSide):
         self.segment = authors_way.segment
         self.meter.reset_peak()
 
-    def segment_one(self, target, clock=None):
+    def segment_with(self, target, clock: StageClock):
         return self.segment(self.model, self.inputs.shots, target, clock)
 
     def finish(self) -> dict:

@@ -11,7 +11,7 @@ import numpy as np
 
 from insid3.benchmarks.inputs import BenchInputs
 from insid3.benchmarks.memory import MemoryReport, cupy_high_water, current_rss_mb, memory_report, sampling
-from insid3.benchmarks.passes import MeasuredSide, PassRecord, pass_times
+from insid3.benchmarks.passes import MeasuredSide, pass_times
 from insid3.benchmarks.stats import mean_iou, summarise
 from insid3.engine.runtime.segmenter import Segmenter
 from insid3.engine.runtime.timing import STAGES
@@ -54,10 +54,10 @@ class OursSide(MeasuredSide):
     """start -> warm_up -> measure_pass (x iters, interleaved with the other side) -> finish."""
 
     def __init__(self, spec: OursSpec) -> None:
+        super().__init__(spec.inputs.targets, spec.warmup)
         self.spec = spec
         self.high_water = cupy_high_water()  # None on the CPU
         self.rss_baseline = current_rss_mb()
-        self.passes: list[PassRecord] = []
         self.cold_start_ms = 0.0
 
     def start(self) -> float:

@@ -58,23 +58,25 @@ def pass_times(records: Sequence[PassRecord]) -> PassTimes:
 
 
 class MeasuredSide:
-    """What both sides of `insid3 bench` share (a harness.Side): warm-up and timed passes over `spec.inputs.targets`.
+    """What every side that segments targets one at a time shares (a harness.Side: insid3 bench's
+    two sides, the GPU acceptance's two): `warmup` untimed calls, then timed passes over `targets`.
 
-    A side sets `spec`, `passes` (a list), `synchronize` and defines `segment_one`.
+    A side defines `segment_one` and sets `synchronize` (at `start`); `passes` holds the records.
     """
 
-    spec: Any
-    passes: list[PassRecord]
     synchronize: Callable[[], None]
+
+    def __init__(self, targets: Sequence[Any], warmup: int) -> None:
+        self.targets, self.warmup, self.passes = tuple(targets), warmup, []
 
     def segment_one(self, target: Any) -> tuple[np.ndarray, Mapping[str, float]]:
         raise NotImplementedError
 
     def warm_up(self) -> None:
-        warm_up(self.segment_one, self.spec.inputs.targets, self.spec.warmup)
+        warm_up(self.segment_one, self.targets, self.warmup)
 
     def measure_pass(self) -> Pass:
         """One timed pass (harness.py drives it); the side keeps its per-target record."""
-        record = measure_pass(self.segment_one, self.spec.inputs.targets, self.synchronize)
+        record = measure_pass(self.segment_one, self.targets, self.synchronize)
         self.passes.append(record)
         return Pass(seconds=sum(record.latencies_ms) / 1e3, units=len(record.latencies_ms), outputs=record.masks)

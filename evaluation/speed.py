@@ -18,6 +18,7 @@ from __future__ import annotations
 import pickle
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -31,7 +32,7 @@ from insid3.engine.runtime.segmenter import Segmenter
 from insid3.evaluation.datasets import build_benchmark
 from insid3.evaluation.features_cache import FeatureCache
 from insid3.evaluation.metrics import IoUMeter
-from insid3.evaluation.runner import EpisodeRunner
+from insid3.evaluation.runner import EpisodeResult, EpisodeRunner
 from insid3.evaluation.sampling import episode_rng
 
 
@@ -81,53 +82,56 @@ class SpeedSettings:
     batch_size: int = 8
 
 
-class OursEpisodes:
-    """Our side (a harness.Side): insid3-eval's runner, a fresh feature cache every pass."""
+class EpisodeSide:
+    """What both sides share (a harness.Side): the episodes, an untimed warm-up on two of them
+    (compiled kernels loaded, backend sessions and torch ready), passes scored as they run."""
 
     def __init__(self, settings: SpeedSettings, benchmark, episodes: list) -> None:
         self.settings, self.benchmark, self.episodes = settings, benchmark, episodes
+
+    def results(self, episodes: list) -> Iterator[EpisodeResult]:
+        raise NotImplementedError
+
+    def warm_up(self) -> None:
+        list(self.results(self.episodes[:2]))
+
+    def measure_pass(self) -> Pass:
+        one, self.meter = _score(self.results(self.episodes), self.benchmark, len(self.episodes))
+        return one
+
+    def finish(self) -> dict:
+        return {"miou": self.meter.miou()}
+
+
+class OursEpisodes(EpisodeSide):
+    """insid3-eval's runner, a fresh feature cache every pass."""
 
     def start(self) -> None:
         self.segmenter = Segmenter.from_bundle(self.settings.bundle, backend=self.settings.backend,
                                                precision=self.settings.precision)
 
-    def warm_up(self) -> None:
-        """Untimed, on two episodes: compiled kernels loaded, backend sessions ready."""
-        list(EpisodeRunner(self.segmenter, self.benchmark, FeatureCache(self.segmenter.xp)).run(self.episodes[:2]))
-
-    def measure_pass(self) -> Pass:
+    def results(self, episodes: list) -> Iterator[EpisodeResult]:
         runner = EpisodeRunner(self.segmenter, self.benchmark, FeatureCache(self.segmenter.xp),
                                batch_size=self.settings.batch_size)
-        one, self.meter = _score(runner.run(self.episodes), self.benchmark, len(self.episodes))
+        yield from runner.run(episodes)
         self.encoded = runner.stats.images_encoded
-        return one
 
     def finish(self) -> dict:
-        return {"bundle": self.segmenter.describe(), "images_encoded": self.encoded, "miou": self.meter.miou()}
+        return {**super().finish(), "bundle": self.segmenter.describe(), "images_encoded": self.encoded}
 
 
-class AuthorsEpisodes:
-    """The authors' way (a harness.Side): their evaluation loop, transcribed (authors_side.py)."""
-
-    def __init__(self, settings: SpeedSettings, benchmark, episodes: list) -> None:
-        self.settings, self.benchmark, self.episodes = settings, benchmark, episodes
+class AuthorsEpisodes(EpisodeSide):
+    """The authors' evaluation loop, transcribed (authors_side.py)."""
 
     def start(self) -> None:
         from insid3.authors_way import load_model
+
+        self.model = load_model(self.settings.bundle)
+
+    def results(self, episodes: list) -> Iterator[EpisodeResult]:
         from insid3.evaluation.authors_side import run_authors_way
 
-        self.model, self.run = load_model(self.settings.bundle), run_authors_way
-
-    def warm_up(self) -> None:
-        list(self.run(self.model, self.benchmark, self.episodes[:2]))
-
-    def measure_pass(self) -> Pass:
-        one, self.meter = _score(self.run(self.model, self.benchmark, self.episodes), self.benchmark,
-                                 len(self.episodes))
-        return one
-
-    def finish(self) -> dict:
-        return {"miou": self.meter.miou()}
+        return run_authors_way(self.model, self.benchmark, episodes)
 
 
 def measure(settings: SpeedSettings) -> dict:
