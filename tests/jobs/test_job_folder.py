@@ -214,22 +214,6 @@ def test_a_coco_job_resumed_twice_with_mixed_spellings_holds_each_file_once(tiny
     assert len(json.loads((out / COCO_FILE).read_text())["images"]) == TARGETS
 
 
-def test_a_journal_of_an_earlier_release_is_read_by_file_name(tiny_bundle, workspace, tmp_path, capsys, monkeypatch):
-    """Journal lines without `target` (and one file under two spellings, as that release could
-    write) are named from file_name, resolved from here: one image per file."""
-    monkeypatch.chdir(workspace)
-    out = tmp_path / "coco"
-    assert main(_args(tiny_bundle, workspace, out, "--format", "coco-rle", targets=["targets/t0.jpg"])) == 0
-    record = json.loads((out / COCO_JOURNAL).read_text())
-    del record["target"]
-    twice = {**record, "file_name": str(workspace / "targets" / "t0.jpg")}
-    (out / COCO_JOURNAL).write_text(json.dumps(record) + "\n" + json.dumps(twice) + "\n")
-    capsys.readouterr()
-    assert main(_args(tiny_bundle, workspace, out, "--format", "coco-rle", targets=["targets/t0.jpg"])) == 0
-    assert "0 segmented, 1 already done" in last_line(capsys)
-    assert len(json.loads((out / COCO_FILE).read_text())["images"]) == 1
-
-
 # A failed start leaves nothing.
 
 def test_a_run_that_fails_before_its_first_target_leaves_no_folder(tiny_bundle, workspace, tmp_path, capsys):

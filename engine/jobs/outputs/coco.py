@@ -6,7 +6,7 @@
 
 An annotation is a concept's whole mask on a target (none when empty), or with --instances
 each of its connected components of at least --min-area pixels. segmentation is COCO's
-compressed RLE (exact; always for coco-rle) or, with --segmentation polygon, the components'
+compressed RLE (exact; always for coco-rle, whatever --segmentation says) or, with --segmentation polygon, the components'
 outlines (polygons.py: no holes). area and bbox are the mask's pixels, whichever encoding.
 
 Journalled: each target's record is appended to masks.coco.parts.jsonl and flushed as soon as it
@@ -66,23 +66,13 @@ def target_record(
     return {"file_name": file_name, "height": height, "width": width, "annotations": annotations}
 
 
-def _annotations(record: dict) -> list[dict]:
-    """A journal record's annotations (records of earlier releases held one mask's fields)."""
-    if "annotations" in record:
-        return record["annotations"]
-    if record.get("area", 0) > 0:
-        return [{"category_id": 1, "segmentation": record["segmentation"], "area": record["area"],
-                 "bbox": record["bbox"]}]
-    return []
-
-
 def coco_instances(records: Iterable[dict], names: Sequence[str]) -> dict:
     """The COCO instances document of target records (`target_record`), categories 1.. named `names`."""
     images, annotations = [], []
     for image_id, record in enumerate(records, start=1):
         images.append({"id": image_id, "file_name": record["file_name"],
                        "height": record["height"], "width": record["width"]})
-        for annotation in _annotations(record):
+        for annotation in record["annotations"]:
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, **annotation, "iscrowd": 0})
     categories = [{"id": index, "name": name} for index, name in enumerate(names, start=1)]
     return {"info": {"description": "insid3-segment masks"}, "images": images,
@@ -108,9 +98,7 @@ class CocoOutputs:
                     record = json.loads(line)
                 except ValueError:
                     break  # a torn write: this line and anything after it are redone
-                # Records of earlier releases name the target only as typed: resolved from here.
-                key = record.get("target") or target_key(Path(record["file_name"]), self.folder)
-                records[key] = record  # one record per target: the latest, in the first one's place
+                records[record["target"]] = record  # one record per target: the latest, in the first one's place
                 good_bytes += len(line)
         os.truncate(self.journal_path, good_bytes)
         return records
