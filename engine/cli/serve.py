@@ -48,8 +48,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     shared.add_profile(parser)
     parser.add_argument("--min-score", type=float, default=None, metavar="S",
                         help="answer an empty mask where a concept's score is below S (judged absent; "
-                             "docs/quality.md) for references registered without a profile; default: none, "
-                             "or --profile's")
+                             "docs/quality.md) for references registered without a profile (default: none, "
+                             "or --profile's)")
     limits = parser.add_argument_group("batching and limits")
     limits.add_argument("--max-batch", type=shared.positive_int, default=d.max_batch,
                         help="targets per backbone call (1: off)")

@@ -174,7 +174,7 @@ def test_ray_replicas_share_match_references_through_the_registry(segmenter, ima
     reference = Image.fromarray(images[0].image)
     runner = EngineRunner(segmenter)
 
-    async def encode(inputs):  # the way ray_app re-encodes a match reference from its bytes
+    async def encode(inputs, profile):  # the way ray_app re-encodes a match reference (never profiled)
         ((image_bytes, _),) = inputs
         return await runner.call(segmenter.encode_image, Image.open(io.BytesIO(image_bytes)))
 
