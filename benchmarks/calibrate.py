@@ -14,7 +14,6 @@ backend, the results, bootstrap, reports, heatmap). Medians over `--passes`.
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from insid3.benchmarks.writer import table
+from insid3.benchmarks.writer import ReportFiles, table, write_report
 from insid3.engine.jobs.scenes import draw_scene
 from insid3.errors import SettingsError
 from insid3.evaluation.calibration.examples import ExampleSource
@@ -139,8 +138,8 @@ def run(settings: CalibrateBenchSettings) -> int:
     print(text)
     if settings.out is not None:
         settings.out.parent.mkdir(parents=True, exist_ok=True)
-        settings.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-        settings.out.with_suffix(".md").write_text(text)
+        write_report(result, ReportFiles(json=settings.out.with_suffix(".json"), markdown=settings.out.with_suffix(".md")),
+                     markdown=markdown)
     return 0 if result["ratio_loop"] <= GOAL_RATIO else 1
 
 

@@ -14,7 +14,6 @@ is checked to equal `segment` alone.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from insid3.benchmarks.writer import table
+from insid3.benchmarks.writer import ReportFiles, table, write_report
 from insid3.engine.jobs.scenes import CONCEPTS, draw_scene
 from insid3.engine.runtime.concepts import PER_CONCEPT_STAGES
 from insid3.engine.runtime.segmenter import Segmenter
@@ -131,5 +130,5 @@ def run(settings: ConceptsBenchSettings) -> int:
     numbers = measure(segmenter, settings.concepts, settings.repeats, settings.baseline, tuple(settings.size))
     print(report(numbers))
     if settings.json:
-        settings.json.write_text(json.dumps(numbers, indent=2) + "\n")
+        write_report(numbers, ReportFiles(json=settings.json))
     return 0

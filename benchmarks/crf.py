@@ -18,7 +18,6 @@ The target is a drawn scene (engine/jobs/scenes.py) unless `--image` and `--mask
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from insid3.benchmarks.writer import table
+from insid3.benchmarks.writer import ReportFiles, table, write_report
 from insid3.engine.jobs.scenes import draw_scene, scene_pairs
 from insid3.engine.runtime.images import load_mask, load_rgb, normalise_pixels
 from insid3.engine.runtime.segmenter import Segmenter
@@ -174,10 +173,6 @@ def run(settings: CrfBenchSettings) -> int:
     for bundle in settings.bundle:
         report["pipeline"].append(measure_pipeline(bundle, settings.repeats))
         print(f"{PROG}: pipeline {bundle}: done", file=sys.stderr)
-    if settings.json:
-        settings.json.write_text(json.dumps(report, indent=1))
-    text = markdown(report)
-    if settings.markdown:
-        settings.markdown.write_text(text)
-    print(text)
+    write_report(report, ReportFiles(json=settings.json, markdown=settings.markdown), markdown=markdown, indent=1)
+    print(markdown(report))
     return 0

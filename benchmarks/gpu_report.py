@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from insid3.benchmarks.writer import ReportFiles, table, write_report
+from insid3.benchmarks.writer import ReportFiles, as_json, table, write_report, write_text
 
 BUNDLES = {"small-768": ("small", 768), "large-1024": ("large", 1024)}  # exported, then compared
 # --simulate-cpu: the same keys, tiny random-init models (2 blocks, 128 wide) that export in seconds.
@@ -135,11 +135,8 @@ class PhaseContext:
         return self.deadline - time.monotonic()
 
     def write(self, status: str, summary: str, details: dict, markdown: Sequence[str] = ()) -> None:
-        partial = self.result_file.with_suffix(".partial")
-        partial.write_text(json.dumps(
-            {"status": status, "summary": summary, "details": details, "markdown": list(markdown)}, indent=1
-        ))
-        partial.replace(self.result_file)
+        write_text(self.result_file, as_json(
+            {"status": status, "summary": summary, "details": details, "markdown": list(markdown)}, indent=1))
 
 
 def bundle_folder(work: Path, key: str) -> Path:

@@ -16,7 +16,6 @@ Random-init bundles measure speed only; never read their masks as quality.
 from __future__ import annotations
 
 import io
-import json
 import statistics
 import tempfile
 import threading
@@ -30,6 +29,7 @@ import numpy as np
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from insid3.benchmarks.writer import as_json, write_text
 from insid3.engine.jobs.scenes import scene_pairs
 from insid3.engine.serve.launch import running_server
 from insid3.errors import SettingsError
@@ -196,5 +196,5 @@ def run(settings: LoadSettings) -> int:
     if len(results) == 2 and results[1].throughput:
         print(f"throughput ratio {results[0].label} / {results[1].label}: {results[0].throughput / results[1].throughput:.2f}x")
     if settings.json:
-        settings.json.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
+        write_text(settings.json, as_json([asdict(r) for r in results]))
     return 0

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from insid3.benchmarks.writer import table
+from insid3.benchmarks.writer import table, write_text
 from insid3.engine.cli.segment import main as segment
 from insid3.engine.jobs.scenes import draw_scene
 from insid3.errors import Insid3Error, SettingsError
@@ -105,5 +105,5 @@ def run(settings: RayJobsBenchSettings) -> int:
     text = markdown(rows, note)
     print(text)
     if settings.markdown:
-        settings.markdown.write_text(text)
+        write_text(settings.markdown, text)
     return 0

@@ -45,7 +45,7 @@ def table(header: Sequence[object], rows: Iterable[Sequence[object]], align: str
     return [table_row(header), rule, *(table_row(row) for row in rows)]
 
 
-def as_json(report: dict, indent: int = 2) -> str:
+def as_json(report: dict | list, indent: int = 2) -> str:
     return json.dumps(report, indent=indent) + "\n"
 
 
