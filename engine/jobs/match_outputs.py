@@ -3,8 +3,8 @@
     <stem>.json        MatchRecord: the reference, the target, the options and every match; one
                        convention for every pair of numbers, stated in the file's "coordinates":
                        points [x, y] in pixels of their image (x to the right, y down, from its
-                       top-left corner), sizes [width, height] (files without "coordinates", of
-                       earlier releases and the web page, hold sizes as [height, width])
+                       top-left corner), sizes [width, height]; the web page's downloads are the
+                       same file
     <stem>.csv         (--csv) index, source_x, source_y, target_x, target_y, peak_similarity
     <stem>.match.jpg   (--visualize) reference | target side by side, a line per keypoint
 
@@ -65,11 +65,10 @@ class MatchRecord:
     @classmethod
     def from_json(cls, data: dict) -> "MatchRecord":
         matches = data["matches"]
-        # Sizes are [width, height] where the file states its coordinates, [height, width] before.
-        order = slice(None, None, -1) if "coordinates" in data else slice(None)
+        (reference_width, reference_height), (target_width, target_height) = data["reference_size"], data["target_size"]
         return cls(
-            reference=data["reference"], reference_size=tuple(data["reference_size"][order]),
-            target=data["target"], target_size=tuple(data["target_size"][order]),
+            reference=data["reference"], reference_size=(reference_height, reference_width),
+            target=data["target"], target_size=(target_height, target_width),
             debiased=bool(data["debiased"]), svd_components=data["svd_components"],
             source_points=np.asarray([m["source"] for m in matches], np.float32).reshape(-1, 2),
             target_points=np.asarray([m["target"] for m in matches], np.float32).reshape(-1, 2),

@@ -227,7 +227,7 @@ def test_rotated_jpegs_are_painted_on_the_grid_the_server_reads(page):
 
 
 def test_match_mode_finds_clicked_points_as_the_api_does(page, server, files):
-    from insid3.engine.jobs.match_outputs import MatchRecord
+    from insid3.engine.jobs.match_outputs import COORDINATES, MatchRecord
 
     path, scene = files["shots"][0]
     page.set_input_files("#reference-file", str(path))
@@ -249,7 +249,10 @@ def test_match_mode_finds_clicked_points_as_the_api_does(page, server, files):
         assert card.locator(".markers .marker").count() == 3 and "backbone" in card.locator(".timings").inner_text()
         name, data = downloaded(page, card.locator(".download"))
         assert name == f"{target.stem}.json"
-        records.append(MatchRecord.from_json(json.loads(data)))
+        record = json.loads(data)  # insid3-match's file: the same convention, stated
+        assert record["coordinates"] == COORDINATES
+        assert record["reference_size"] == record["target_size"] == [SCENE_SIZE[1], SCENE_SIZE[0]]  # [width, height]
+        records.append(MatchRecord.from_json(record))
     name, data = downloaded(page, page.locator("#download-matches"))
     assert name == "matches.json"
     assert [MatchRecord.from_json(r).to_json() for r in json.loads(data)] == [r.to_json() for r in records]

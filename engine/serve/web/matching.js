@@ -17,10 +17,17 @@ export function drawMarkers(layer, points, [height, width], titles = []) {
   }));
 }
 
-// The JSON insid3-match writes per target (engine/jobs/match_outputs.py MatchRecord), for one target.
-export function matchRecord({ reference, referenceSize, target, points, answer }) {
+// How insid3-match's files state their numbers: engine/jobs/match_outputs.py COORDINATES, word for word.
+const COORDINATES = "points [x, y] in pixels of their image, x to the right and y down from its top-left corner; "
+  + "sizes [width, height]";
+
+// The JSON insid3-match writes per target (engine/jobs/match_outputs.py MatchRecord), for one target;
+// sizes come as [H, W] (the API's "size") and are written [width, height], as the file states.
+export function matchRecord({ reference, referenceSize: [referenceHeight, referenceWidth], target, points, answer }) {
+  const [targetHeight, targetWidth] = answer.size;
   return {
-    reference, reference_size: referenceSize, target, target_size: answer.size,
+    coordinates: COORDINATES,
+    reference, reference_size: [referenceWidth, referenceHeight], target, target_size: [targetWidth, targetHeight],
     debiased: answer.debiased, svd_components: answer.svd_components,
     matches: points.map((source, index) => ({ source, target: answer.points[index],
       peak_similarity: answer.peak_similarity[index] })),
