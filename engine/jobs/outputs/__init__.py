@@ -3,7 +3,7 @@
     png         <stem>.png per target (one concept from --ref), or <stem>.<concept>.png per concept
     label-png   <stem>.png, an indexed PNG (0 background, i the i-th concept) + legend.json
     coco        masks.coco.json, COCO instances (RLE or polygons; --instances: one per component)
-    coco-rle    the same, RLE (the single-reference format of earlier releases)
+    coco-rle    the same, always RLE (--segmentation does not apply)
     yolo-seg    labels/<stem>.txt (Ultralytics segmentation rows) + data.yaml naming the classes
     label-studio  tasks.label-studio.json, Label Studio tasks with the masks as predictions
 

@@ -1,6 +1,6 @@
 """`--format png`: binary mask PNGs (mode L, 0/255, the target's size).
 
-One concept from --ref: <stem>.png, as earlier releases wrote. Concepts given by name:
+One concept from --ref: <stem>.png. Concepts given by name:
 <stem>.<concept>.png each. --overlay adds <stem>.overlay.jpg (one concept: tinted magenta;
 several: each in its label-map colour). A target is done when every one of its files exists.
 """

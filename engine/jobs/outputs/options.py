@@ -40,7 +40,7 @@ class OutputOptions:
 
     def describe(self) -> str:
         """The options that change what is written, for the job manifest."""
-        parts = [self.format]  # "png" and "coco-rle" alone, as earlier releases recorded them
+        parts = [self.format]  # then the options that change this format's files, if any
         if self.format == "coco":
             parts.append(self.segmentation)
         if self.format in ("coco", "coco-rle") and self.instances:
