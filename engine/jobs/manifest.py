@@ -77,8 +77,8 @@ class JobManifest:
         return cls(
             bundle=data["bundle"], references=tuple(tuple(pair) for pair in data["references"]),
             hyperparameters=data["hyperparameters"], format=data["format"], precision=data["precision"],
-            concepts=tuple((name, tuple(tuple(pair) for pair in shots)) for name, shots in data.get("concepts", [])),
-            tool_version=data.get("tool_version", "unknown"), profile=data.get("profile"),
+            concepts=tuple((name, tuple(tuple(pair) for pair in shots)) for name, shots in data["concepts"]),
+            tool_version=data["tool_version"], profile=data["profile"],
         )
 
 
