@@ -201,3 +201,27 @@ def test_min_score_out_of_range_is_refused(tiny_bundle):
     assert ServeSettings.from_json({"min_score": "None"}).min_score is None
     with pytest.raises(SettingsError, match="min_score=1.5"):
         ServeSettings(min_score=1.5).validated()
+
+
+def test_the_runner_keeps_one_engine_per_distinct_settings_and_rebuilds_evicted_ones(segmenter, scenes):
+    from insid3.engine.serve.profiles import EngineSettings
+    from insid3.engine.serve.runner import PROFILE_ENGINES, EngineRunner
+
+    runner = EngineRunner(segmenter)
+    try:
+        assert runner.engine(None) is segmenter and runner.engine(runner.settings) is segmenter
+        first = EngineSettings(SETTINGS, segmenter.refine)
+        engine = runner.engine(first)
+        assert engine is not segmenter and engine.hyperparameters == SETTINGS and runner.engine(first) is engine
+        assert engine.backend is segmenter.backend  # the same backbone: one batch serves every profile
+        shot = [(Image.open(scenes / "ref.png"), Image.open(scenes / "ref.mask.png"))]
+        target = Image.open(scenes / "targets" / "t0.png")
+        reference = engine.encode_reference(shot)  # a registered reference outlives the engine that encoded it
+        before = engine.segment(target, reference)
+        for tau in np.linspace(0.3, 0.8, PROFILE_ENGINES):  # as many other settings as are kept
+            runner.engine(EngineSettings(Hyperparameters(8, float(tau), 0.45), segmenter.refine))
+        rebuilt = runner.engine(first)
+        assert rebuilt is not engine  # evicted, then built again on demand...
+        np.testing.assert_array_equal(rebuilt.segment(target, reference), before)  # ...and serves it alike
+    finally:
+        runner.close()
