@@ -11,6 +11,7 @@ A client registers a reference once (POST /v1/references) and sends many targets
     ray_app.py     Ray Serve: one replica per GPU, @serve.batch, references shared through the object store
     references.py  the device-resident reference cache (LRU + TTL, count and byte bounds), local or shared
     concepts.py    several concepts on one target; matching.py keypoint matching (their queue items)
+    profiles.py    calibration profiles per reference: checked, encoded under, applied (min_score too)
     uploads.py     upload decoding with the pixel limit; limits.py the body-size limit (413)
     metrics.py     Prometheus metrics in a per-app registry; responses.py PNG, timing headers, errors
     settings.py    ServeSettings, the frozen settings the CLI (engine/cli/serve.py) builds
