@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import argparse
 
+    from insid3.engine.jobs.segment import JobCounts
+
 EXIT_ERROR = 2
 EXIT_BUG = 1
 EXIT_INTERRUPTED = 130
@@ -110,3 +112,17 @@ def report_exception(prog: str, exc: Exception, debug: bool) -> int:
     where = "" if debug else "; run with --debug for the traceback"
     print(f"{prog}: internal error (a bug, please report it): {type(exc).__name__}: {exc}{where}", file=sys.stderr)
     return EXIT_BUG
+
+
+def job_summary(prog: str, counts: JobCounts, done_as: str, out: object) -> int:
+    """A batch job's last lines (segment, match) and its exit code: 130 when interrupted (what is
+    done is kept), 1 when a target failed, else 0."""
+    if counts.interrupted:
+        print(f"{prog}: interrupted: {counts.done} {done_as}, {counts.skipped} already done, kept in {counts.out}; "
+              "run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    for target, why in counts.failures:
+        print(f"{prog}: skipped {target}: {why}", file=sys.stderr)
+    print(f"{prog}: {counts.done} {done_as}, {counts.skipped} already done, {len(counts.failures)} failed -> {out}",
+          file=sys.stderr)
+    return 1 if counts.failures else 0

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from insid3.engine.cli import arguments as shared
+from insid3.engine.cli.runner import job_summary
 
 __all__ = ["configure", "main", "run"]
 
@@ -91,15 +92,7 @@ def run(args: argparse.Namespace, prog: str) -> int:
     logging.basicConfig(level=logging.WARNING)
     settings = settings_from(args)
     counts = run_segment_job(settings, say=lambda line: print(f"{prog}: {line}", file=sys.stderr))
-    if counts.interrupted:
-        print(f"{prog}: interrupted: {counts.done} segmented, {counts.skipped} already done, kept in {counts.out}; "
-              "run the same command again to resume", file=sys.stderr)
-        return 130
-    for target, why in counts.failures:
-        print(f"{prog}: skipped {target}: {why}", file=sys.stderr)
-    print(f"{prog}: {counts.done} segmented, {counts.skipped} already done, {len(counts.failures)} failed -> "
-          f"{args.out}", file=sys.stderr)
-    return 1 if counts.failures else 0
+    return job_summary(prog, counts, "segmented", args.out)
 
 
 def main(argv: list[str] | None = None) -> int:
