@@ -12,6 +12,7 @@ from support.scenes import one_concept_workspace, save_example
 from insid3.engine.cli.segment import main
 from insid3.engine.jobs.manifest import MANIFEST_FILE
 from insid3.engine.jobs.outputs.coco import COCO_FILE, COCO_JOURNAL, CocoOutputs
+from insid3.engine.jobs.outputs.label_studio import TASKS_FILE, TASKS_JOURNAL
 from insid3.engine.jobs.outputs.masks import PngOutputs
 
 
@@ -56,16 +57,20 @@ def test_ctrl_c_keeps_what_is_done_and_the_rerun_resumes(tiny_bundle, workspace,
     assert "2 segmented, 2 already done, 0 failed" in last_line(capsys)
 
 
-def test_a_torn_journal_line_is_redone(tiny_bundle, workspace, tmp_path, capsys):
+@pytest.mark.parametrize("fmt", ["coco-rle", "label-studio"])
+def test_a_torn_journal_line_is_redone(tiny_bundle, workspace, tmp_path, capsys, fmt):
+    journal, document = (COCO_JOURNAL, COCO_FILE) if fmt == "coco-rle" else (TASKS_JOURNAL, TASKS_FILE)
     out = tmp_path / "out"
-    assert main(_args(tiny_bundle, workspace, out, "--format", "coco-rle")) == 0
-    lines = (out / COCO_JOURNAL).read_text().splitlines(keepends=True)
-    (out / COCO_JOURNAL).write_text("".join(lines[:2]) + lines[2][: len(lines[2]) // 2])  # killed mid-write
-    (out / COCO_FILE).unlink()
+    assert main(_args(tiny_bundle, workspace, out, "--format", fmt)) == 0
+    lines = (out / journal).read_text().splitlines(keepends=True)
+    (out / journal).write_text("".join(lines[:2]) + lines[2][: len(lines[2]) // 2])  # killed mid-write
+    (out / document).unlink()
     capsys.readouterr()
-    assert main(_args(tiny_bundle, workspace, out, "--format", "coco-rle")) == 0
+    assert main(_args(tiny_bundle, workspace, out, "--format", fmt)) == 0
     assert "2 segmented, 2 already done" in last_line(capsys)
-    assert len(json.loads((out / COCO_FILE).read_text())["images"]) == 4
+    written = json.loads((out / document).read_text())
+    entries = written["images"] if fmt == "coco-rle" else written
+    assert len(entries) == 4 and not any("target" in entry for entry in entries)  # the journal's key stays there
 
 
 def test_another_reference_into_the_same_folder_is_refused(tiny_bundle, workspace, tmp_path, capsys):

@@ -20,14 +20,13 @@ its record. (file_name stays the path as the job that wrote the record was given
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from insid3.engine.jobs.job_folder import append_line, hold_folder, open_for_append, release_folder
-from insid3.engine.jobs.outputs.files import mask_bbox, target_key, write_atomically
+from insid3.engine.jobs.job_folder import hold_folder, release_folder
+from insid3.engine.jobs.outputs.files import RecordJournal, mask_bbox, write_atomically
 from insid3.engine.jobs.outputs.options import OutputOptions
 from insid3.engine.jobs.outputs.polygons import mask_polygons
 from insid3.engine.runtime.concepts import ConceptsResult
@@ -82,62 +81,36 @@ def coco_instances(records: Iterable[dict], names: Sequence[str]) -> dict:
 class CocoOutputs:
     def __init__(self, folder: Path, options: OutputOptions) -> None:
         hold_folder(folder)  # before reading its journal: no other job may write there now
-        self.folder, self.path, self.journal_path, self.options = folder, folder / COCO_FILE, folder / COCO_JOURNAL, options
+        self.folder, self.path, self.options = folder, folder / COCO_FILE, options
         self.segmentation = "rle" if options.format == "coco-rle" else options.segmentation
-        self.records: dict[str, dict] = self._read_journal()  # by target_key
-        self.added = 0  # records this job wrote
-        self._journal: int | None = None
-
-    def _read_journal(self) -> dict[str, dict]:
-        if not self.journal_path.is_file():
-            return {}
-        records, good_bytes = {}, 0
-        with open(self.journal_path, "rb") as handle:
-            for line in handle:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    break  # a torn write: this line and anything after it are redone
-                records[record["target"]] = record  # one record per target: the latest, in the first one's place
-                good_bytes += len(line)
-        os.truncate(self.journal_path, good_bytes)
-        return records
+        self.journal = RecordJournal(folder, COCO_JOURNAL)
 
     def done(self, target: Path) -> bool:
-        return target_key(target, self.folder) in self.records
+        return target in self.journal
 
     def has_outputs(self) -> bool:
-        return bool(self.records) or self.path.is_file()
+        return bool(self.journal.records) or self.path.is_file()
 
     def start(self, *, fresh: bool) -> None:
         """The categories come from the job's concepts when the file is built; another job's
         records (--overwrite) would point at its categories, so they are dropped."""
         if fresh:
-            self.records.clear()
-            if self.journal_path.is_file():
-                os.truncate(self.journal_path, 0)
+            self.journal.forget()
 
     def write(self, target: Path, result: ConceptsResult) -> None:
         options = self.options
-        key = target_key(target, self.folder)
-        record = target_record(str(target), result, segmentation=self.segmentation, instances=options.instances,
-                               min_area=options.min_area, tolerance=options.tolerance)
-        if self._journal is None:
-            self._journal = open_for_append(self.journal_path)
-        append_line(self._journal, self.journal_path, (json.dumps({**record, "target": key}) + "\n").encode())
-        self.records[key] = record  # a target redone keeps its place
-        self.added += 1
+        self.journal.add(target, target_record(str(target), result, segmentation=self.segmentation,
+                                               instances=options.instances, min_area=options.min_area,
+                                               tolerance=options.tolerance))
 
     def coco(self) -> dict:
-        return coco_instances(self.records.values(), self.options.names)
+        return coco_instances(self.journal.records.values(), self.options.names)
 
     def close(self) -> None:
         """masks.coco.json from every record; the folder is let go (removed if this job made it
         and wrote no record there)."""
         try:
-            if self._journal is not None:
-                os.close(self._journal)
-                self._journal = None
+            self.journal.close()
             write_atomically(self.path, (json.dumps(self.coco()) + "\n").encode())
         finally:
-            release_folder(self.folder, unused=not self.added)
+            release_folder(self.folder, unused=not self.journal.added)

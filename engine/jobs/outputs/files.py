@@ -1,5 +1,6 @@
 """What every writer shares: encoding an image in memory, atomic writes, leftovers, the log of
-targets this job finished, and what names a target in it.
+targets this job finished (or, for a format written as one document, the journal of their
+records), and what names a target in them.
 
 A target is named by its real path (symbolic links resolved) relative to the output folder's
 real path: `photos/a.jpg` typed in the project folder, `/home/me/project/photos/a.jpg` typed
@@ -12,6 +13,7 @@ another disk) keeps every target done; moving or renaming one of them makes the 
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path, PurePath
 
@@ -20,7 +22,7 @@ from PIL import Image
 
 from insid3.engine.jobs.job_folder import append_line, hold_folder, open_for_append, write_atomically
 
-__all__ = ["DoneLog", "encoded", "mask_bbox", "remove_temporaries", "target_key", "write_atomically"]
+__all__ = ["DoneLog", "RecordJournal", "encoded", "mask_bbox", "remove_temporaries", "target_key", "write_atomically"]
 
 DONE_FILE = ".insid3-done"
 
@@ -100,3 +102,50 @@ class DoneLog:
         if self._log is not None:
             os.close(self._log)
             self._log = None
+
+
+class RecordJournal:
+    """Each finished target's record (a JSON object), one line per target appended and flushed as
+    soon as it is computed, for the formats written as one document when the job ends (COCO,
+    Label Studio). The journal line adds `target` (its `target_key`); `records` holds the records
+    without it, by key: a target written again keeps its first place with its latest record. A
+    torn last line (a crash mid-append) and anything after it are dropped: those targets are redone.
+    """
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.folder, self.path = folder, folder / name
+        self.records: dict[str, dict] = {}
+        self.added = 0  # records this job wrote
+        self._journal: int | None = None
+        if self.path.is_file():
+            good_bytes = 0
+            with open(self.path, "rb") as handle:
+                for line in handle:
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        break
+                    self.records[record.pop("target")] = record
+                    good_bytes += len(line)
+            os.truncate(self.path, good_bytes)
+
+    def __contains__(self, target: Path) -> bool:
+        return target_key(target, self.folder) in self.records
+
+    def forget(self) -> None:
+        self.records.clear()
+        if self.path.is_file():
+            os.truncate(self.path, 0)
+
+    def add(self, target: Path, record: dict) -> None:
+        key = target_key(target, self.folder)
+        if self._journal is None:
+            self._journal = open_for_append(self.path)
+        append_line(self._journal, self.path, (json.dumps({**record, "target": key}) + "\n").encode())
+        self.records[key] = record
+        self.added += 1
+
+    def close(self) -> None:
+        if self._journal is not None:
+            os.close(self._journal)
+            self._journal = None

@@ -20,12 +20,11 @@ as soon as it is computed, and tasks.label-studio.json is rebuilt from it when t
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path, PurePath
 
-from insid3.engine.jobs.job_folder import append_line, hold_folder, open_for_append, release_folder
+from insid3.engine.jobs.job_folder import hold_folder, release_folder
 from insid3.engine.jobs.label_studio import BRUSH, POLYGON, concept_score, default_config, mask_results
-from insid3.engine.jobs.outputs.files import target_key, write_atomically
+from insid3.engine.jobs.outputs.files import RecordJournal, write_atomically
 from insid3.engine.jobs.outputs.options import OutputOptions
 from insid3.engine.runtime.concepts import ConceptsResult
 
@@ -66,55 +65,27 @@ class LabelStudioOutputs:
     def __init__(self, folder: Path, options: OutputOptions) -> None:
         hold_folder(folder)  # before reading its journal: no other job may write there now
         self.folder, self.options = folder, options
-        self.path, self.journal_path = folder / TASKS_FILE, folder / TASKS_JOURNAL
+        self.path, self.journal = folder / TASKS_FILE, RecordJournal(folder, TASKS_JOURNAL)
         self.root = options.label_studio_root
-        self.records: dict[str, dict] = self._read_journal()  # by target_key
-        self.added = 0
-        self._journal: int | None = None
-
-    def _read_journal(self) -> dict[str, dict]:
-        if not self.journal_path.is_file():
-            return {}
-        records, good_bytes = {}, 0
-        with open(self.journal_path, "rb") as handle:
-            for line in handle:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    break  # a torn write: this line and anything after it are redone
-                records[record.pop("target")] = record
-                good_bytes += len(line)
-        os.truncate(self.journal_path, good_bytes)
-        return records
 
     def done(self, target: Path) -> bool:
-        return target_key(target, self.folder) in self.records
+        return target in self.journal
 
     def has_outputs(self) -> bool:
-        return bool(self.records) or self.path.is_file()
+        return bool(self.journal.records) or self.path.is_file()
 
     def start(self, *, fresh: bool) -> None:
         if fresh:
-            self.records.clear()
-            if self.journal_path.is_file():
-                os.truncate(self.journal_path, 0)
+            self.journal.forget()
 
     def write(self, target: Path, result: ConceptsResult) -> None:
-        key = target_key(target, self.folder)
-        record = task_record(image_reference(target, self.root), result, self.options.segmentation,
-                             self.options.tolerance)
-        if self._journal is None:
-            self._journal = open_for_append(self.journal_path)
-        append_line(self._journal, self.journal_path, (json.dumps({**record, "target": key}) + "\n").encode())
-        self.records[key] = record
-        self.added += 1
+        self.journal.add(target, task_record(image_reference(target, self.root), result, self.options.segmentation,
+                                             self.options.tolerance))
 
     def close(self) -> None:
         """tasks.label-studio.json from every record; the folder is let go."""
         try:
-            if self._journal is not None:
-                os.close(self._journal)
-                self._journal = None
-            write_atomically(self.path, (json.dumps(list(self.records.values())) + "\n").encode())
+            self.journal.close()
+            write_atomically(self.path, (json.dumps(list(self.journal.records.values())) + "\n").encode())
         finally:
-            release_folder(self.folder, unused=not self.added)
+            release_folder(self.folder, unused=not self.journal.added)
