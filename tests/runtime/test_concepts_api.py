@@ -5,6 +5,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from support.scenes import example_shot
 
 from insid3 import kernels
 from insid3.engine import Segmenter
@@ -14,19 +15,10 @@ from insid3.errors import NoReferenceError, SettingsError
 
 
 @pytest.fixture(scope="module")
-def concepts(segmenter):
-    """Three concepts, the second with two shots, and a fourth: the first's concept from another
-    example (so that two concepts claim the same clusters)."""
-    def shot(seed, concept):
-        scene = draw_scene(seed, (120, 160), concept=concept)
-        return scene.image, scene.mask
-
-    return {
-        "ellipse": segmenter.encode_reference([shot(20, 0)]),
-        "rectangle": segmenter.encode_reference([shot(21, 1), shot(31, 1)]),
-        "triangle": segmenter.encode_reference([shot(22, 2)]),
-        "ellipse-too": segmenter.encode_reference([shot(40, 0)]),
-    }
+def concepts(segmenter, references):
+    """The three concepts (conftest's references), the second with two shots, and a fourth: the
+    first's concept from another example (so that two concepts claim the same clusters)."""
+    return {**references, "ellipse-too": segmenter.encode_reference([example_shot(40, 0)])}
 
 
 @pytest.fixture(scope="module")

@@ -16,19 +16,6 @@ from insid3.kernels.matching import backward_candidates, backward_votes
 
 
 @pytest.fixture(scope="module")
-def references(segmenter):
-    def shot(seed, concept):
-        scene = draw_scene(seed, (120, 160), concept=concept)
-        return scene.image, scene.mask
-
-    return {
-        "ellipse": segmenter.encode_reference([shot(20, 0)]),
-        "rectangle": segmenter.encode_reference([shot(21, 1), shot(31, 1)]),
-        "triangle": segmenter.encode_reference([shot(22, 2)]),
-    }
-
-
-@pytest.fixture(scope="module")
 def targets():
     return [draw_scene(seed, (110 + 7 * seed, 150), concept=seed % 3).image for seed in range(5)]
 

@@ -29,3 +29,9 @@ def one_concept_workspace(root: Path, targets: int) -> Path:
     for index in range(targets):
         Image.fromarray(draw_scene(10 + index, TARGET_SIZE, concept=0).image).save(root / "targets" / f"t{index}.jpg")
     return root
+
+
+def example_shot(seed: int, concept: int) -> tuple[np.ndarray, np.ndarray]:
+    """A drawn example scene (120 x 160) as a shot: its image and its concept's mask."""
+    scene = draw_scene(seed, EXAMPLE_SIZE, concept=concept)
+    return scene.image, scene.mask
