@@ -12,15 +12,13 @@ import yaml
 from PIL import Image
 from scipy import ndimage
 from support.commands import last_line
-from support.scenes import save_example
+from support.scenes import api_results, save_examples
 from test_formats_units import rasterise
 
-from insid3.engine import Segmenter
 from insid3.engine.cli.segment import main
 from insid3.engine.jobs.outputs import masks as mask_outputs
 from insid3.engine.jobs.outputs.coco import COCO_FILE
 from insid3.engine.jobs.scenes import draw_scene
-from insid3.engine.runtime.reference import Reference
 
 EXAMPLES = (("ellipse", 20, 0), ("rectangle", 21, 1), ("rectangle", 31, 1), ("triangle", 22, 2))
 NAMES = ("ellipse", "rectangle", "triangle")
@@ -29,8 +27,7 @@ NAMES = ("ellipse", "rectangle", "triangle")
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("concepts")
-    for index, (_, seed, concept) in enumerate(EXAMPLES):
-        save_example(root, f"ex{index}", seed, concept)
+    save_examples(root, EXAMPLES)
     (root / "targets").mkdir()
     for seed in range(3):
         Image.fromarray(draw_scene(50 + seed, (100 + 10 * seed, 140), concept=seed).image).save(
@@ -39,15 +36,8 @@ def workspace(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def expected(tiny_bundle, workspace):
-    """{target stem: ConceptsResult} from the API, the shots encoded one by one as the CLI does."""
-    seg = Segmenter.from_bundle(tiny_bundle, backend="onnxruntime")
-    shots = {}
-    for index, (name, _, _) in enumerate(EXAMPLES):
-        shots.setdefault(name, []).extend(seg.encode_shots([(workspace / f"ex{index}.png",
-                                                             workspace / f"ex{index}_mask.png")]))
-    references = {name: Reference.from_shots(tuple(found), seg.fingerprint) for name, found in shots.items()}
-    return {path.stem: seg.segment_concepts(path, references) for path in sorted((workspace / "targets").iterdir())}
+def expected(segmenter, workspace):
+    return api_results(segmenter, workspace, EXAMPLES)
 
 
 def concept_flags(root):

@@ -8,16 +8,14 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from support.scenes import save_example
+from support.scenes import api_results, save_examples
 
-from insid3.engine import Segmenter
 from insid3.engine.cli.segment import main
 from insid3.engine.jobs.outputs.coco import COCO_FILE
 from insid3.engine.jobs.outputs.files import target_key
 from insid3.engine.jobs.outputs.quality import COLUMNS, FLAG_COLUMNS, QUALITY_FILE, quality_of_row
 from insid3.engine.jobs.scenes import draw_scene
 from insid3.engine.runtime.quality import QualityThresholds
-from insid3.engine.runtime.reference import Reference
 
 EXAMPLES = (("ellipse", 20, 0), ("rectangle", 21, 1), ("triangle", 22, 2))
 TARGETS = 5
@@ -26,8 +24,7 @@ TARGETS = 5
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("quality")
-    for index, (_, seed, concept) in enumerate(EXAMPLES):
-        save_example(root, f"ex{index}", seed, concept)
+    save_examples(root, EXAMPLES)
     (root / "targets").mkdir()
     for seed in range(TARGETS):
         scene = draw_scene(60 + seed, (100 + 8 * seed, 140), concept=seed % 3)
@@ -37,15 +34,8 @@ def workspace(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def expected(tiny_bundle, workspace):
-    """{target stem: ConceptsResult} from the API, each shot encoded alone as the job does."""
-    seg = Segmenter.from_bundle(tiny_bundle, backend="onnxruntime")
-    references = {
-        name: Reference.from_shots(seg.encode_shots([(workspace / f"ex{i}.png", workspace / f"ex{i}_mask.png")]),
-                                   seg.fingerprint)
-        for i, (name, _, _) in enumerate(EXAMPLES)
-    }
-    return {path.stem: seg.segment_concepts(path, references) for path in sorted((workspace / "targets").iterdir())}
+def expected(segmenter, workspace):
+    return api_results(segmenter, workspace, EXAMPLES)
 
 
 def run(bundle, root, out, *extra):

@@ -22,11 +22,6 @@ def images():
     return reference.image, [first.image, second.image, other.image]
 
 
-@pytest.fixture(scope="module")
-def authors(tiny_bundle):
-    return authors_way.load_model(tiny_bundle)
-
-
 def authors_basis(tiny_bundle, s):
     from insid3.format.bundle import load_bundle
 

@@ -19,11 +19,6 @@ SIZE = (150, 200)
 
 
 @pytest.fixture(scope="module")
-def authors(tiny_bundle):
-    return authors_way.load_model(tiny_bundle)
-
-
-@pytest.fixture(scope="module")
 def episodes():
     """(shots, target, truth): three one-shot scenes and one three-shot scene."""
     single = [([(r.image, r.mask)], t.image, t.mask) for r, t in scene_pairs(3, size=SIZE, seed=10)]
