@@ -6,13 +6,11 @@ from __future__ import annotations
 import errno
 import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 from support import eval_layouts as layouts
 from support.commands import last_line
+from support.held_folders import held_by_another_process
 
 from insid3.engine.cli import evaluate as cli
 from insid3.engine.jobs.job_folder import LOCK_FILE
@@ -33,28 +31,13 @@ def evaluate(bundle, data, out) -> int:
                      "--backend", "onnxruntime", "--no-progress", "--episodes", str(EPISODES)])
 
 
-HOLD = textwrap.dedent("""
-    import sys, time
-    from pathlib import Path
-    from insid3.engine.jobs.job_folder import hold_folder
-    hold_folder(Path(sys.argv[1]))
-    print("held", flush=True)
-    time.sleep(600)
-""")
-
-
 def test_a_second_eval_on_a_held_folder_stops_naming_the_holder(tiny_bundle, data, tmp_path, capsys):
     out = tmp_path / "out"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with held_by_another_process(out) as pid:
         assert evaluate(tiny_bundle, data, out) == 2
         line = last_line(capsys)
-        assert line.startswith(f"insid3-eval: error: {out} is in use by another job (pid {holder.pid} on ")
+        assert line.startswith(f"insid3-eval: error: {out} is in use by another job (pid {pid} on ")
         assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # no log begun, no report
-    finally:
-        holder.kill()
-        holder.wait()
     assert evaluate(tiny_bundle, data, out) == 0  # the holder gone (SIGKILL), the folder is free
     assert not (out / LOCK_FILE).exists()  # let go when the run ended
 

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from support.commands import last_line
+from support.held_folders import held_by_another_process
 from support.scenes import one_concept_workspace
 
 from insid3.engine.cli.segment import main
@@ -104,25 +104,12 @@ def test_a_killed_holder_does_not_block_the_next_job(tiny_bundle, workspace, tmp
     assert "segmented" in last_line(capsys) and not (out / LOCK_FILE).exists()
 
 
-HOLD = textwrap.dedent("""
-    import sys, time
-    from pathlib import Path
-    from insid3.engine.jobs.job_folder import hold_folder
-    hold_folder(Path(sys.argv[1]))
-    print("held", flush=True)
-    time.sleep(600)
-""")
-
-
 @pytest.fixture
 def held_elsewhere(tmp_path):
     """A folder another process holds (the library's own lock, as any job takes it)."""
     folder = tmp_path / "held"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
-    yield folder, holder.pid
-    holder.kill()
-    holder.wait()
+    with held_by_another_process(folder) as pid:
+        yield folder, pid
 
 
 def test_holding_is_per_process_and_released_with_the_lock_file(tmp_path, held_elsewhere):
