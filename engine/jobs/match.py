@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,9 +20,9 @@ from insid3.engine.jobs.manifest import MANIFEST_FILE, JobManifest, claim_folder
 from insid3.engine.jobs.match_outputs import MatchOutputs, record_of
 from insid3.engine.jobs.outputs.files import remove_temporaries
 from insid3.engine.jobs.segment import JobCounts, Say
-from insid3.engine.jobs.targets import check_input_files, expand_targets, writable_folder
+from insid3.engine.jobs.targets import check_input_files, expand_targets, readable_targets, writable_folder
 from insid3.engine.runtime.correspondence import MatchOptions, check_points, parse_points
-from insid3.engine.runtime.images import PreparedImage, load_rgb
+from insid3.engine.runtime.images import load_rgb
 from insid3.engine.runtime.reference import EncodingFingerprint
 from insid3.engine.runtime.segmenter import Segmenter
 from insid3.errors import InputImageError, KeypointError, SettingsError
@@ -134,16 +133,9 @@ def run_match_job(settings: MatchJobSettings, say: Say) -> JobCounts:
         say(f"{segmenter.describe()}; {len(points)} point(s), "
             f"{'debiased, s=' + str(s) if s is not None else 'original features'}")
         reference = segmenter.encode_image(reference_rgb)
-
-        def readable() -> Iterator[PreparedImage]:
-            for target in todo:
-                try:
-                    yield segmenter.prepare(target)
-                except InputImageError as exc:
-                    counts.failures.append((target, str(exc)))
-
         options = MatchOptions(debiased=settings.debiased, svd_components=s)
-        found_all = segmenter.matcher.match_stream(reference, points, readable(), options, settings.batch_size)
+        readable = readable_targets(segmenter.prepare, todo, counts.failures)
+        found_all = segmenter.matcher.match_stream(reference, points, readable, options, settings.batch_size)
         with tqdm(total=len(todo), unit="img", desc="matching", disable=not settings.progress) as bar:
             for item, found in found_all:
                 record = record_of(found, reference=settings.reference, reference_size=reference.original_size,

@@ -21,9 +21,8 @@ from insid3.engine.jobs.concept_specs import ConceptSpec, check_files, merge, pa
 from insid3.engine.jobs.manifest import JobManifest, JobMismatchError, claim_folder
 from insid3.engine.jobs.outputs import FORMATS, SEGMENTATIONS, OutputOptions, Writer, open_writer
 from insid3.engine.jobs.outputs.files import remove_temporaries
-from insid3.engine.jobs.targets import check_input_files, expand_targets, writable_folder
+from insid3.engine.jobs.targets import check_input_files, expand_targets, readable_targets, writable_folder
 from insid3.engine.runtime.concepts import ConceptsResult
-from insid3.engine.runtime.images import PreparedImage
 from insid3.engine.runtime.quality import QualityThresholds
 from insid3.engine.runtime.reference import EncodingFingerprint, Reference
 from insid3.engine.runtime.segmenter import Segmenter
@@ -167,15 +166,8 @@ def segment_here(settings: SegmentJobSettings, hyperparameters: Hyperparameters,
             tuple(shot for pair in spec.shots for shot in segmenter.encode_shots([pair])), segmenter.fingerprint)
         for spec in concepts
     }
-
-    def readable() -> Iterator[PreparedImage]:
-        for target in todo:
-            try:
-                yield segmenter.prepare(target)
-            except InputImageError as exc:
-                failures.append((target, str(exc)))
-
-    results = segmenter.segment_concepts_stream(readable(), references, settings.batch_size)
+    results = segmenter.segment_concepts_stream(readable_targets(segmenter.prepare, todo, failures), references,
+                                                settings.batch_size)
     return ((Path(item.name), result) for item, result in results)
 
 

@@ -1,13 +1,15 @@
 """What a job reads and where it writes: targets from files, folders and glob patterns, the input
-files checked before any model loads, and the output folder made writable."""
+files checked before any model loads, the targets read one by one (an unreadable one is a failure,
+not the job's end), and the output folder made writable."""
 
 from __future__ import annotations
 
 import glob
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from insid3.engine.jobs.job_folder import check_writable
+from insid3.engine.runtime.images import PreparedImage
 from insid3.errors import InputImageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -42,6 +44,17 @@ def unique_targets(found: list, patterns: Sequence[str]) -> list:
             )
         stems[path.stem] = path
     return unique
+
+
+def readable_targets(prepare: Callable[[Path], PreparedImage], targets: Iterable,
+                     failures: list[tuple[object, str]]) -> Iterator[PreparedImage]:
+    """Each target as `prepare` reads it (Segmenter.prepare); one it cannot read is appended to
+    `failures` with its one-line reason, and the others go on."""
+    for target in targets:
+        try:
+            yield prepare(target)
+        except InputImageError as exc:
+            failures.append((target, str(exc)))
 
 
 def check_input_files(files: Iterable[tuple[str, Path]]) -> None:
