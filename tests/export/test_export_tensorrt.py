@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import re
 import sys
-import types
 
 import pytest
 from support.export_fixtures import TINY
+from support.trt_fakes import installed_tensorrt
 
 from insid3.errors import BackendUnavailableError, SettingsError
 from insid3.export import ExportSettings, export_bundle
@@ -35,10 +35,6 @@ def no_tensorrt(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # `import tensorrt` raises ImportError
 
 
-def _fake_tensorrt(monkeypatch, version: str) -> None:
-    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__=version))
-
-
 def test_trt_without_tensorrt_is_one_clear_line(no_tensorrt):
     with pytest.raises(BackendUnavailableError) as exc_info:
         trt_build.require_tensorrt()
@@ -46,7 +42,7 @@ def test_trt_without_tensorrt_is_one_clear_line(no_tensorrt):
 
 
 def test_old_tensorrt_is_refused_with_the_reason(monkeypatch):
-    _fake_tensorrt(monkeypatch, "10.8.0.43")
+    installed_tensorrt(monkeypatch, "10.8.0.43")
     with pytest.raises(BackendUnavailableError, match=r"tensorrt 10\.8\.0\.43 is installed.*4558, 4723, 4742"):
         trt_build.require_tensorrt()
 

@@ -7,6 +7,7 @@ import types
 from pathlib import Path
 
 import pytest
+from support.trt_fakes import installed_tensorrt
 
 from insid3.errors import BackendUnavailableError
 from insid3.format.bundle import Artifact
@@ -17,10 +18,6 @@ def test_version_parsing():
     assert versions.parse_version("10.13.0.35") == (10, 13, 0)
     assert versions.parse_version("10.8.0") < versions.MIN_TENSORRT <= versions.parse_version("10.13.0")
     assert versions.MIN_TENSORRT <= versions.parse_version("11.0.0")
-
-
-def _fake_tensorrt(monkeypatch, version: str) -> None:
-    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__=version))
 
 
 def _fake_cupy(monkeypatch, *, devices: int = 1, name=b"NVIDIA H100 80GB HBM3", error: Exception | None = None):
@@ -39,7 +36,7 @@ def test_without_tensorrt(monkeypatch):
 
 
 def test_old_tensorrt_is_refused_with_the_reason(monkeypatch):
-    _fake_tensorrt(monkeypatch, "10.8.0.43")
+    installed_tensorrt(monkeypatch, "10.8.0.43")
     _fake_cupy(monkeypatch)
     reason = versions.tensorrt_unavailable_reason()
     assert reason.startswith("tensorrt 10.8.0.43 is installed, >= 10.13 is needed")
@@ -47,20 +44,20 @@ def test_old_tensorrt_is_refused_with_the_reason(monkeypatch):
 
 
 def test_the_runner_needs_cupy(monkeypatch):
-    _fake_tensorrt(monkeypatch, "10.13.0.35")
+    installed_tensorrt(monkeypatch, "10.13.0.35")
     monkeypatch.setitem(sys.modules, "cupy", None)
     reason = versions.tensorrt_unavailable_reason()
     assert reason.startswith("cupy is not installed") and "runner" in reason
 
 
 def test_without_a_cuda_device(monkeypatch):
-    _fake_tensorrt(monkeypatch, "10.13.0.35")
+    installed_tensorrt(monkeypatch, "10.13.0.35")
     _fake_cupy(monkeypatch, devices=0)
     assert versions.tensorrt_unavailable_reason() == "no CUDA device is visible (cupy)"
 
 
 def test_without_a_usable_driver(monkeypatch):
-    _fake_tensorrt(monkeypatch, "10.13.0.35")
+    installed_tensorrt(monkeypatch, "10.13.0.35")
     _fake_cupy(monkeypatch, error=RuntimeError("cudaErrorInsufficientDriver"))
     assert versions.tensorrt_unavailable_reason() == (
         "no CUDA device is usable (RuntimeError: cudaErrorInsufficientDriver)"
@@ -68,7 +65,7 @@ def test_without_a_usable_driver(monkeypatch):
 
 
 def test_a_good_tensorrt_with_a_device_is_available(monkeypatch):
-    _fake_tensorrt(monkeypatch, "10.13.3.9")
+    installed_tensorrt(monkeypatch, "10.13.3.9")
     _fake_cupy(monkeypatch)
     assert versions.tensorrt_unavailable_reason() is None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import sys
 import types
 
 import numpy as np
@@ -194,3 +195,8 @@ def fake_cupy() -> types.ModuleType:
     cupy.asnumpy = lambda array: np.array(array, copy=True).view(np.ndarray)
     cupy.cuda = types.SimpleNamespace(Stream=stream, get_current_stream=lambda: cupy.current[-1])
     return cupy
+
+
+def installed_tensorrt(monkeypatch, version: str) -> None:
+    """`import tensorrt` gives a module of this version and nothing else (what the version checks read)."""
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__=version))
