@@ -107,7 +107,7 @@ def test_two_concepts_to_coco_equal_the_local_command(cluster, tiny_bundle, work
 
 def test_a_worker_killed_mid_job_costs_nothing(cluster, tiny_bundle, workspace, local_masks, tmp_path, monkeypatch,
                                                capsys):
-    real, writes, killed = PngOutputs.write, [], []
+    real, writes, killed, outcome = PngOutputs.write, [], [], []
 
     def write(self, target, result):
         writes.append(target.stem)
@@ -127,6 +127,7 @@ def test_a_worker_killed_mid_job_costs_nothing(cluster, tiny_bundle, workspace, 
             deadline = time.monotonic() + 120
             while not (restarted(killed[0]) or retired(killed[0])) and time.monotonic() < deadline:
                 time.sleep(0.1)
+            outcome.append("restarted" if restarted(killed[0]) else "retired" if retired(killed[0]) else "neither")
 
     monkeypatch.setattr(PngOutputs, "write", write)
     out = tmp_path / "out"
@@ -137,9 +138,9 @@ def test_a_worker_killed_mid_job_costs_nothing(cluster, tiny_bundle, workspace, 
     masks = masks_of(out)
     assert masks.keys() == local_masks.keys()
     assert all(np.array_equal(masks[stem], local_masks[stem]) for stem in masks)
-    # restarted (cluster.FAULT_TOLERANCE: its batches retried, every target above written once), or
-    # retired by the pool with nothing in flight; never left half-dead
-    assert restarted(killed[0]) or retired(killed[0]), [a for a in segment_workers() if a["ActorID"] == killed[0]]
+    # While the job ran: restarted (cluster.FAULT_TOLERANCE: its batches retried, every target above
+    # written once), or retired by the pool with nothing in flight; never left half-dead.
+    assert outcome in (["restarted"], ["retired"])
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[-2].startswith("insid3-segment: skipped") and "t03b.jpg" in lines[-2]  # only its own failure
     assert lines[-1].endswith(f"{TARGETS} segmented, 0 already done, 1 failed -> {out}")

@@ -260,3 +260,15 @@ def test_the_throughput_benchmark_reports_against_one_actor(capsys):
     assert table[-1] == "| ray-1 | `--ray --workers 1` | 9.0 | 8.0 | 2.00 | 1.00x | equal |"
     stop_code = run_command("insid3 bench", "bench", ["ray-jobs", "--bundle", "B", "--targets", "1"])
     assert stop_code == 2 and "--targets must be >= 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("version", "expected"), [("2.60.0", cluster.FAULT_TOLERANCE), ("2.63.1", cluster.FAULT_TOLERANCE),
+                                                   ("2.64.0", {})])
+def test_the_actor_pool_restarts_dead_actors_and_retries_their_batches(version, expected, monkeypatch):
+    """Killed actors come back and their batches run again: our limits where Ray still takes them,
+    Ray Data's own (restart and retry without limit) from 2.64 on."""
+    import ray
+
+    monkeypatch.setattr(ray, "__version__", version)
+    assert cluster.actor_pool_fault_tolerance() == expected
+    assert cluster.FAULT_TOLERANCE["max_restarts"] > 0 and cluster.FAULT_TOLERANCE["max_task_retries"] > 0
