@@ -9,9 +9,11 @@ test instead: CI must run them) and loads the fixtures as a plugin:
 """
 
 import io
+import json
 import os
 from pathlib import Path
 
+import httpx
 import numpy as np
 from PIL import Image
 
@@ -74,3 +76,21 @@ def read_mask_png(data: bytes) -> np.ndarray:
     array = np.asarray(image)
     assert set(np.unique(array)) <= {0, 255}
     return array > 0
+
+
+def api_answers(server, shot: tuple[bytes, bytes], targets, profile: dict | None = None) -> dict[str, tuple[np.ndarray, dict]]:
+    """{target name: (mask, quality record)} as the API answers them for this reference and profile."""
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        image, mask = shot
+        data = {} if profile is None else {"profile": json.dumps(profile)}
+        registered = http.post("/v1/references", data=data, files=[("image", ("ref.png", image, "image/png")),
+                                                                   ("mask", ("mask.png", mask, "image/png"))])
+        assert registered.status_code == 201, registered.text
+        found = {}
+        for path in targets:
+            answer = http.post("/v1/segment", data={"reference_id": registered.json()["reference_id"]},
+                               files={"image": (path.name, path.read_bytes(), "image/png")})
+            assert answer.status_code == 200, answer.text
+            found[path.name] = (np.asarray(Image.open(io.BytesIO(answer.content))) > 0,
+                                json.loads(answer.headers["X-Insid3-Quality"]))
+        return found

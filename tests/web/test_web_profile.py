@@ -7,11 +7,19 @@ against a real insid3-serve on loopback."""
 import io
 import json
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from support.web_browser import MISSING, SCENE_SIZE, SKIP_HERE, downloaded, paint_over, png_file, wait_for_shots
+from support.web_browser import (
+    MISSING,
+    SCENE_SIZE,
+    SKIP_HERE,
+    api_answers,
+    downloaded,
+    paint_over,
+    png_file,
+    wait_for_shots,
+)
 
 from insid3.engine.jobs.scenes import draw_scene
 from insid3.format.bundle import load_bundle
@@ -39,24 +47,6 @@ def profile_json(bundle, min_score: float | None = None) -> dict:
     threshold = None if min_score is None else ScoreThreshold(min_score, "quality.score", 0.0, 0.0)
     return Profile(hyperparameters=SETTINGS, bundle=BundleIdentity.of(load_bundle(bundle)), min_score=threshold,
                    calibration={"source": "hand-made for a browser test"}).to_json()
-
-
-def api_answers(server, shot: tuple[bytes, bytes], targets, profile: dict | None) -> dict[str, tuple[np.ndarray, dict]]:
-    """{target name: (mask, quality record)} as the API answers them for this reference and profile."""
-    with httpx.Client(base_url=server.url, timeout=60) as http:
-        image, mask = shot
-        data = {} if profile is None else {"profile": json.dumps(profile)}
-        registered = http.post("/v1/references", data=data, files=[("image", ("ref.png", image, "image/png")),
-                                                                   ("mask", ("mask.png", mask, "image/png"))])
-        assert registered.status_code == 201, registered.text
-        found = {}
-        for path in targets:
-            answer = http.post("/v1/segment", data={"reference_id": registered.json()["reference_id"]},
-                               files={"image": (path.name, path.read_bytes(), "image/png")})
-            assert answer.status_code == 200, answer.text
-            found[path.name] = (np.asarray(Image.open(io.BytesIO(answer.content))) > 0,
-                                json.loads(answer.headers["X-Insid3-Quality"]))
-        return found
 
 
 def test_a_loaded_profile_segments_with_its_settings_and_flags_absent_masks(page, server, files, tiny_bundle,

@@ -7,7 +7,16 @@ import json
 import httpx
 import numpy as np
 import pytest
-from support.web_browser import MISSING, SCENE_SIZE, SKIP_HERE, downloaded, paint_over, png_file, wait_for_shots
+from support.web_browser import (
+    MISSING,
+    SCENE_SIZE,
+    SKIP_HERE,
+    api_answers,
+    downloaded,
+    paint_over,
+    png_file,
+    wait_for_shots,
+)
 
 from insid3.engine.jobs.scenes import draw_scene
 from insid3.engine.runtime.quality import FLAGS
@@ -30,22 +39,6 @@ def files(tmp_path_factory):
     return {"shot": (png_file(folder, "ref.png", shot.image), shot), "targets": targets}
 
 
-def api_quality(server, shot: tuple[bytes, bytes], targets) -> dict[str, dict]:
-    """{target file name: the record and flags the API answers} for the page's reference."""
-    with httpx.Client(base_url=server.url, timeout=60) as http:
-        image, mask = shot
-        registered = http.post("/v1/references", files=[("image", ("ref.png", image, "image/png")),
-                                                         ("mask", ("mask.png", mask, "image/png"))])
-        assert registered.status_code == 201, registered.text
-        found = {}
-        for path in targets:
-            answer = http.post("/v1/segment", data={"reference_id": registered.json()["reference_id"]},
-                               files={"image": (path.name, path.read_bytes(), "image/png")})
-            assert answer.status_code == 200, answer.text
-            found[path.name] = json.loads(answer.headers["X-Insid3-Quality"])
-        return found
-
-
 def shown(page) -> list[str]:
     """The names of the visible target cards, top to bottom."""
     return page.eval_on_selector_all(".target:not([hidden]) .name", "names => names.map(n => n.textContent)")
@@ -61,7 +54,8 @@ def test_scores_and_flags_are_shown_sorted_and_filtered(page, server, files, art
     page.click("#run")
     page.locator('.target[data-state="done"]').nth(len(files["targets"]) - 1).wait_for(timeout=60_000)
 
-    expected = api_quality(server, (path.read_bytes(), mask_png), files["targets"])
+    expected = {name: record for name, (_, record) in
+                api_answers(server, (path.read_bytes(), mask_png), files["targets"]).items()}
     flagged = [name for name, record in expected.items() if record["flags"]]
     calm = [name for name, record in expected.items() if not record["flags"]]
     assert flagged and calm, f"the scenes should give flagged and unflagged targets: {expected}"
